@@ -1,0 +1,72 @@
+/* kernels.h: the only interface the runtime sees to the compute kernels.
+ *
+ * One table per instruction set: "ref" (plain C, the oracle every other
+ * variant is tested against), "avx2" and "avx512" (AVX-512 F/BW/VL/DQ with
+ * VNNI). cai__kernels_get() picks the best table the CPU and OS support;
+ * COREAI_ISA=ref|avx2|avx512 overrides it. A table entry a variant does not
+ * implement points at the ref function, so every entry is always non-NULL
+ * for the computed types.
+ *
+ * Matmuls on quantized weights work like this: the f32 activation row is
+ * first converted with type[vdt].from_f32 (vdt = type[w].vec_dot_type, one of
+ * Q8_0, Q8_1, Q8_K or F32), then type[w].vec_dot(n, w_row, x_row) gives one
+ * output element. All kernels are pure: no allocation, no locks, no state. */
+#ifndef CAI_KERNELS_H
+#define CAI_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../tensor/types.h"
+
+struct cai_type_kernels {
+    /* Type the activation must be converted to for vec_dot (CAI_TYPE_*). */
+    uint32_t vec_dot_type;
+    /* Dequantize n elements (n % block == 0): x: [n/block] blocks -> y: [n] floats. */
+    void (*to_f32)(const void *x, float *y, int64_t n);
+    /* Quantize n floats (n % block == 0) into [n/block] blocks, round-to-nearest.
+     * Present for every computed type (for weights it is the simple reference
+     * quantizer used by tests and converters). */
+    void (*from_f32)(const float *x, void *y, int64_t n);
+    /* Dot product of n elements: w in this type, x in vec_dot_type. */
+    float (*vec_dot)(int64_t n, const void *w, const void *x);
+};
+
+struct cai_kernels {
+    const char *isa; /* "ref", "avx2", "avx512" */
+    struct cai_type_kernels type[CAI_TYPE_COUNT];
+
+    /* ---- f32 vector ops (n is any length) ---- */
+    float (*dot_f32)(const float *a, const float *b, int64_t n);
+    /* y[i] += a * x[i] */
+    void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
+    /* y[i] = x[i] * w[i] / sqrt(mean(x^2) + eps); y may alias x. */
+    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+    /* In-place softmax of x[0..n), max-subtracted. */
+    void (*softmax)(float *x, int64_t n);
+    /* y[i] = silu(g[i]) * u[i]; silu(v) = v / (1 + exp(-v)). y may alias g. */
+    void (*silu_mul)(float *y, const float *g, const float *u, int64_t n);
+
+    /* ---- f16 helpers for the KV cache ---- */
+    float (*dot_f16_f32)(const cai_half *a, const float *b, int64_t n);
+    /* y[i] += a * x[i] with x in f16 */
+    void (*axpy_f16)(float *y, float a, const cai_half *x, int64_t n);
+    void (*f32_to_f16)(const float *x, cai_half *y, int64_t n);
+};
+
+/* The tables. A table exists in every build; calling a SIMD one on a CPU
+ * without the instructions is the caller's error: use cai__kernels_supported. */
+extern const struct cai_kernels cai__kernels_ref;
+extern const struct cai_kernels cai__kernels_avx2;
+extern const struct cai_kernels cai__kernels_avx512;
+
+/* True when the CPU and OS can run the table named `isa`. */
+int cai__kernels_supported(const char *isa);
+/* Returns the best supported table, or the one named by the environment
+ * variable COREAI_ISA when set and supported. NULL only when COREAI_ISA names
+ * an unknown or unsupported table (the caller reports it). Thread-safe. */
+const struct cai_kernels *cai__kernels_get(void);
+/* The table named `isa` if the host supports it, else NULL. */
+const struct cai_kernels *cai__kernels_by_name(const char *isa);
+
+#endif /* CAI_KERNELS_H */
