@@ -1,5 +1,4 @@
 /* file.c: read-only file mappings and whole-file reads. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
