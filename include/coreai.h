@@ -89,6 +89,176 @@ struct cai_chat_msg {
     const char *content; /* UTF-8, NUL-terminated */
 };
 
+/* ---- models ------------------------------------------------------------ */
+
+struct cai_model;
+
+struct cai_model_params {
+    bool use_mmap; /* map weights read-only (default true; the only mode today) */
+};
+CAI_API struct cai_model_params cai_model_params_default(void);
+
+/* Opens a model file (GGUF). Validates the whole file, binds the
+ * architecture's tensors and builds the tokenizer; weights stay in the
+ * read-only mapping. On failure returns a negative code, sets *out to NULL
+ * and writes a reason naming the file and the field into err (may be NULL). */
+CAI_API int  cai_model_open(struct cai_model **out, const char *path,
+                            const struct cai_model_params *params, struct cai_error *err);
+CAI_API void cai_model_close(struct cai_model *m); /* NULL is a no-op */
+
+struct cai_model_info {
+    const char *arch;        /* "llama", "qwen2", ... */
+    const char *name;        /* general.name or "" */
+    int      n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
+    float    rope_base, rope_scale, rms_eps;
+    uint64_t n_params;       /* elements in all weight tensors */
+    uint64_t n_bytes;        /* bytes of all weight tensors */
+    const char *tokenizer;   /* "gpt2" (byte-level BPE) or "llama" (SentencePiece) */
+    int32_t  bos, eos;       /* -1 when absent */
+    bool     has_chat_template;
+};
+CAI_API void cai_model_get_info(const struct cai_model *m, struct cai_model_info *out);
+
+/* Metadata and tensor directory for `coreai inspect`. Strings are owned by
+ * the model. cai_model_meta returns false past the last index. The value is
+ * rendered as text (arrays abbreviated). */
+CAI_API bool cai_model_meta(const struct cai_model *m, int i, const char **key, char *value,
+                            size_t value_cap);
+CAI_API bool cai_model_tensor(const struct cai_model *m, int i, const char **name,
+                              const char **type_name, int64_t ne[4], int *n_dims,
+                              uint64_t *n_bytes);
+/* The model's chat template source, or NULL. */
+CAI_API const char *cai_model_chat_template(const struct cai_model *m);
+
+/* ---- tokens ------------------------------------------------------------ */
+
+/* Tokenizes n_bytes of text. add_special: BOS/EOS as the model asks;
+ * parse_special: text spelling a special token becomes that token. Writes up
+ * to n_max ids and returns how many the text needs (retry with a bigger
+ * buffer if that exceeds n_max), or a negative code. */
+CAI_API int cai_tokenize(const struct cai_model *m, const char *text, size_t n_bytes,
+                         bool add_special, bool parse_special, int32_t *out, int n_max);
+/* The text of a token (control tokens only when `special`). Returns its full
+ * length (writes at most cap bytes), or a negative code. */
+CAI_API int cai_token_to_piece(const struct cai_model *m, int32_t id, bool special, char *buf,
+                               size_t cap);
+CAI_API bool cai_token_is_eog(const struct cai_model *m, int32_t id);
+
+/* ---- sessions: one sequence of tokens with its KV cache ---------------- */
+
+struct cai_session;
+
+struct cai_session_params {
+    int n_ctx;     /* context length in tokens; 0: min(training context, 4096) */
+    int n_batch;   /* most tokens per forward pass; 0: 256 */
+    int n_threads; /* 0: one per online CPU */
+};
+CAI_API struct cai_session_params cai_session_params_default(void);
+
+CAI_API int  cai_session_new(struct cai_session **out, struct cai_model *m,
+                             const struct cai_session_params *params, struct cai_error *err);
+CAI_API void cai_session_free(struct cai_session *s); /* NULL is a no-op */
+/* The last error message of this session ("" if none); valid until the next call. */
+CAI_API const char *cai_session_errmsg(const struct cai_session *s);
+
+/* Appends tokens to the sequence and runs the model over them. With
+ * all_logits, logits for every appended token are kept (n_tokens rows),
+ * else only for the last. Returns 0 or a negative code (CAI_ECTX_FULL when
+ * the context would overflow; nothing is appended then). */
+CAI_API int cai_session_decode(struct cai_session *s, const int32_t *tokens, int n_tokens,
+                               bool all_logits);
+/* Logits row i of the last decode (i = -1: the last row); NULL if absent.
+ * Valid until the next decode. */
+CAI_API const float *cai_session_logits(const struct cai_session *s, int i);
+/* Tokens currently in the sequence (and so in the KV cache). */
+CAI_API int  cai_session_n_tokens(const struct cai_session *s);
+CAI_API const int32_t *cai_session_tokens(const struct cai_session *s);
+/* Drops tokens from position n_keep on (0 clears the sequence). */
+CAI_API void cai_session_truncate(struct cai_session *s, int n_keep);
+
+/* ---- generation -------------------------------------------------------- */
+
+struct cai_piece {
+    const char *text;    /* whole UTF-8 characters; not NUL-terminated */
+    size_t      n_bytes;
+    int32_t     token;   /* the token that completed this text (-1 for a final flush) */
+};
+
+/* Called for each piece of generated text, on the generating thread.
+ * Return nonzero to stop the generation. */
+typedef int (*cai_piece_fn)(void *user, const struct cai_piece *piece);
+
+enum cai_stop_reason {
+    CAI_STOP_NONE = 0,
+    CAI_STOP_EOG,        /* end-of-generation token */
+    CAI_STOP_MAX_TOKENS,
+    CAI_STOP_STRING,     /* a stop string matched (it is not emitted) */
+    CAI_STOP_CALLBACK,   /* the callback or a cancel asked to stop */
+    CAI_STOP_CTX_FULL,
+};
+
+struct cai_gen_params {
+    int                 max_tokens;   /* default 256; <= 0: until EOG or context full */
+    struct cai_sampling sampling;
+    const char *const  *stop;         /* stop strings, or NULL */
+    int                 n_stop;
+    bool                add_special;  /* add BOS etc. as the model asks (default true) */
+    bool                parse_special;/* special-token text in the prompt (default false; chat: true) */
+    bool                render_special; /* emit control tokens' text (default false) */
+};
+CAI_API struct cai_gen_params cai_gen_params_default(void);
+
+struct cai_gen_result {
+    int     n_prompt;        /* prompt tokens */
+    int     n_reused;        /* of which were already in the KV cache */
+    int     n_gen;           /* generated tokens */
+    int     stop_reason;     /* enum cai_stop_reason */
+    int64_t t_prompt_ns;     /* prompt processing time */
+    int64_t t_gen_ns;        /* generation time (after the first token) */
+    int64_t t_first_ns;      /* time to first token, from the call */
+};
+
+/* Generates a continuation of `prompt`. The session keeps the conversation:
+ * the longest prefix of the new prompt's tokens already in the cache is
+ * reused, the rest is processed. Blocks until done; calls on_piece (may be
+ * NULL) per piece. */
+CAI_API int cai_generate(struct cai_session *s, const char *prompt, const struct cai_gen_params *p,
+                         cai_piece_fn on_piece, void *user, struct cai_gen_result *res);
+
+/* Renders `msgs` with the model's chat template (adding the assistant
+ * prompt) and generates the reply. Multi-turn: pass the whole conversation
+ * each time; the already-processed part is reused from the KV cache. */
+CAI_API int cai_chat(struct cai_session *s, const struct cai_chat_msg *msgs, size_t n_msgs,
+                     const struct cai_gen_params *p, cai_piece_fn on_piece, void *user,
+                     struct cai_gen_result *res);
+/* Renders msgs with the model's template into a malloc'd string (free with
+ * cai_free). */
+CAI_API int cai_chat_render(const struct cai_model *m, const struct cai_chat_msg *msgs,
+                            size_t n_msgs, bool add_generation_prompt, char **out,
+                            struct cai_error *err);
+CAI_API void cai_free(void *p);
+
+/* ---- asynchronous generation ------------------------------------------- */
+
+struct cai_job;
+
+/* Starts cai_generate (prompt != NULL) or cai_chat (msgs != NULL) on a
+ * background thread. The session belongs to the job until cai_job_free. The
+ * prompt, messages and stop strings are copied. */
+CAI_API int cai_job_start(struct cai_job **out, struct cai_session *s, const char *prompt,
+                          const struct cai_chat_msg *msgs, size_t n_msgs,
+                          const struct cai_gen_params *p);
+/* Waits up to timeout_ms (-1: forever) for the next piece. Returns 1 with a
+ * piece (text valid until the next call), 0 when the generation has ended
+ * (see cai_job_result), CAI_ETIMEOUT, or another negative code on failure. */
+CAI_API int  cai_job_next(struct cai_job *j, struct cai_piece *out, int timeout_ms);
+/* Asks the generation to stop soon; cai_job_next then drains and returns 0. */
+CAI_API void cai_job_cancel(struct cai_job *j);
+/* The result once cai_job_next returned 0; the status of the generation. */
+CAI_API int  cai_job_result(struct cai_job *j, struct cai_gen_result *res);
+/* Cancels if running, joins the thread, frees. NULL is a no-op. */
+CAI_API void cai_job_free(struct cai_job *j);
+
 #ifdef __cplusplus
 }
 #endif

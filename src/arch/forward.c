@@ -1,0 +1,356 @@
+/* forward.c: one batched forward pass of a Llama-family decoder.
+ *
+ * Per layer: x += Wo·attn(rope(Wq·n(x)), rope(Wk·n(x)), Wv·n(x)), then
+ * x += Wdown·(silu(Wgate·n(x)) * Wup·n(x)), with n = RMSNorm. Matmuls run on
+ * quantized activations (the weight type's vec_dot type), split by output
+ * rows across the pool; attention is split by (token, head) pairs. */
+#include <math.h>
+#include <string.h>
+
+#include "forward.h"
+
+/* ---- setup ------------------------------------------------------------- */
+
+static size_t max_xq_row(const struct cai_model *m, int64_t n_cols)
+{
+    /* Largest activation row, over the vec_dot types the kernels use. */
+    static const uint32_t vdts[] = {CAI_TYPE_Q8_0, CAI_TYPE_Q8_1, CAI_TYPE_Q8_K, CAI_TYPE_F32};
+    size_t best = 0;
+    (void)m;
+    for (size_t i = 0; i < CAI_ARRAY_LEN(vdts); i++) {
+        int64_t n = n_cols;
+        const struct cai_type_info *ti = cai__type_info(vdts[i]);
+        n = (n + ti->block - 1) / ti->block * ti->block;
+        size_t rb;
+        if (cai__row_bytes(vdts[i], n, &rb) && rb > best)
+            best = rb;
+    }
+    return (best + 63) & ~(size_t)63;
+}
+
+static void *zalloc_f(size_t n_elem, size_t elem, bool *ok)
+{
+    size_t nb;
+    if (!*ok || !cai__mul_size(n_elem, elem, &nb)) {
+        *ok = false;
+        return NULL;
+    }
+    void *p = cai__malloc_aligned(nb);
+    if (!p)
+        *ok = false;
+    else
+        memset(p, 0, nb);
+    return p;
+}
+
+int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct cai_kernels *k,
+                  int n_ctx, int n_batch, int n_threads, struct cai_error *err)
+{
+    const struct cai__hparams *hp = &m->hp;
+    memset(f, 0, sizeof(*f));
+    f->m = m;
+    f->k = k;
+    f->n_ctx = n_ctx;
+    f->n_batch = n_batch;
+    f->n_threads = n_threads;
+    f->kv_dim = hp->n_head_kv * hp->head_dim;
+    f->q_dim = hp->n_head * hp->head_dim;
+    int rc = cai__pool_new(&f->pool, n_threads);
+    if (rc < 0)
+        return cai__fail(err, rc, "cannot start %d threads", n_threads);
+    bool ok = true;
+    size_t nb = (size_t)n_batch;
+    size_t kv_elems;
+    if (!cai__mul_size((size_t)hp->n_layer * (size_t)n_ctx, (size_t)f->kv_dim, &kv_elems))
+        ok = false;
+    f->k_cache = zalloc_f(kv_elems, sizeof(cai_half), &ok);
+    f->v_cache = zalloc_f(kv_elems, sizeof(cai_half), &ok);
+    size_t wide = (size_t)CAI_MAX(hp->n_embd, f->q_dim);
+    f->x = zalloc_f(nb * (size_t)hp->n_embd, sizeof(float), &ok);
+    f->xb = zalloc_f(nb * wide, sizeof(float), &ok);
+    f->q = zalloc_f(nb * (size_t)f->q_dim, sizeof(float), &ok);
+    f->kt = zalloc_f(nb * (size_t)f->kv_dim, sizeof(float), &ok);
+    f->vt = zalloc_f(nb * (size_t)f->kv_dim, sizeof(float), &ok);
+    f->hg = zalloc_f(nb * (size_t)hp->n_ff, sizeof(float), &ok);
+    f->hu = zalloc_f(nb * (size_t)hp->n_ff, sizeof(float), &ok);
+    f->tmp = zalloc_f(nb * (size_t)hp->n_embd, sizeof(float), &ok);
+    f->xq_stride = max_xq_row(m, CAI_MAX((int64_t)wide, (int64_t)hp->n_ff));
+    f->xq = zalloc_f(nb, f->xq_stride, &ok);
+    f->scores = zalloc_f((size_t)n_threads * (size_t)n_ctx, sizeof(float), &ok);
+    f->inv_freq = zalloc_f((size_t)hp->n_rot / 2, sizeof(float), &ok);
+    f->rope_cs = zalloc_f(nb * (size_t)hp->n_rot, sizeof(float), &ok);
+    if (!ok) {
+        cai__fwd_deinit(f);
+        return cai__fail(err, CAI_ENOMEM, "out of memory for a %d-token context", n_ctx);
+    }
+    const float *ff = m->rope_freqs.data;
+    for (int i = 0; i < hp->n_rot / 2; i++) {
+        double inv = pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
+        if (ff)
+            inv /= (double)ff[i];
+        f->inv_freq[i] = (float)inv * hp->rope_scale;
+    }
+    return 0;
+}
+
+void cai__fwd_deinit(struct cai__fwd *f)
+{
+    cai__pool_free(f->pool);
+    cai__free_aligned(f->k_cache);
+    cai__free_aligned(f->v_cache);
+    cai__free_aligned(f->x);
+    cai__free_aligned(f->xb);
+    cai__free_aligned(f->q);
+    cai__free_aligned(f->kt);
+    cai__free_aligned(f->vt);
+    cai__free_aligned(f->hg);
+    cai__free_aligned(f->hu);
+    cai__free_aligned(f->tmp);
+    cai__free_aligned(f->xq);
+    cai__free_aligned(f->scores);
+    cai__free_aligned(f->inv_freq);
+    cai__free_aligned(f->rope_cs);
+    memset(f, 0, sizeof(*f));
+}
+
+/* ---- matmul ------------------------------------------------------------ */
+
+#define MM_MAX 3
+
+/* Up to three matmuls sharing one input, split by output rows. */
+struct mm_job {
+    const struct cai_kernels *k;
+    const struct cai__weight *w[MM_MAX];
+    float                    *y[MM_MAX]; /* [n_tok][w->ne[1]] */
+    int                       n_w;
+    const uint8_t            *xq;        /* [n_tok][xq_stride] */
+    size_t                    xq_stride;
+    int                       n_tok;
+    int64_t                   n_rows;    /* sum of the weights' rows */
+};
+
+static void mm_worker(void *ctx, int ith, int nth)
+{
+    const struct mm_job *j = ctx;
+    /* Rows in chunks of 4 so neighbouring threads don't share output lines. */
+    int64_t n_chunks = (j->n_rows + 3) / 4;
+    int64_t c0 = n_chunks * ith / nth, c1 = n_chunks * (ith + 1) / nth;
+    int64_t r0 = c0 * 4, r1 = CAI_MIN(c1 * 4, j->n_rows);
+    int64_t base = 0;
+    for (int wi = 0; wi < j->n_w; wi++) {
+        const struct cai__weight *w = j->w[wi];
+        int64_t rows = w->ne[1];
+        int64_t a = CAI_MAX(r0 - base, 0), b = CAI_MIN(r1 - base, rows);
+        const struct cai_type_kernels *tk = &j->k->type[w->type];
+        for (int64_t r = a; r < b; r++) {
+            const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+            for (int t = 0; t < j->n_tok; t++)
+                j->y[wi][(size_t)t * (size_t)rows + (size_t)r] =
+                    tk->vec_dot(w->ne[0], wr, j->xq + (size_t)t * j->xq_stride);
+        }
+        base += rows;
+    }
+}
+
+/* Converts x[n_tok][n_cols] (row stride ld) to the vec_dot type of `type`. */
+static const uint8_t *quantize_input(struct cai__fwd *f, uint32_t wtype, const float *x, int n_tok,
+                                     int64_t n_cols, size_t ld, size_t *stride)
+{
+    uint32_t vdt = f->k->type[wtype].vec_dot_type;
+    if (vdt == CAI_TYPE_F32) {
+        *stride = ld * sizeof(float);
+        return (const uint8_t *)x;
+    }
+    for (int t = 0; t < n_tok; t++)
+        f->k->type[vdt].from_f32(x + (size_t)t * ld, f->xq + (size_t)t * f->xq_stride, n_cols);
+    *stride = f->xq_stride;
+    return f->xq;
+}
+
+/* y_i = W_i · x for up to three weights with the same input width. Weights
+ * whose vec_dot types differ are run as separate groups. */
+static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float *const *y, int n_w,
+                   const float *x, int n_tok, size_t ld)
+{
+    int done = 0;
+    bool used[MM_MAX] = {false};
+    while (done < n_w) {
+        struct mm_job j = {.k = f->k, .n_tok = n_tok};
+        uint32_t vdt = 0;
+        for (int i = 0; i < n_w; i++) {
+            if (used[i])
+                continue;
+            uint32_t v = f->k->type[w[i]->type].vec_dot_type;
+            if (j.n_w == 0)
+                vdt = v;
+            if (v != vdt)
+                continue;
+            used[i] = true;
+            j.w[j.n_w] = w[i];
+            j.y[j.n_w] = y[i];
+            j.n_rows += w[i]->ne[1];
+            j.n_w++;
+            done++;
+        }
+        j.xq = quantize_input(f, j.w[0]->type, x, n_tok, j.w[0]->ne[0], ld, &j.xq_stride);
+        cai__pool_run(f->pool, mm_worker, &j);
+    }
+}
+
+static void matmul1(struct cai__fwd *f, const struct cai__weight *w, float *y, const float *x,
+                    int n_tok, size_t ld)
+{
+    const struct cai__weight *ws[1] = {w};
+    float *ys[1] = {y};
+    matmul(f, ws, ys, 1, x, n_tok, ld);
+}
+
+/* ---- rotary embedding -------------------------------------------------- */
+
+static void rope_prepare(struct cai__fwd *f, int n, int pos0)
+{
+    int half = f->m->hp.n_rot / 2;
+    for (int t = 0; t < n; t++) {
+        float *cs = f->rope_cs + (size_t)t * f->m->hp.n_rot;
+        for (int i = 0; i < half; i++) {
+            float theta = (float)(pos0 + t) * f->inv_freq[i];
+            cs[2 * i] = cosf(theta);
+            cs[2 * i + 1] = sinf(theta);
+        }
+    }
+}
+
+static void rope_apply(const struct cai__fwd *f, float *v, int n_heads, int t)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    const float *cs = f->rope_cs + (size_t)t * hp->n_rot;
+    int half = hp->n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * hp->head_dim;
+        for (int i = 0; i < half; i++) {
+            int a = hp->rope_type == CAI__ROPE_NEOX ? i : 2 * i;
+            int b = hp->rope_type == CAI__ROPE_NEOX ? i + half : 2 * i + 1;
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            float x0 = x[a], x1 = x[b];
+            x[a] = x0 * c - x1 * s;
+            x[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* ---- attention --------------------------------------------------------- */
+
+struct att_job {
+    struct cai__fwd *f;
+    int              layer, n_tok, pos0;
+};
+
+static void att_worker(void *ctx, int ith, int nth)
+{
+    const struct att_job *j = ctx;
+    struct cai__fwd *f = j->f;
+    const struct cai__hparams *hp = &f->m->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *sc = f->scores + (size_t)ith * f->n_ctx;
+    const cai_half *kc = f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim;
+    const cai_half *vc = f->v_cache + (size_t)j->layer * f->n_ctx * f->kv_dim;
+    int64_t n_items = (int64_t)j->n_tok * hp->n_head;
+    int64_t i0 = n_items * ith / nth, i1 = n_items * (ith + 1) / nth;
+    for (int64_t it = i0; it < i1; it++) {
+        int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
+        int kvh = h / group;
+        int n_pos = j->pos0 + t + 1; /* causal: positions 0..pos0+t */
+        const float *q = f->q + (size_t)t * f->q_dim + (size_t)h * hd;
+        for (int p = 0; p < n_pos; p++)
+            sc[p] = f->k->dot_f16_f32(kc + (size_t)p * f->kv_dim + (size_t)kvh * hd, q, hd) *
+                    scale;
+        f->k->softmax(sc, n_pos);
+        float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < n_pos; p++)
+            f->k->axpy_f16(out, sc[p], vc + (size_t)p * f->kv_dim + (size_t)kvh * hd, hd);
+    }
+}
+
+/* ---- the pass ---------------------------------------------------------- */
+
+static void add_bias(float *y, const struct cai__weight *b, int n_tok, int64_t n)
+{
+    if (!b->data)
+        return;
+    const float *bv = b->data;
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t i = 0; i < n; i++)
+            y[(size_t)t * (size_t)n + (size_t)i] += bv[i];
+}
+
+void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, int n_out,
+                   float *logits)
+{
+    const struct cai_model *m = f->m;
+    const struct cai__hparams *hp = &m->hp;
+    const struct cai_kernels *k = f->k;
+    int d = hp->n_embd;
+    size_t wide = (size_t)CAI_MAX(hp->n_embd, f->q_dim);
+
+    /* Embedding rows. */
+    const struct cai_type_kernels *et = &k->type[m->tok_embd.type];
+    for (int t = 0; t < n; t++)
+        et->to_f32((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
+                   f->x + (size_t)t * d, d);
+    rope_prepare(f, n, pos0);
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const struct cai__layer *L = &m->layers[il];
+        /* Attention block. */
+        for (int t = 0; t < n; t++)
+            k->rmsnorm(f->xb + (size_t)t * d, f->x + (size_t)t * d, L->attn_norm.data, d,
+                       hp->rms_eps);
+        {
+            const struct cai__weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+            float *ys[3] = {f->q, f->kt, f->vt};
+            /* xb rows are d apart here (packed), then reused with stride `wide`. */
+            matmul(f, ws, ys, 3, f->xb, n, (size_t)d);
+        }
+        add_bias(f->q, &L->bq, n, f->q_dim);
+        add_bias(f->kt, &L->bk, n, f->kv_dim);
+        add_bias(f->vt, &L->bv, n, f->kv_dim);
+        size_t layer_off = (size_t)il * f->n_ctx * f->kv_dim;
+        for (int t = 0; t < n; t++) {
+            rope_apply(f, f->q + (size_t)t * f->q_dim, hp->n_head, t);
+            rope_apply(f, f->kt + (size_t)t * f->kv_dim, hp->n_head_kv, t);
+            size_t off = layer_off + (size_t)(pos0 + t) * f->kv_dim;
+            k->f32_to_f16(f->kt + (size_t)t * f->kv_dim, f->k_cache + off, f->kv_dim);
+            k->f32_to_f16(f->vt + (size_t)t * f->kv_dim, f->v_cache + off, f->kv_dim);
+        }
+        struct att_job aj = {.f = f, .layer = il, .n_tok = n, .pos0 = pos0};
+        cai__pool_run(f->pool, att_worker, &aj); /* writes xb[t][q_dim] */
+        matmul1(f, &L->wo, f->tmp, f->xb, n, (size_t)f->q_dim);
+        for (size_t i = 0; i < (size_t)n * d; i++)
+            f->x[i] += f->tmp[i];
+
+        /* Feed-forward block. */
+        for (int t = 0; t < n; t++)
+            k->rmsnorm(f->xb + (size_t)t * d, f->x + (size_t)t * d, L->ffn_norm.data, d,
+                       hp->rms_eps);
+        {
+            const struct cai__weight *ws[2] = {&L->w_gate, &L->w_up};
+            float *ys[2] = {f->hg, f->hu};
+            matmul(f, ws, ys, 2, f->xb, n, (size_t)d);
+        }
+        k->silu_mul(f->hg, f->hg, f->hu, (int64_t)n * hp->n_ff);
+        matmul1(f, &L->w_down, f->tmp, f->hg, n, (size_t)hp->n_ff);
+        for (size_t i = 0; i < (size_t)n * d; i++)
+            f->x[i] += f->tmp[i];
+    }
+    (void)wide;
+
+    if (n_out <= 0)
+        return;
+    int first = n - n_out;
+    for (int t = first; t < n; t++)
+        k->rmsnorm(f->xb + (size_t)(t - first) * d, f->x + (size_t)t * d, m->output_norm.data, d,
+                   hp->rms_eps);
+    matmul1(f, &m->output, logits, f->xb, n_out, (size_t)d);
+}

@@ -1,0 +1,67 @@
+/* model.h: a loaded model: hyperparameters, bound weight tensors, tokenizer.
+ *
+ * The model is immutable after cai_model_open(). Weights point into the
+ * file's read-only mapping; shapes were checked against the architecture at
+ * load, so the forward pass indexes them without checks. */
+#ifndef CAI_MODEL_H
+#define CAI_MODEL_H
+
+#include "../base/base.h"
+#include "../format/gguf.h"
+#include "../tensor/types.h"
+#include "../tok/tok.h"
+
+#define CAI__MAX_LAYERS 512
+
+/* A weight matrix or vector: ne[0] is the row length (input features). */
+struct cai__weight {
+    const void *data;      /* NULL when the optional tensor is absent */
+    uint32_t    type;      /* enum cai_type */
+    int64_t     ne[4];
+    size_t      row_bytes; /* bytes of one row of ne[0] elements */
+};
+
+enum cai__rope_type {
+    CAI__ROPE_NORM = 0, /* rotate pairs (2i, 2i+1): GGUF llama (Q/K pre-permuted) */
+    CAI__ROPE_NEOX = 2, /* rotate pairs (i, i + d/2): qwen2 and others */
+};
+
+struct cai__hparams {
+    int   n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
+    int   n_rot;      /* rotary dims (<= head_dim) */
+    float rope_base;  /* theta */
+    float rope_scale; /* position multiplier (1/linear factor) */
+    float rms_eps;
+    int   rope_type;  /* enum cai__rope_type */
+};
+
+struct cai__layer {
+    struct cai__weight attn_norm;          /* [n_embd] */
+    struct cai__weight wq, wk, wv, wo;     /* [n_embd -> n_head*hd], [n_embd -> n_kv*hd] x2, [n_head*hd -> n_embd] */
+    struct cai__weight bq, bk, bv;         /* optional biases */
+    struct cai__weight ffn_norm;           /* [n_embd] */
+    struct cai__weight w_gate, w_up;       /* [n_embd -> n_ff] */
+    struct cai__weight w_down;             /* [n_ff -> n_embd] */
+};
+
+struct cai_model {
+    char               *path;
+    struct cai_gguf    *gguf;
+    char               *arch;
+    char               *name;
+    struct cai__hparams hp;
+    struct cai__weight  tok_embd;    /* [n_vocab rows of n_embd] */
+    struct cai__weight  output_norm; /* [n_embd] */
+    struct cai__weight  output;      /* [n_vocab rows of n_embd]; = tok_embd when tied */
+    struct cai__weight  rope_freqs;  /* optional [n_rot/2] f32 frequency divisors */
+    struct cai__layer  *layers;      /* [n_layer] */
+    struct cai_tok     *tok;
+    char               *tokenizer_model;
+    char               *chat_template; /* NULL when absent */
+    uint64_t            n_params, n_bytes;
+    char              **kv_keys;      /* [gguf->n_kv] NUL-terminated copies, for inspection */
+    char              **tensor_names; /* [gguf->n_tensors] */
+    char               *names_pool;
+};
+
+#endif /* CAI_MODEL_H */

@@ -1,0 +1,636 @@
+/* coreai: the command-line front end of the generative engine.
+ *
+ *   coreai run MODEL -p PROMPT [options]   generate (streamed to stdout)
+ *   coreai chat MODEL [options]            interactive multi-turn chat
+ *   coreai tokenize MODEL [TEXT]           token ids
+ *   coreai inspect MODEL                   architecture, metadata, tensors
+ *
+ * Uses only the public API in coreai.h. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coreai.h"
+
+static const char *prog = "coreai";
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static long parse_long(const char *opt, const char *v, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        die("%s: expected an integer in [%ld, %ld], got \"%s\"", opt, lo, hi, v);
+    return x;
+}
+
+static unsigned long long parse_u64(const char *opt, const char *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-')
+        die("%s: expected a non-negative integer, got \"%s\"", opt, v);
+    return x;
+}
+
+static float parse_float(const char *opt, const char *v, float lo, float hi)
+{
+    char *end;
+    errno = 0;
+    float x = strtof(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi))
+        die("%s: expected a number in [%g, %g], got \"%s\"", opt, (double)lo, (double)hi, v);
+    return x;
+}
+
+static char *read_all(FILE *f)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        die("out of memory");
+    for (;;) {
+        if (cap - n < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf)
+                die("out of memory");
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static struct cai_model *open_model(const char *path)
+{
+    struct cai_model *m;
+    struct cai_error err = {0};
+    if (cai_model_open(&m, path, NULL, &err) < 0)
+        die("%s", err.msg);
+    return m;
+}
+
+/* ---- shared generation options ----------------------------------------- */
+
+struct gen_opts {
+    const char *model;
+    const char *prompt;
+    const char *system;
+    int         n_predict;
+    int         n_threads;
+    int         n_ctx;
+    bool        chat;
+    bool        verbose;
+    const char *stop[16];
+    int         n_stop;
+    struct cai_sampling sampling;
+};
+
+static const char gen_opts_help[] =
+    "  -n, --n-predict N      tokens to generate (default 256; -1: until end of text)\n"
+    "  -t, --threads N        threads (default: all CPUs)\n"
+    "  -c, --ctx-size N       context length (default: min(model, 4096))\n"
+    "      --temp T           temperature (default 0.8; 0 = greedy)\n"
+    "      --top-k K          top-k (default 40; 0 = off)\n"
+    "      --top-p P          top-p (default 0.95; 1 = off)\n"
+    "      --min-p P          min-p (default 0.05; 0 = off)\n"
+    "      --repeat-penalty R repetition penalty (default 1.0 = off)\n"
+    "      --repeat-last-n N  tokens the penalties look back on (default 64)\n"
+    "      --presence-penalty P, --frequency-penalty P (default 0)\n"
+    "  -s, --seed S           RNG seed (default 0; same seed + settings = same text)\n"
+    "      --stop TEXT        stop when TEXT is generated (repeatable, up to 16)\n"
+    "      --system TEXT      system message (chat mode)\n"
+    "  -v, --verbose          more statistics on stderr\n";
+
+/* Parses one generation option at argv[*i]; returns false if not one. */
+static bool parse_gen_opt(struct gen_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+#define NEXT() (*i + 1 < argc ? argv[++*i] : (die("%s needs a value", a), (char *)NULL))
+    if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
+        o->n_predict = (int)parse_long(a, NEXT(), -1, INT_MAX);
+    else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+        o->n_threads = (int)parse_long(a, NEXT(), 1, 256);
+    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
+        o->n_ctx = (int)parse_long(a, NEXT(), 0, 1 << 22);
+    else if (!strcmp(a, "--temp"))
+        o->sampling.temp = parse_float(a, NEXT(), 0.0f, 100.0f);
+    else if (!strcmp(a, "--top-k"))
+        o->sampling.top_k = (int)parse_long(a, NEXT(), 0, INT_MAX);
+    else if (!strcmp(a, "--top-p"))
+        o->sampling.top_p = parse_float(a, NEXT(), 0.0f, 1.0f);
+    else if (!strcmp(a, "--min-p"))
+        o->sampling.min_p = parse_float(a, NEXT(), 0.0f, 1.0f);
+    else if (!strcmp(a, "--repeat-penalty"))
+        o->sampling.repeat_penalty = parse_float(a, NEXT(), 0.0f, 100.0f);
+    else if (!strcmp(a, "--repeat-last-n"))
+        o->sampling.penalty_last_n = (int)parse_long(a, NEXT(), 0, 1 << 20);
+    else if (!strcmp(a, "--presence-penalty"))
+        o->sampling.presence_penalty = parse_float(a, NEXT(), -100.0f, 100.0f);
+    else if (!strcmp(a, "--frequency-penalty"))
+        o->sampling.frequency_penalty = parse_float(a, NEXT(), -100.0f, 100.0f);
+    else if (!strcmp(a, "-s") || !strcmp(a, "--seed"))
+        o->sampling.seed = parse_u64(a, NEXT());
+    else if (!strcmp(a, "--stop")) {
+        if (o->n_stop >= 16)
+            die("--stop: at most 16 stop strings");
+        o->stop[o->n_stop++] = NEXT();
+    } else if (!strcmp(a, "--system"))
+        o->system = NEXT();
+    else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
+        o->verbose = true;
+    else
+        return false;
+#undef NEXT
+    return true;
+}
+
+static struct cai_session *open_session(struct cai_model *m, const struct gen_opts *o)
+{
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_threads = o->n_threads;
+    sp.n_ctx = o->n_ctx;
+    struct cai_session *s;
+    struct cai_error err = {0};
+    if (cai_session_new(&s, m, &sp, &err) < 0)
+        die("%s: %s", o->model, err.msg);
+    return s;
+}
+
+static int print_piece(void *user, const struct cai_piece *p)
+{
+    (void)user;
+    fwrite(p->text, 1, p->n_bytes, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static struct cai_gen_params gen_params(const struct gen_opts *o)
+{
+    struct cai_gen_params gp = cai_gen_params_default();
+    gp.max_tokens = o->n_predict;
+    gp.sampling = o->sampling;
+    gp.stop = o->n_stop ? o->stop : NULL;
+    gp.n_stop = o->n_stop;
+    return gp;
+}
+
+static const char *stop_name(int r)
+{
+    switch (r) {
+    case CAI_STOP_EOG: return "end of text";
+    case CAI_STOP_MAX_TOKENS: return "max tokens";
+    case CAI_STOP_STRING: return "stop string";
+    case CAI_STOP_CALLBACK: return "cancelled";
+    case CAI_STOP_CTX_FULL: return "context full";
+    default: return "none";
+    }
+}
+
+static void print_stats(double load_ms, const struct cai_gen_result *r)
+{
+    double tp = (double)r->t_prompt_ns / 1e9, tg = (double)r->t_gen_ns / 1e9;
+    int n_eval = r->n_prompt - r->n_reused;
+    fprintf(stderr, "\n\nload: %.1f ms\n", load_ms);
+    fprintf(stderr, "prompt: %d tokens (%d reused) in %.1f ms, %.1f tokens/s\n", r->n_prompt,
+            r->n_reused, tp * 1e3, tp > 0 ? n_eval / tp : 0.0);
+    fprintf(stderr, "generation: %d tokens in %.1f ms, %.1f tokens/s (stop: %s)\n", r->n_gen,
+            tg * 1e3, r->n_gen > 1 && tg > 0 ? (r->n_gen - 1) / tg : 0.0, stop_name(r->stop_reason));
+    fprintf(stderr, "time to first token: %.1f ms\n", (double)r->t_first_ns / 1e6);
+}
+
+/* ---- run --------------------------------------------------------------- */
+
+static void usage_run(FILE *f)
+{
+    fprintf(f, "usage: %s run MODEL -p PROMPT [options]\n\n"
+               "Generates a continuation of PROMPT (or, with --chat, a reply to it as a user\n"
+               "message, using the model's chat template) and streams it to stdout. Load time,\n"
+               "prompt and generation speed go to stderr at the end.\n\n"
+               "  -p, --prompt TEXT      the prompt (- or -f FILE: read it from stdin / a file)\n"
+               "  -f, --file FILE        read the prompt from FILE\n"
+               "      --chat             treat the prompt as a chat message\n%s",
+            prog, gen_opts_help);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct gen_opts o = {.n_predict = 256, .sampling = cai_sampling_default()};
+    char *owned = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_run(stdout);
+            return 0;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (i + 1 >= argc)
+                die("%s needs a value", a);
+            o.prompt = argv[++i];
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            if (i + 1 >= argc)
+                die("%s needs a value", a);
+            FILE *f = fopen(argv[++i], "rb");
+            if (!f)
+                die("%s: %s", argv[i], strerror(errno));
+            owned = read_all(f);
+            fclose(f);
+            o.prompt = owned;
+        } else if (!strcmp(a, "--chat")) {
+            o.chat = true;
+        } else if (parse_gen_opt(&o, argc, argv, &i)) {
+        } else if (a[0] == '-' && a[1]) {
+            die("run: unknown option %s (see %s run --help)", a, prog);
+        } else if (!o.model) {
+            o.model = a;
+        } else {
+            die("run: unexpected argument \"%s\"", a);
+        }
+    }
+    if (!o.model) {
+        usage_run(stderr);
+        return 2;
+    }
+    if (!o.prompt)
+        die("run: no prompt (use -p TEXT)");
+    if (!strcmp(o.prompt, "-")) {
+        owned = read_all(stdin);
+        o.prompt = owned;
+    }
+    struct timespec a0, a1;
+    clock_gettime(CLOCK_MONOTONIC, &a0);
+    struct cai_model *m = open_model(o.model);
+    struct cai_session *s = open_session(m, &o);
+    clock_gettime(CLOCK_MONOTONIC, &a1);
+    double load_ms = (double)(a1.tv_sec - a0.tv_sec) * 1e3 + (double)(a1.tv_nsec - a0.tv_nsec) / 1e6;
+    struct cai_gen_params gp = gen_params(&o);
+    struct cai_gen_result r;
+    int rc;
+    if (o.chat) {
+        struct cai_chat_msg msgs[2];
+        size_t n = 0;
+        if (o.system)
+            msgs[n++] = (struct cai_chat_msg){"system", o.system};
+        msgs[n++] = (struct cai_chat_msg){"user", o.prompt};
+        rc = cai_chat(s, msgs, n, &gp, print_piece, NULL, &r);
+    } else {
+        rc = cai_generate(s, o.prompt, &gp, print_piece, NULL, &r);
+    }
+    if (rc < 0)
+        die("%s: %s (%s)", o.model, cai_session_errmsg(s), cai_strerror(rc));
+    print_stats(load_ms, &r);
+    cai_session_free(s);
+    cai_model_close(m);
+    free(owned);
+    return 0;
+}
+
+/* ---- chat -------------------------------------------------------------- */
+
+static void usage_chat(FILE *f)
+{
+    fprintf(f, "usage: %s chat MODEL [options]\n\n"
+               "Interactive multi-turn chat. Type a message and press Enter; an empty line\n"
+               "or end of input (Ctrl-D) quits; /reset starts a new conversation. Earlier\n"
+               "turns are kept in the KV cache and not recomputed.\n\n%s",
+            prog, gen_opts_help);
+}
+
+struct convo {
+    struct cai_chat_msg *msgs;
+    size_t               n, cap;
+};
+
+static void convo_add(struct convo *c, const char *role, const char *content)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 8;
+        c->msgs = realloc(c->msgs, c->cap * sizeof(*c->msgs));
+        if (!c->msgs)
+            die("out of memory");
+    }
+    c->msgs[c->n].role = strdup(role);
+    c->msgs[c->n].content = strdup(content);
+    if (!c->msgs[c->n].role || !c->msgs[c->n].content)
+        die("out of memory");
+    c->n++;
+}
+
+static void convo_clear(struct convo *c, size_t keep)
+{
+    for (size_t i = keep; i < c->n; i++) {
+        free((char *)c->msgs[i].role);
+        free((char *)c->msgs[i].content);
+    }
+    c->n = keep;
+}
+
+struct reply_buf {
+    char  *text;
+    size_t n, cap;
+};
+
+static int print_and_keep(void *user, const struct cai_piece *p)
+{
+    struct reply_buf *b = user;
+    fwrite(p->text, 1, p->n_bytes, stdout);
+    fflush(stdout);
+    if (b->n + p->n_bytes + 1 > b->cap) {
+        b->cap = (b->n + p->n_bytes + 1) * 2;
+        b->text = realloc(b->text, b->cap);
+        if (!b->text)
+            die("out of memory");
+    }
+    memcpy(b->text + b->n, p->text, p->n_bytes);
+    b->n += p->n_bytes;
+    b->text[b->n] = '\0';
+    return 0;
+}
+
+static int cmd_chat(int argc, char **argv)
+{
+    struct gen_opts o = {.n_predict = 512, .sampling = cai_sampling_default()};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_chat(stdout);
+            return 0;
+        } else if (parse_gen_opt(&o, argc, argv, &i)) {
+        } else if (a[0] == '-' && a[1]) {
+            die("chat: unknown option %s (see %s chat --help)", a, prog);
+        } else if (!o.model) {
+            o.model = a;
+        } else {
+            die("chat: unexpected argument \"%s\"", a);
+        }
+    }
+    if (!o.model) {
+        usage_chat(stderr);
+        return 2;
+    }
+    struct cai_model *m = open_model(o.model);
+    struct cai_session *s = open_session(m, &o);
+    struct cai_gen_params gp = gen_params(&o);
+    struct convo c = {0};
+    size_t base = 0;
+    if (o.system) {
+        convo_add(&c, "system", o.system);
+        base = 1;
+    }
+    bool tty = isatty(0);
+    char *line = NULL;
+    size_t line_cap = 0;
+    for (;;) {
+        if (tty) {
+            fputs("\n> ", stdout);
+            fflush(stdout);
+        }
+        ssize_t n = getline(&line, &line_cap, stdin);
+        if (n < 0)
+            break;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n == 0)
+            break;
+        if (!strcmp(line, "/reset")) {
+            convo_clear(&c, base);
+            cai_session_truncate(s, 0);
+            continue;
+        }
+        convo_add(&c, "user", line);
+        struct reply_buf rb = {0};
+        struct cai_gen_result r;
+        int rc = cai_chat(s, c.msgs, c.n, &gp, print_and_keep, &rb, &r);
+        if (rc < 0)
+            die("%s: %s (%s)", o.model, cai_session_errmsg(s), cai_strerror(rc));
+        fputc('\n', stdout);
+        if (o.verbose)
+            fprintf(stderr, "[%d prompt tokens, %d reused, %d generated, %.1f tokens/s]\n",
+                    r.n_prompt, r.n_reused, r.n_gen,
+                    r.t_gen_ns > 0 ? (r.n_gen - 1) / ((double)r.t_gen_ns / 1e9) : 0.0);
+        convo_add(&c, "assistant", rb.text ? rb.text : "");
+        free(rb.text);
+    }
+    free(line);
+    convo_clear(&c, 0);
+    free(c.msgs);
+    cai_session_free(s);
+    cai_model_close(m);
+    return 0;
+}
+
+/* ---- tokenize ---------------------------------------------------------- */
+
+static void usage_tokenize(FILE *f)
+{
+    fprintf(f, "usage: %s tokenize MODEL [TEXT]\n\n"
+               "Prints the token ids of TEXT (or of standard input when TEXT is absent),\n"
+               "space-separated on one line. By default no BOS/EOS is added and text that\n"
+               "spells a special token is tokenized as plain text.\n\n"
+               "      --special          add BOS/EOS as the model asks and parse special tokens\n"
+               "      --pieces           print id:'piece' pairs instead of bare ids\n",
+            prog);
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    const char *model = NULL, *text = NULL;
+    bool special = false, pieces = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_tokenize(stdout);
+            return 0;
+        } else if (!strcmp(a, "--special")) {
+            special = true;
+        } else if (!strcmp(a, "--pieces")) {
+            pieces = true;
+        } else if (a[0] == '-' && a[1]) {
+            die("tokenize: unknown option %s", a);
+        } else if (!model) {
+            model = a;
+        } else if (!text) {
+            text = a;
+        } else {
+            die("tokenize: unexpected argument \"%s\"", a);
+        }
+    }
+    if (!model) {
+        usage_tokenize(stderr);
+        return 2;
+    }
+    char *owned = NULL;
+    if (!text)
+        text = owned = read_all(stdin);
+    struct cai_model *m = open_model(model);
+    size_t len = strlen(text);
+    int cap = (int)(len + 16 > (size_t)INT_MAX ? INT_MAX : len + 16);
+    int32_t *ids = malloc((size_t)cap * sizeof(int32_t));
+    if (!ids)
+        die("out of memory");
+    int n = cai_tokenize(m, text, len, special, special, ids, cap);
+    if (n > cap) {
+        cap = n;
+        ids = realloc(ids, (size_t)cap * sizeof(int32_t));
+        if (!ids)
+            die("out of memory");
+        n = cai_tokenize(m, text, len, special, special, ids, cap);
+    }
+    if (n < 0)
+        die("%s: tokenization failed: %s", model, cai_strerror(n));
+    for (int i = 0; i < n; i++) {
+        if (pieces) {
+            char buf[256];
+            int pl = cai_token_to_piece(m, ids[i], true, buf, sizeof(buf) - 1);
+            buf[pl > 0 && pl < (int)sizeof(buf) ? pl : 0] = '\0';
+            printf("%s%d:'%s'", i ? " " : "", ids[i], buf);
+        } else {
+            printf("%s%d", i ? " " : "", ids[i]);
+        }
+    }
+    printf("\n");
+    free(ids);
+    free(owned);
+    cai_model_close(m);
+    return 0;
+}
+
+/* ---- inspect ----------------------------------------------------------- */
+
+static void usage_inspect(FILE *f)
+{
+    fprintf(f, "usage: %s inspect MODEL [--no-tensors] [--no-meta]\n\n"
+               "Prints the architecture, hyperparameters, tokenizer, metadata and the tensor\n"
+               "directory (name, type, shape, bytes).\n",
+            prog);
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+    const char *model = NULL;
+    bool tensors = true, meta = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_inspect(stdout);
+            return 0;
+        } else if (!strcmp(a, "--no-tensors")) {
+            tensors = false;
+        } else if (!strcmp(a, "--no-meta")) {
+            meta = false;
+        } else if (a[0] == '-' && a[1]) {
+            die("inspect: unknown option %s", a);
+        } else if (!model) {
+            model = a;
+        } else {
+            die("inspect: unexpected argument \"%s\"", a);
+        }
+    }
+    if (!model) {
+        usage_inspect(stderr);
+        return 2;
+    }
+    struct cai_model *m = open_model(model);
+    struct cai_model_info in;
+    cai_model_get_info(m, &in);
+    printf("model:        %s\n", model);
+    printf("name:         %s\n", in.name);
+    printf("architecture: %s\n", in.arch);
+    printf("parameters:   %.1f M (%.1f MiB of weights, %.2f bits/weight)\n",
+           (double)in.n_params / 1e6, (double)in.n_bytes / (1024.0 * 1024.0),
+           in.n_params ? 8.0 * (double)in.n_bytes / (double)in.n_params : 0.0);
+    printf("layers %d, embedding %d, feed-forward %d, heads %d (kv %d), head dim %d\n", in.n_layer,
+           in.n_embd, in.n_ff, in.n_head, in.n_head_kv, in.head_dim);
+    printf("context (trained) %d, rope base %g, rope scale %g, rms eps %g\n", in.n_ctx_train,
+           (double)in.rope_base, (double)in.rope_scale, (double)in.rms_eps);
+    printf("tokenizer:    %s, %d tokens, bos %d, eos %d, chat template: %s\n", in.tokenizer,
+           in.n_vocab, in.bos, in.eos, in.has_chat_template ? "yes" : "no");
+    if (meta) {
+        printf("\nmetadata:\n");
+        const char *key;
+        char val[160];
+        for (int i = 0; cai_model_meta(m, i, &key, val, sizeof(val)); i++)
+            printf("  %-44s %s\n", key, val);
+    }
+    if (tensors) {
+        printf("\ntensors:\n");
+        const char *name, *tn;
+        int64_t ne[4];
+        int nd;
+        uint64_t nb;
+        for (int i = 0; cai_model_tensor(m, i, &name, &tn, ne, &nd, &nb); i++) {
+            char shape[96];
+            int o = snprintf(shape, sizeof(shape), "[%lld", (long long)ne[0]);
+            for (int d = 1; d < nd; d++)
+                o += snprintf(shape + o, sizeof(shape) - (size_t)o, ", %lld", (long long)ne[d]);
+            snprintf(shape + o, sizeof(shape) - (size_t)o, "]");
+            printf("  %-36s %-6s %-20s %10llu bytes\n", name, tn, shape, (unsigned long long)nb);
+        }
+    }
+    cai_model_close(m);
+    return 0;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: %s COMMAND [options]\n\n"
+               "commands:\n"
+               "  run MODEL -p PROMPT   generate text (streamed)\n"
+               "  chat MODEL            interactive chat\n"
+               "  tokenize MODEL [TEXT] print token ids\n"
+               "  inspect MODEL         architecture, metadata and tensors\n\n"
+               "Run '%s COMMAND --help' for a command's options. MODEL is a GGUF file.\n"
+               "Environment: COREAI_ISA=ref|avx2|avx512 forces a kernel set.\n",
+            prog, prog);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("coreai %d.%d.%d\n", CAI_VERSION_MAJOR, CAI_VERSION_MINOR, CAI_VERSION_PATCH);
+        return 0;
+    }
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "chat"))
+        return cmd_chat(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize"))
+        return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect"))
+        return cmd_inspect(argc - 1, argv + 1);
+    fprintf(stderr, "%s: unknown command \"%s\"\n", prog, cmd);
+    usage(stderr);
+    return 2;
+}
