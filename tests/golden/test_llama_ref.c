@@ -1,0 +1,168 @@
+/* test_llama_ref.c: SmolLM2-135M-Instruct against llama.cpp.
+ *
+ * The fixture (scripts/make_logit_fixtures.py) holds, for each prompt,
+ * llama.cpp's greedy continuation and its top-K log-probabilities at every
+ * position. We teacher-force the same tokens and measure top-1 agreement and
+ * KL(llama.cpp || coreai) over all positions, then run our own greedy decode
+ * and count continuations identical token for token. Skips when the model
+ * (scripts/get_model.sh) is absent. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coreai.h"
+#include "test.h"
+
+#define MODEL   "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define FIXTURE "tests/golden/logits_smollm2.bin"
+
+struct fx {
+    uint8_t *buf;
+    size_t   n, off;
+};
+
+static int rd(struct fx *f, void *dst, size_t n)
+{
+    if (f->n - f->off < n)
+        return -1;
+    memcpy(dst, f->buf + f->off, n);
+    f->off += n;
+    return 0;
+}
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    long sz = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)sz);
+    if (b && fread(b, 1, (size_t)sz, fp) != (size_t)sz) {
+        free(b);
+        b = NULL;
+    }
+    fclose(fp);
+    *n = (size_t)sz;
+    return b;
+}
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+static void test_smollm2_vs_llamacpp(void)
+{
+    FILE *probe = fopen(MODEL, "rb");
+    if (!probe)
+        SKIP("%s absent (run scripts/get_model.sh)", MODEL);
+    fclose(probe);
+    struct fx f = {0};
+    f.buf = slurp(FIXTURE, &f.n);
+    CHECK(f.buf != NULL);
+    if (!f.buf)
+        return;
+    char magic[8];
+    uint32_t hdr[3];
+    CHECK(rd(&f, magic, 8) == 0 && memcmp(magic, "CAILOGT1", 8) == 0);
+    CHECK(rd(&f, hdr, sizeof(hdr)) == 0);
+    uint32_t n_vocab = hdr[0], K = hdr[1], n_cases = hdr[2];
+
+    struct cai_model *m;
+    struct cai_error err = {0};
+    CHECK_EQ_INT(cai_model_open(&m, MODEL, NULL, &err), 0);
+    if (err.code)
+        fprintf(stderr, "%s\n", err.msg);
+    struct cai_model_info info;
+    cai_model_get_info(m, &info);
+    CHECK_EQ_INT(info.n_vocab, (int)n_vocab);
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_ctx = 512;
+    struct cai_session *s;
+    CHECK_EQ_INT(cai_session_new(&s, m, &sp, &err), 0);
+
+    int32_t *ids = malloc(K * sizeof(int32_t));
+    float *lp = malloc(K * sizeof(float));
+    double *qlog = malloc(n_vocab * sizeof(double));
+    long n_pos = 0, n_top1 = 0;
+    double kl_sum = 0, kl_max = 0, rest_max = 0;
+    int n_identical = 0;
+    for (uint32_t c = 0; c < n_cases; c++) {
+        uint32_t np_nt[2];
+        CHECK(rd(&f, np_nt, 8) == 0);
+        uint32_t n_prompt = np_nt[0], n_total = np_nt[1];
+        int32_t *toks = malloc(n_total * sizeof(int32_t));
+        CHECK(rd(&f, toks, n_total * sizeof(int32_t)) == 0);
+        cai_session_truncate(s, 0);
+        CHECK_EQ_INT(cai_session_decode(s, toks, (int)n_total, true), 0);
+        for (uint32_t p = 0; p < n_total; p++) {
+            float rest;
+            CHECK(rd(&f, ids, K * 4) == 0 && rd(&f, lp, K * 4) == 0 && rd(&f, &rest, 4) == 0);
+            const float *lg = cai_session_logits(s, (int)p);
+            /* coreai log-softmax */
+            double mx = lg[0];
+            for (uint32_t i = 1; i < n_vocab; i++)
+                mx = lg[i] > mx ? lg[i] : mx;
+            double se = 0;
+            for (uint32_t i = 0; i < n_vocab; i++)
+                se += exp(lg[i] - mx);
+            double lse = mx + log(se);
+            double kl = 0, q_top = 0;
+            for (uint32_t k = 0; k < K; k++) {
+                double pk = exp((double)lp[k]);
+                double lq = lg[ids[k]] - lse;
+                q_top += exp(lq);
+                kl += pk * ((double)lp[k] - lq);
+            }
+            double q_rest = 1.0 - q_top;
+            if (rest > 0 && q_rest > 0)
+                kl += rest * (log(rest) - log(q_rest));
+            kl_sum += kl;
+            kl_max = kl > kl_max ? kl : kl_max;
+            rest_max = rest > rest_max ? rest : rest_max;
+            n_top1 += argmax(lg, (int)n_vocab) == ids[0];
+            n_pos++;
+        }
+        /* Our own greedy continuation from the prompt. */
+        cai_session_truncate(s, 0);
+        CHECK_EQ_INT(cai_session_decode(s, toks, (int)n_prompt, false), 0);
+        bool same = true;
+        for (uint32_t p = n_prompt; p < n_total; p++) {
+            int32_t t = argmax(cai_session_logits(s, -1), (int)n_vocab);
+            if (t != toks[p]) {
+                same = false;
+                break;
+            }
+            if (p + 1 < n_total)
+                CHECK_EQ_INT(cai_session_decode(s, &t, 1, false), 0);
+        }
+        n_identical += same;
+        free(toks);
+    }
+    double top1 = (double)n_top1 / (double)n_pos, kl_mean = kl_sum / (double)n_pos;
+    printf("smollm2 vs llama.cpp: %ld positions, top-1 agreement %.4f, mean KL %.3g, max KL %.3g "
+           "(max rest mass %.2g), greedy identical %d/%u\n",
+           n_pos, top1, kl_mean, kl_max, rest_max, n_identical, n_cases);
+    CHECK(top1 >= 0.98);
+    CHECK(kl_mean <= 2e-3);
+    CHECK(n_identical * 10 >= 8 * (int)n_cases);
+    free(ids);
+    free(lp);
+    free(qlog);
+    free(f.buf);
+    cai_session_free(s);
+    cai_model_close(m);
+}
+
+int main(void)
+{
+    RUN(test_smollm2_vs_llamacpp);
+    return test_done();
+}
