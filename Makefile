@@ -45,8 +45,8 @@ $(B)/%.o: %.c
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # Per-file instruction-set flags: only these files may use the intrinsics.
-$(B)/src/kernels/x86/avx2%.o: CFLAGS += $(ISA_AVX2)
-$(B)/src/kernels/x86/avx512%.o: CFLAGS += $(ISA_AVX512)
+$(B)/src/kernels/x86/avx2%: CFLAGS += $(ISA_AVX2)
+$(B)/src/kernels/x86/avx512%: CFLAGS += $(ISA_AVX512)
 
 $(B)/libcoreai.a: $(OBJ)
 	@rm -f $@
