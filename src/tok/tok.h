@@ -48,6 +48,14 @@ struct cai_tok_spec {
 
 struct cai_tok;
 
+/* Sets the fields llama.cpp assumes when a GGUF file leaves them out, from
+ * spec->kind, spec->pre and spec->n_vocab: special ids (SPM: bos 1, eos 2,
+ * unk 0; byte-level BPE: bos = eos = 11 when the vocabulary has it, as
+ * llama.cpp does), add_bos (SPM, and Llama-3-style pre-tokenizers such as
+ * "llama-bpe"), add_eos false, add_space_prefix (SPM only). A loader calls it
+ * first and then overwrites whatever the file states. */
+void cai__tok_spec_defaults(struct cai_tok_spec *spec);
+
 /* Builds a tokenizer. Fails with CAI_EFORMAT (message names the problem:
  * duplicate token, merge naming an unknown token, special id out of range,
  * unknown pre-tokenizer...) or CAI_ENOMEM. */
@@ -68,6 +76,11 @@ int cai__tok_encode(const struct cai_tok *t, const char *text, size_t n_bytes, b
  * `special` is true, else nothing. Writes at most cap bytes and returns the
  * full length, or a negative code for an id out of range. */
 int cai__tok_piece(const struct cai_tok *t, int32_t id, bool special, char *buf, size_t cap);
+
+/* The longest piece any token renders to (with special = true). */
+size_t   cai__tok_max_piece(const struct cai_tok *t);
+/* True when s[0..n) is well-formed UTF-8. */
+bool     cai__utf8_is_valid(const char *s, size_t n);
 
 uint32_t cai__tok_n_vocab(const struct cai_tok *t);
 int32_t  cai__tok_bos(const struct cai_tok *t); /* -1 when none */
@@ -94,8 +107,11 @@ struct cai_detok {
 
 void cai__detok_init(struct cai_detok *d, const struct cai_tok *t, bool special);
 /* Appends the complete characters now available after token `id` to out
- * (at most cap bytes; cap >= 64 + the longest token is always enough) and
- * returns how many bytes were written, or a negative code. */
+ * (at most cap bytes) and returns how many bytes were written, or a negative
+ * code. cap >= 64 + the longest token is enough unless the piece holds
+ * invalid UTF-8, which grows threefold as U+FFFD; 3 * (cai__tok_max_piece()
+ * + 4) always is. When out is too small the call fails with CAI_ERANGE and
+ * changes nothing, so it can be repeated with a bigger buffer. */
 int  cai__detok_push(struct cai_detok *d, int32_t id, char *out, size_t cap);
 /* Emits whatever is still pending (as U+FFFD for incomplete characters). */
 int  cai__detok_flush(struct cai_detok *d, char *out, size_t cap);
