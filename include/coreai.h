@@ -176,6 +176,25 @@ CAI_API const int32_t *cai_session_tokens(const struct cai_session *s);
 /* Drops tokens from position n_keep on (0 clears the sequence). */
 CAI_API void cai_session_truncate(struct cai_session *s, int n_keep);
 
+/* ---- profiling --------------------------------------------------------- */
+
+/* One row of the per-layer, per-operation profile. */
+struct cai_profile_entry {
+    int         layer;  /* 0..n_layer-1, or -1 for work outside the layers */
+    const char *op;     /* "matmul_qkv", "attention", "rmsnorm", ... (static string) */
+    double      ms;     /* wall time accumulated */
+    uint64_t    bytes;  /* bytes read and written (weights, activations, KV) */
+    uint64_t    flops;  /* arithmetic operations (multiply-add = 2) */
+    uint64_t    calls;
+};
+
+/* Turns per-operation timing on (resetting the counters) or off. */
+CAI_API int cai_session_profile_enable(struct cai_session *s, bool on);
+/* Copies up to n_max non-empty profile rows (layers in order, then the rest)
+ * and returns how many there are. */
+CAI_API int cai_session_profile_read(const struct cai_session *s, struct cai_profile_entry *out,
+                                     int n_max);
+
 /* ---- generation -------------------------------------------------------- */
 
 struct cai_piece {

@@ -592,6 +592,197 @@ static int cmd_inspect(int argc, char **argv)
     return 0;
 }
 
+
+/* ---- profile ----------------------------------------------------------- */
+
+static void usage_profile(FILE *f)
+{
+    fprintf(f, "usage: %s profile MODEL [-p N] [-n N] [-t THREADS] [-o table|json] [--per-layer]
+
+"
+               "Runs a prefill of N prompt tokens (default 128) and N generated tokens (default
+"
+               "32, greedy) with per-operation timing, then prints, per operation (summed over
+"
+               "layers) and per layer, the time, bytes moved, arithmetic, and achieved GB/s and
+"
+               "GOP/s. Prefill and generation are profiled separately.
+",
+            prog);
+}
+
+struct prof_agg {
+    const char *op;
+    double      ms;
+    uint64_t    bytes, flops, calls;
+};
+
+static void print_profile(struct cai_session *s, const char *phase, int n_tok, bool json,
+                          bool per_layer, bool *first_json)
+{
+    int n = cai_session_profile_read(s, NULL, 0);
+    struct cai_profile_entry *e = calloc((size_t)n + 1, sizeof(*e));
+    if (!e)
+        die("out of memory");
+    cai_session_profile_read(s, e, n);
+    struct prof_agg agg[32];
+    int n_agg = 0;
+    double total = 0;
+    int max_layer = -1;
+    for (int i = 0; i < n; i++) {
+        total += e[i].ms;
+        if (e[i].layer > max_layer)
+            max_layer = e[i].layer;
+        int j = 0;
+        while (j < n_agg && strcmp(agg[j].op, e[i].op) != 0)
+            j++;
+        if (j == n_agg) {
+            if (n_agg == 32)
+                continue;
+            agg[n_agg++] = (struct prof_agg){e[i].op, 0, 0, 0, 0};
+        }
+        agg[j].ms += e[i].ms;
+        agg[j].bytes += e[i].bytes;
+        agg[j].flops += e[i].flops;
+        agg[j].calls += e[i].calls;
+    }
+    if (json) {
+        printf("%s{\"phase\": \"%s\", \"n_tokens\": %d, \"total_ms\": %.3f, \"ops\": [", *first_json ? "" : ",\n",
+               phase, n_tok, total);
+        *first_json = false;
+        for (int j = 0; j < n_agg; j++)
+            printf("%s{\"op\": \"%s\", \"ms\": %.4f, \"bytes\": %llu, \"flops\": %llu, \"calls\": %llu, "
+                   "\"gbps\": %.3f, \"gops\": %.3f}",
+                   j ? ", " : "", agg[j].op, agg[j].ms, (unsigned long long)agg[j].bytes,
+                   (unsigned long long)agg[j].flops, (unsigned long long)agg[j].calls,
+                   agg[j].ms > 0 ? (double)agg[j].bytes / (agg[j].ms * 1e6) : 0.0,
+                   agg[j].ms > 0 ? (double)agg[j].flops / (agg[j].ms * 1e6) : 0.0);
+        printf("], \"layers\": [");
+        for (int i = 0; i < n; i++)
+            printf("%s{\"layer\": %d, \"op\": \"%s\", \"ms\": %.4f, \"bytes\": %llu, \"flops\": %llu}",
+                   i ? ", " : "", e[i].layer, e[i].op, e[i].ms, (unsigned long long)e[i].bytes,
+                   (unsigned long long)e[i].flops);
+        printf("]}");
+    } else {
+        printf("\n%s: %d tokens, %.2f ms profiled (%.1f tokens/s)\n", phase, n_tok, total,
+               total > 0 ? n_tok / (total / 1e3) : 0.0);
+        printf("  %-18s %10s %6s %10s %12s %9s %9s\n", "op", "ms", "%", "calls", "MB moved",
+               "GB/s", "GOP/s");
+        for (int j = 0; j < n_agg; j++)
+            printf("  %-18s %10.3f %6.1f %10llu %12.2f %9.2f %9.2f\n", agg[j].op, agg[j].ms,
+                   total > 0 ? 100.0 * agg[j].ms / total : 0.0, (unsigned long long)agg[j].calls,
+                   (double)agg[j].bytes / 1e6,
+                   agg[j].ms > 0 ? (double)agg[j].bytes / (agg[j].ms * 1e6) : 0.0,
+                   agg[j].ms > 0 ? (double)agg[j].flops / (agg[j].ms * 1e6) : 0.0);
+        if (per_layer) {
+            printf("  per layer:\n  %-6s %10s %12s\n", "layer", "ms", "MB moved");
+            for (int l = -1; l <= max_layer; l++) {
+                double ms = 0;
+                uint64_t b = 0;
+                for (int i = 0; i < n; i++)
+                    if (e[i].layer == l) {
+                        ms += e[i].ms;
+                        b += e[i].bytes;
+                    }
+                if (l == -1)
+                    printf("  %-6s %10.3f %12.2f\n", "other", ms, (double)b / 1e6);
+                else
+                    printf("  %-6d %10.3f %12.2f\n", l, ms, (double)b / 1e6);
+            }
+        }
+    }
+    free(e);
+}
+
+static int cmd_profile(int argc, char **argv)
+{
+    const char *model = NULL;
+    int n_prompt = 128, n_gen = 32, n_threads = 0;
+    bool json = false, per_layer = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+#define NEXTV() (i + 1 < argc ? argv[++i] : (die("%s needs a value", a), (char *)NULL))
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_profile(stdout);
+            return 0;
+        } else if (!strcmp(a, "-p")) {
+            n_prompt = (int)parse_long(a, NEXTV(), 1, 1 << 16);
+        } else if (!strcmp(a, "-n")) {
+            n_gen = (int)parse_long(a, NEXTV(), 0, 1 << 16);
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            n_threads = (int)parse_long(a, NEXTV(), 1, 256);
+        } else if (!strcmp(a, "-o")) {
+            const char *v = NEXTV();
+            if (!strcmp(v, "json"))
+                json = true;
+            else if (strcmp(v, "table") != 0)
+                die("-o: expected table or json, got \"%s\"", v);
+        } else if (!strcmp(a, "--per-layer")) {
+            per_layer = true;
+        } else if (a[0] == '-' && a[1]) {
+            die("profile: unknown option %s", a);
+        } else if (!model) {
+            model = a;
+        } else {
+            die("profile: unexpected argument \"%s\"", a);
+        }
+#undef NEXTV
+    }
+    if (!model) {
+        usage_profile(stderr);
+        return 2;
+    }
+    struct cai_model *m = open_model(model);
+    struct cai_model_info in;
+    cai_model_get_info(m, &in);
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_threads = n_threads;
+    sp.n_ctx = n_prompt + n_gen + 1;
+    sp.n_batch = n_prompt;
+    struct cai_session *s;
+    struct cai_error err = {0};
+    if (cai_session_new(&s, m, &sp, &err) < 0)
+        die("%s: %s", model, err.msg);
+    int32_t *toks = malloc((size_t)n_prompt * sizeof(int32_t));
+    if (!toks)
+        die("out of memory");
+    uint32_t r = 1;
+    for (int i = 0; i < n_prompt; i++) {
+        r = r * 1664525u + 1013904223u;
+        toks[i] = (int32_t)((r >> 8) % (uint32_t)in.n_vocab);
+    }
+    /* Warm-up pass so page faults and first-touch costs stay out of the profile. */
+    if (cai_session_decode(s, toks, n_prompt < 8 ? n_prompt : 8, false) < 0)
+        die("%s: %s", model, cai_session_errmsg(s));
+    cai_session_truncate(s, 0);
+    bool first_json = true;
+    if (json)
+        printf("[");
+    cai_session_profile_enable(s, true);
+    if (cai_session_decode(s, toks, n_prompt, false) < 0)
+        die("%s: %s", model, cai_session_errmsg(s));
+    print_profile(s, "prefill", n_prompt, json, per_layer, &first_json);
+    if (n_gen > 0) {
+        cai_session_profile_enable(s, true);
+        for (int i = 0; i < n_gen; i++) {
+            const float *lg = cai_session_logits(s, -1);
+            int32_t best = 0;
+            for (int v = 1; v < in.n_vocab; v++)
+                if (lg[v] > lg[best])
+                    best = v;
+            if (cai_session_decode(s, &best, 1, false) < 0)
+                die("%s: %s", model, cai_session_errmsg(s));
+        }
+        print_profile(s, "generation", n_gen, json, per_layer, &first_json);
+    }
+    if (json)
+        printf("]\n");
+    free(toks);
+    cai_session_free(s);
+    cai_model_close(m);
+    return 0;
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -601,7 +792,8 @@ static void usage(FILE *f)
                "  run MODEL -p PROMPT   generate text (streamed)\n"
                "  chat MODEL            interactive chat\n"
                "  tokenize MODEL [TEXT] print token ids\n"
-               "  inspect MODEL         architecture, metadata and tensors\n\n"
+               "  inspect MODEL         architecture, metadata and tensors\n"
+               "  profile MODEL         time, bytes and GB/s per layer and operation\n\n"
                "Run '%s COMMAND --help' for a command's options. MODEL is a GGUF file.\n"
                "Environment: COREAI_ISA=ref|avx2|avx512 forces a kernel set.\n",
             prog, prog);
@@ -630,6 +822,8 @@ int main(int argc, char **argv)
         return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "profile"))
+        return cmd_profile(argc - 1, argv + 1);
     fprintf(stderr, "%s: unknown command \"%s\"\n", prog, cmd);
     usage(stderr);
     return 2;

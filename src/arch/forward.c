@@ -9,6 +9,45 @@
 
 #include "forward.h"
 
+/* ---- profiling --------------------------------------------------------- */
+
+const char *cai__op_name(int op)
+{
+    static const char *names[CAI__OP_COUNT] = {
+        "embed",    "attn_norm", "matmul_qkv", "rope_kv", "attention", "matmul_attn_out", "ffn_norm",
+        "matmul_gate_up", "silu_mul", "matmul_down", "residual", "output_norm", "matmul_output",
+        "sample"};
+    return op >= 0 && op < CAI__OP_COUNT ? names[op] : "?";
+}
+
+static inline int64_t prof_start(const struct cai__fwd *f)
+{
+    return f->prof ? cai__now_ns() : 0;
+}
+
+static inline void prof_end(struct cai__fwd *f, int layer, int op, int64_t t0, uint64_t bytes,
+                            uint64_t flops)
+{
+    if (!f->prof)
+        return;
+    struct cai__prof_cell *c = &f->prof[(size_t)layer * CAI__OP_COUNT + (size_t)op];
+    c->ns += cai__now_ns() - t0;
+    c->bytes += bytes;
+    c->flops += flops;
+    c->calls++;
+}
+
+/* Bytes a matmul reads: the weight rows plus the activations. */
+static uint64_t mm_bytes(const struct cai__weight *w, int n_tok)
+{
+    return (uint64_t)w->row_bytes * (uint64_t)w->ne[1] + (uint64_t)n_tok * (uint64_t)w->ne[0] * 4u;
+}
+
+static uint64_t mm_flops(const struct cai__weight *w, int n_tok)
+{
+    return 2u * (uint64_t)w->ne[0] * (uint64_t)w->ne[1] * (uint64_t)n_tok;
+}
+
 /* ---- setup ------------------------------------------------------------- */
 
 static size_t max_xq_row(const struct cai_model *m, int64_t n_cols)
@@ -110,6 +149,7 @@ void cai__fwd_deinit(struct cai__fwd *f)
     cai__free_aligned(f->scores);
     cai__free_aligned(f->inv_freq);
     cai__free_aligned(f->rope_cs);
+    cai__free(f->prof);
     memset(f, 0, sizeof(*f));
 }
 
@@ -291,28 +331,36 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
     const struct cai_model *m = f->m;
     const struct cai__hparams *hp = &m->hp;
     const struct cai_kernels *k = f->k;
-    int d = hp->n_embd;
-    size_t wide = (size_t)CAI_MAX(hp->n_embd, f->q_dim);
+    const int d = hp->n_embd, top = hp->n_layer;
+    int64_t t0;
 
     /* Embedding rows. */
+    t0 = prof_start(f);
     const struct cai_type_kernels *et = &k->type[m->tok_embd.type];
     for (int t = 0; t < n; t++)
         et->to_f32((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
                    f->x + (size_t)t * d, d);
     rope_prepare(f, n, pos0);
+    prof_end(f, top, CAI__OP_EMBED, t0, (uint64_t)n * m->tok_embd.row_bytes, 0);
 
     for (int il = 0; il < hp->n_layer; il++) {
         const struct cai__layer *L = &m->layers[il];
-        /* Attention block. */
+        /* Attention block: xb = norm(x); q,k,v = W·xb. */
+        t0 = prof_start(f);
         for (int t = 0; t < n; t++)
             k->rmsnorm(f->xb + (size_t)t * d, f->x + (size_t)t * d, L->attn_norm.data, d,
                        hp->rms_eps);
+        prof_end(f, il, CAI__OP_ATTN_NORM, t0, (uint64_t)n * d * 8u, (uint64_t)n * d * 4u);
+        t0 = prof_start(f);
         {
             const struct cai__weight *ws[3] = {&L->wq, &L->wk, &L->wv};
             float *ys[3] = {f->q, f->kt, f->vt};
-            /* xb rows are d apart here (packed), then reused with stride `wide`. */
             matmul(f, ws, ys, 3, f->xb, n, (size_t)d);
         }
+        prof_end(f, il, CAI__OP_QKV, t0, mm_bytes(&L->wq, n) + mm_bytes(&L->wk, n) +
+                 mm_bytes(&L->wv, n), mm_flops(&L->wq, n) + mm_flops(&L->wk, n) +
+                 mm_flops(&L->wv, n));
+        t0 = prof_start(f);
         add_bias(f->q, &L->bq, n, f->q_dim);
         add_bias(f->kt, &L->bk, n, f->kv_dim);
         add_bias(f->vt, &L->bv, n, f->kv_dim);
@@ -324,33 +372,60 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
             k->f32_to_f16(f->kt + (size_t)t * f->kv_dim, f->k_cache + off, f->kv_dim);
             k->f32_to_f16(f->vt + (size_t)t * f->kv_dim, f->v_cache + off, f->kv_dim);
         }
+        prof_end(f, il, CAI__OP_ROPE_KV, t0, (uint64_t)n * (f->q_dim + 2u * f->kv_dim) * 4u,
+                 (uint64_t)n * (f->q_dim + f->kv_dim) * 3u);
+        /* Attention over positions 0..pos0+t; output into xb[t][q_dim]. */
+        t0 = prof_start(f);
         struct att_job aj = {.f = f, .layer = il, .n_tok = n, .pos0 = pos0};
-        cai__pool_run(f->pool, att_worker, &aj); /* writes xb[t][q_dim] */
+        cai__pool_run(f->pool, att_worker, &aj);
+        uint64_t ctx_pos = (uint64_t)n * (uint64_t)pos0 + (uint64_t)n * (uint64_t)(n + 1) / 2u;
+        prof_end(f, il, CAI__OP_ATTN, t0, ctx_pos * 2u * (uint64_t)f->kv_dim * 2u,
+                 ctx_pos * 4u * (uint64_t)f->q_dim);
+        t0 = prof_start(f);
         matmul1(f, &L->wo, f->tmp, f->xb, n, (size_t)f->q_dim);
+        prof_end(f, il, CAI__OP_ATTN_OUT, t0, mm_bytes(&L->wo, n), mm_flops(&L->wo, n));
+        t0 = prof_start(f);
         for (size_t i = 0; i < (size_t)n * d; i++)
             f->x[i] += f->tmp[i];
+        prof_end(f, il, CAI__OP_RESIDUAL, t0, (uint64_t)n * d * 12u, (uint64_t)n * d);
 
-        /* Feed-forward block. */
+        /* Feed-forward block: x += Wdown·(silu(Wgate·xb) * Wup·xb), xb = norm(x). */
+        t0 = prof_start(f);
         for (int t = 0; t < n; t++)
             k->rmsnorm(f->xb + (size_t)t * d, f->x + (size_t)t * d, L->ffn_norm.data, d,
                        hp->rms_eps);
+        prof_end(f, il, CAI__OP_FFN_NORM, t0, (uint64_t)n * d * 8u, (uint64_t)n * d * 4u);
+        t0 = prof_start(f);
         {
             const struct cai__weight *ws[2] = {&L->w_gate, &L->w_up};
             float *ys[2] = {f->hg, f->hu};
             matmul(f, ws, ys, 2, f->xb, n, (size_t)d);
         }
+        prof_end(f, il, CAI__OP_GATE_UP, t0, mm_bytes(&L->w_gate, n) + mm_bytes(&L->w_up, n),
+                 mm_flops(&L->w_gate, n) + mm_flops(&L->w_up, n));
+        t0 = prof_start(f);
         k->silu_mul(f->hg, f->hg, f->hu, (int64_t)n * hp->n_ff);
+        prof_end(f, il, CAI__OP_SILU, t0, (uint64_t)n * hp->n_ff * 12u,
+                 (uint64_t)n * hp->n_ff * 5u);
+        t0 = prof_start(f);
         matmul1(f, &L->w_down, f->tmp, f->hg, n, (size_t)hp->n_ff);
+        prof_end(f, il, CAI__OP_DOWN, t0, mm_bytes(&L->w_down, n), mm_flops(&L->w_down, n));
+        t0 = prof_start(f);
         for (size_t i = 0; i < (size_t)n * d; i++)
             f->x[i] += f->tmp[i];
+        prof_end(f, il, CAI__OP_RESIDUAL, t0, (uint64_t)n * d * 12u, (uint64_t)n * d);
     }
-    (void)wide;
 
     if (n_out <= 0)
         return;
+    /* Logits only for the rows the caller wants. */
     int first = n - n_out;
+    t0 = prof_start(f);
     for (int t = first; t < n; t++)
         k->rmsnorm(f->xb + (size_t)(t - first) * d, f->x + (size_t)t * d, m->output_norm.data, d,
                    hp->rms_eps);
+    prof_end(f, top, CAI__OP_OUT_NORM, t0, (uint64_t)n_out * d * 8u, (uint64_t)n_out * d * 4u);
+    t0 = prof_start(f);
     matmul1(f, &m->output, logits, f->xb, n_out, (size_t)d);
+    prof_end(f, top, CAI__OP_OUTPUT, t0, mm_bytes(&m->output, n_out), mm_flops(&m->output, n_out));
 }

@@ -11,6 +11,32 @@
 #include "../kernels/kernels.h"
 #include "model.h"
 
+/* Operations the profiler separates. */
+enum cai__op {
+    CAI__OP_EMBED,
+    CAI__OP_ATTN_NORM,
+    CAI__OP_QKV,      /* matmul attn_q/k/v (with activation quantization) */
+    CAI__OP_ROPE_KV,  /* biases, RoPE, KV-cache write */
+    CAI__OP_ATTN,     /* scores, softmax, weighted values */
+    CAI__OP_ATTN_OUT, /* matmul attn_output */
+    CAI__OP_FFN_NORM,
+    CAI__OP_GATE_UP,  /* matmul ffn_gate/ffn_up */
+    CAI__OP_SILU,
+    CAI__OP_DOWN,     /* matmul ffn_down */
+    CAI__OP_RESIDUAL,
+    CAI__OP_OUT_NORM,
+    CAI__OP_OUTPUT,   /* matmul output (logits) */
+    CAI__OP_SAMPLE,   /* recorded by the generation loop */
+    CAI__OP_COUNT
+};
+
+/* Accumulated time, bytes and arithmetic per (layer, op); layer n_layer
+ * holds the ops outside the layers. */
+struct cai__prof_cell {
+    int64_t  ns;
+    uint64_t bytes, flops, calls;
+};
+
 struct cai__fwd {
     const struct cai_model   *m;
     const struct cai_kernels *k;
@@ -31,7 +57,10 @@ struct cai__fwd {
     float    *scores;      /* [n_threads][n_ctx] attention scratch */
     float    *inv_freq;    /* [n_rot/2] rotary frequencies (scale and factors applied) */
     float    *rope_cs;     /* [n_batch][n_rot] cos,sin pairs for the current batch */
+    struct cai__prof_cell *prof; /* [n_layer + 1][CAI__OP_COUNT] or NULL when off */
 };
+
+const char *cai__op_name(int op);
 
 int  cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct cai_kernels *k,
                    int n_ctx, int n_batch, int n_threads, struct cai_error *err);

@@ -185,8 +185,16 @@ static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_p
             break;
         }
         float *lg = s->logits + (size_t)(s->logits_rows - 1) * (size_t)m->hp.n_vocab;
+        int64_t ts = cai__now_ns();
         int32_t tok = cai__sampler_sample(smp, lg);
         cai__sampler_accept(smp, tok);
+        if (s->fwd.prof) {
+            struct cai__prof_cell *c =
+                &s->fwd.prof[(size_t)m->hp.n_layer * CAI__OP_COUNT + CAI__OP_SAMPLE];
+            c->ns += cai__now_ns() - ts;
+            c->bytes += (uint64_t)m->hp.n_vocab * 4u;
+            c->calls++;
+        }
         if (res->n_gen == 0) {
             res->t_first_ns = cai__now_ns() - t_start;
             t_gen0 = cai__now_ns();

@@ -164,3 +164,39 @@ bool cai_token_is_eog(const struct cai_model *m, int32_t id)
 {
     return cai__tok_is_eog(m->tok, id);
 }
+
+/* ---- profiling --------------------------------------------------------- */
+
+int cai_session_profile_enable(struct cai_session *s, bool on)
+{
+    cai__free(s->fwd.prof);
+    s->fwd.prof = NULL;
+    if (!on)
+        return 0;
+    s->fwd.prof = cai__calloc((size_t)(s->m->hp.n_layer + 1) * CAI__OP_COUNT,
+                              sizeof(struct cai__prof_cell));
+    return s->fwd.prof ? 0 : CAI_ENOMEM;
+}
+
+int cai_session_profile_read(const struct cai_session *s, struct cai_profile_entry *out, int n_max)
+{
+    if (!s->fwd.prof)
+        return 0;
+    int n = 0, n_layer = s->m->hp.n_layer;
+    for (int l = 0; l <= n_layer; l++)
+        for (int op = 0; op < CAI__OP_COUNT; op++) {
+            const struct cai__prof_cell *c = &s->fwd.prof[(size_t)l * CAI__OP_COUNT + (size_t)op];
+            if (!c->calls)
+                continue;
+            if (n < n_max) {
+                out[n].layer = l == n_layer ? -1 : l;
+                out[n].op = cai__op_name(op);
+                out[n].ms = (double)c->ns / 1e6;
+                out[n].bytes = c->bytes;
+                out[n].flops = c->flops;
+                out[n].calls = c->calls;
+            }
+            n++;
+        }
+    return n;
+}
