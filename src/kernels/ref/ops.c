@@ -1,0 +1,154 @@
+/* ops.c: reference kernels of the float types (F32, F16, BF16) and the f32
+ * vector ops (dot, axpy, rmsnorm, softmax, silu_mul, f16 KV helpers).
+ *
+ * Sums that feed a normalization or a dot product are accumulated in double
+ * here, so the reference is at least as accurate as any SIMD variant (which
+ * accumulates in float across many lanes); the tests bound the difference. */
+#include <math.h>
+#include <string.h>
+
+#include "ref.h"
+
+/* ---- F32 ---------------------------------------------------------------- */
+
+void cai__ref_f32_to_f32(const void *x, float *y, int64_t n)
+{
+    memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+void cai__ref_f32_from_f32(const float *x, void *y, int64_t n)
+{
+    memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+/* w, x: [n] f32 */
+float cai__ref_f32_vec_dot(int64_t n, const void *w, const void *x)
+{
+    return cai__ref_dot_f32(w, x, n);
+}
+
+/* ---- F16 ---------------------------------------------------------------- */
+
+void cai__ref_f16_to_f32(const void *vx, float *y, int64_t n)
+{
+    const cai_half *x = vx;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cai__fp16_to_f32(x[i]);
+}
+
+void cai__ref_f16_from_f32(const float *x, void *vy, int64_t n)
+{
+    cai__ref_f32_to_f16(x, vy, n);
+}
+
+/* w: [n] f16, x: [n] f32 */
+float cai__ref_f16_vec_dot(int64_t n, const void *w, const void *x)
+{
+    return cai__ref_dot_f16_f32(w, x, n);
+}
+
+/* ---- BF16 --------------------------------------------------------------- */
+
+void cai__ref_bf16_to_f32(const void *vx, float *y, int64_t n)
+{
+    const uint16_t *x = vx;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cai__bf16_to_f32(x[i]);
+}
+
+void cai__ref_bf16_from_f32(const float *x, void *vy, int64_t n)
+{
+    uint16_t *y = vy;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cai__f32_to_bf16(x[i]);
+}
+
+/* w: [n] bf16, x: [n] f32 */
+float cai__ref_bf16_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const uint16_t *w = vw;
+    const float *x = vx;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (double)(cai__bf16_to_f32(w[i]) * x[i]);
+    return (float)sum;
+}
+
+/* ---- f32 vector ops ----------------------------------------------------- */
+
+/* a, b: [n] */
+float cai__ref_dot_f32(const float *a, const float *b, int64_t n)
+{
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (double)(a[i] * b[i]);
+    return (float)sum;
+}
+
+/* y, x: [n]; y += a * x */
+void cai__ref_axpy_f32(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+/* y, x, w: [n]; y = (x * scale) * w with scale = 1 / sqrt(mean(x^2) + eps),
+ * as ggml's rms_norm followed by the weight multiply. */
+void cai__ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (double)(x[i] * x[i]);
+    float mean = (float)(sum / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (x[i] * scale) * w[i];
+}
+
+/* x: [n], in place: x = exp(x - max) / sum */
+void cai__ref_softmax(float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    float max = x[0];
+    for (int64_t i = 1; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += (double)x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+/* y, g, u: [n]; y = g / (1 + exp(-g)) * u */
+void cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* a: [n] f16, b: [n] f32 */
+float cai__ref_dot_f16_f32(const cai_half *a, const float *b, int64_t n)
+{
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (double)(cai__fp16_to_f32(a[i]) * b[i]);
+    return (float)sum;
+}
+
+/* y: [n] f32, x: [n] f16; y += a * x */
+void cai__ref_axpy_f16(float *y, float a, const cai_half *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * cai__fp16_to_f32(x[i]);
+}
+
+/* x: [n] f32 -> y: [n] f16, round to nearest even */
+void cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cai__f32_to_fp16(x[i]);
+}

@@ -1,0 +1,359 @@
+/* quants.c: reference kernels of the 32-element block formats
+ * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1).
+ *
+ * Layouts and formulas follow ggml-common.h / ggml-quants.c (see
+ * REFERENCE/formats.md §5.1). Element j of a 4-bit block sits in the low
+ * nibble of qs[j] for j < 16 and in the high nibble of qs[j - 16] otherwise;
+ * Q5's fifth bit of element j is bit j of the little-endian u32 qh.
+ *
+ * vec_dot computes, per block, the exact integer sum of products, then
+ * adds (float)sumi * (d_w * d_x) (plus m_w * s_x for the type-1 formats)
+ * to a float accumulator; the SIMD kernels produce the same per-block terms
+ * and differ only in the order they add them. */
+#include <math.h>
+#include <string.h>
+
+#include "ref.h"
+
+static inline float h2f(cai_half h)
+{
+    return cai__fp16_to_f32(h);
+}
+
+static inline cai_half f2h(float f)
+{
+    return cai__f32_to_fp16(f);
+}
+
+static inline uint32_t load_qh(const uint8_t qh[4])
+{
+    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+}
+
+static inline int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* ---- Q4_0: y = (q - 8) * d ---------------------------------------------- */
+
+/* x: [n/32] blocks -> y: [n] */
+void cai__ref_q4_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q4_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK) {
+        float d = h2f(x[i].d);
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)((x[i].qs[j] & 0x0f) - 8) * d;
+            y[j + 16] = (float)((x[i].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+/* As ggml's quantize_row_q4_0_ref: the element of largest magnitude maps to -8. */
+void cai__ref_q4_0_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q4_0 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < CAI_QK; j++) {
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        }
+        float d = max / -8.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = f2h(d);
+        for (int j = 0; j < 16; j++) {
+            int q0 = clampi((int)(x[j] * id + 8.5f), 0, 15);
+            int q1 = clampi((int)(x[j + 16] * id + 8.5f), 0, 15);
+            y[i].qs[j] = (uint8_t)(q0 | q1 << 4);
+        }
+    }
+}
+
+/* w: [n/32] q4_0 blocks, x: [n/32] q8_0 blocks */
+float cai__ref_q4_0_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q4_0 *w = vw;
+    const struct cai_block_q8_0 *x = vx;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            sumi += ((w[i].qs[j] & 0x0f) - 8) * x[i].qs[j];
+            sumi += ((w[i].qs[j] >> 4) - 8) * x[i].qs[j + 16];
+        }
+        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d));
+    }
+    return sumf;
+}
+
+/* ---- Q4_1: y = q * d + m ------------------------------------------------ */
+
+void cai__ref_q4_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q4_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK) {
+        float d = h2f(x[i].d), m = h2f(x[i].m);
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)(x[i].qs[j] & 0x0f) * d + m;
+            y[j + 16] = (float)(x[i].qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+void cai__ref_q4_1_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q4_1 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < CAI_QK; j++) {
+            min = x[j] < min ? x[j] : min;
+            max = x[j] > max ? x[j] : max;
+        }
+        float d = (max - min) / 15.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = f2h(d);
+        y[i].m = f2h(min);
+        for (int j = 0; j < 16; j++) {
+            int q0 = clampi((int)((x[j] - min) * id + 0.5f), 0, 15);
+            int q1 = clampi((int)((x[j + 16] - min) * id + 0.5f), 0, 15);
+            y[i].qs[j] = (uint8_t)(q0 | q1 << 4);
+        }
+    }
+}
+
+/* w: [n/32] q4_1 blocks, x: [n/32] q8_1 blocks */
+float cai__ref_q4_1_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q4_1 *w = vw;
+    const struct cai_block_q8_1 *x = vx;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            sumi += (w[i].qs[j] & 0x0f) * x[i].qs[j];
+            sumi += (w[i].qs[j] >> 4) * x[i].qs[j + 16];
+        }
+        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d)) + h2f(w[i].m) * h2f(x[i].s);
+    }
+    return sumf;
+}
+
+/* ---- Q5_0: y = (q - 16) * d, q = nibble | bit << 4 ---------------------- */
+
+void cai__ref_q5_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q5_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK) {
+        float d = h2f(x[i].d);
+        uint32_t qh = load_qh(x[i].qh);
+        for (int j = 0; j < 16; j++) {
+            int q0 = (x[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
+            int q1 = (x[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            y[j] = (float)(q0 - 16) * d;
+            y[j + 16] = (float)(q1 - 16) * d;
+        }
+    }
+}
+
+void cai__ref_q5_0_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q5_0 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < CAI_QK; j++) {
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        }
+        float d = max / -16.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = f2h(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            int q0 = clampi((int)(x[j] * id + 16.5f), 0, 31);
+            int q1 = clampi((int)(x[j + 16] * id + 16.5f), 0, 31);
+            y[i].qs[j] = (uint8_t)((q0 & 0x0f) | (q1 & 0x0f) << 4);
+            qh |= (uint32_t)(q0 >> 4) << j;
+            qh |= (uint32_t)(q1 >> 4) << (j + 16);
+        }
+        for (int b = 0; b < 4; b++)
+            y[i].qh[b] = (uint8_t)(qh >> (8 * b));
+    }
+}
+
+/* w: [n/32] q5_0 blocks, x: [n/32] q8_0 blocks */
+float cai__ref_q5_0_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q5_0 *w = vw;
+    const struct cai_block_q8_0 *x = vx;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
+        uint32_t qh = load_qh(w[i].qh);
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            int q0 = (w[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
+            int q1 = (w[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            sumi += (q0 - 16) * x[i].qs[j] + (q1 - 16) * x[i].qs[j + 16];
+        }
+        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d));
+    }
+    return sumf;
+}
+
+/* ---- Q5_1: y = q * d + m ------------------------------------------------ */
+
+void cai__ref_q5_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q5_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK) {
+        float d = h2f(x[i].d), m = h2f(x[i].m);
+        uint32_t qh = load_qh(x[i].qh);
+        for (int j = 0; j < 16; j++) {
+            int q0 = (x[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
+            int q1 = (x[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            y[j] = (float)q0 * d + m;
+            y[j + 16] = (float)q1 * d + m;
+        }
+    }
+}
+
+void cai__ref_q5_1_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q5_1 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < CAI_QK; j++) {
+            min = x[j] < min ? x[j] : min;
+            max = x[j] > max ? x[j] : max;
+        }
+        float d = (max - min) / 31.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = f2h(d);
+        y[i].m = f2h(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            int q0 = clampi((int)((x[j] - min) * id + 0.5f), 0, 31);
+            int q1 = clampi((int)((x[j + 16] - min) * id + 0.5f), 0, 31);
+            y[i].qs[j] = (uint8_t)((q0 & 0x0f) | (q1 & 0x0f) << 4);
+            qh |= (uint32_t)(q0 >> 4) << j;
+            qh |= (uint32_t)(q1 >> 4) << (j + 16);
+        }
+        for (int b = 0; b < 4; b++)
+            y[i].qh[b] = (uint8_t)(qh >> (8 * b));
+    }
+}
+
+/* w: [n/32] q5_1 blocks, x: [n/32] q8_1 blocks */
+float cai__ref_q5_1_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q5_1 *w = vw;
+    const struct cai_block_q8_1 *x = vx;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
+        uint32_t qh = load_qh(w[i].qh);
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            int q0 = (w[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
+            int q1 = (w[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            sumi += q0 * x[i].qs[j] + q1 * x[i].qs[j + 16];
+        }
+        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d)) + h2f(w[i].m) * h2f(x[i].s);
+    }
+    return sumf;
+}
+
+/* ---- Q8_0: y = q * d (also the activation format of Q4_0, Q5_0, Q8_0) --- */
+
+void cai__ref_q8_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q8_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK) {
+        float d = h2f(x[i].d);
+        for (int j = 0; j < CAI_QK; j++)
+            y[j] = (float)x[i].qs[j] * d;
+    }
+}
+
+/* As ggml's quantize_row_q8_0_ref: d = amax / 127, q = roundf(x * (1 / d))
+ * (ties away from zero), so q is always in [-127, 127]. */
+void cai__ref_q8_0_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        float amax = 0.0f;
+        for (int j = 0; j < CAI_QK; j++)
+            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = f2h(d);
+        for (int j = 0; j < CAI_QK; j++)
+            y[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+/* w, x: [n/32] q8_0 blocks */
+float cai__ref_q8_0_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q8_0 *w = vw;
+    const struct cai_block_q8_0 *x = vx;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
+        int sumi = 0;
+        for (int j = 0; j < CAI_QK; j++)
+            sumi += w[i].qs[j] * x[i].qs[j];
+        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d));
+    }
+    return sumf;
+}
+
+/* ---- Q8_1: Q8_0 plus s = d * sum(q) (activations of Q4_1, Q5_1) -------- */
+
+void cai__ref_q8_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q8_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK) {
+        float d = h2f(x[i].d);
+        for (int j = 0; j < CAI_QK; j++)
+            y[j] = (float)x[i].qs[j] * d;
+    }
+}
+
+/* As ggml's quantize_row_q8_1_ref; s is stored as fp16(d * sum(q)). */
+void cai__ref_q8_1_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        float amax = 0.0f;
+        for (int j = 0; j < CAI_QK; j++)
+            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < CAI_QK; j++) {
+            y[i].qs[j] = (int8_t)roundf(x[j] * id);
+            sum += y[i].qs[j];
+        }
+        y[i].d = f2h(d);
+        y[i].s = f2h((float)sum * d);
+    }
+}
+
+/* w, x: [n/32] q8_1 blocks (s is not used: both sides are signed) */
+float cai__ref_q8_1_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q8_1 *w = vw;
+    const struct cai_block_q8_1 *x = vx;
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
+        int sumi = 0;
+        for (int j = 0; j < CAI_QK; j++)
+            sumi += w[i].qs[j] * x[i].qs[j];
+        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d));
+    }
+    return sumf;
+}

@@ -1,0 +1,95 @@
+/* ref.h: the plain C reference kernels, shared by every kernel table.
+ *
+ * These are the specification: plain C11, no intrinsics, written for
+ * reading. The SIMD tables point entries they do not vectorize at these
+ * functions, and the tests compare every SIMD entry against them. Integer
+ * dot products follow llama.cpp's numerics: per block, an exact integer sum
+ * of products, then one float multiply by the two scales, plus the offset
+ * terms from the activation's block sums (Q8_1 s, Q8_K bsums).
+ *
+ * Activation blocks (Q8_0, Q8_1, Q8_K) must be well formed as produced by
+ * their from_f32: quants in [-127, 127], Q8_K bsums equal to the sums of
+ * their 16 quants. Weight blocks may hold any bytes. */
+#ifndef CAI_KERNELS_REF_H
+#define CAI_KERNELS_REF_H
+
+#include <stdint.h>
+
+#include "../kernels.h"
+
+/* Declares to_f32, from_f32 and vec_dot of one type, e.g. cai__ref_q4_0_to_f32. */
+#define CAI__REF_TYPE_DECL(t)                                                                      \
+    void  cai__ref_##t##_to_f32(const void *x, float *y, int64_t n);                               \
+    void  cai__ref_##t##_from_f32(const float *x, void *y, int64_t n);                             \
+    float cai__ref_##t##_vec_dot(int64_t n, const void *w, const void *x);
+
+CAI__REF_TYPE_DECL(f32)
+CAI__REF_TYPE_DECL(f16)
+CAI__REF_TYPE_DECL(bf16)
+CAI__REF_TYPE_DECL(q4_0)
+CAI__REF_TYPE_DECL(q4_1)
+CAI__REF_TYPE_DECL(q5_0)
+CAI__REF_TYPE_DECL(q5_1)
+CAI__REF_TYPE_DECL(q8_0)
+CAI__REF_TYPE_DECL(q8_1)
+CAI__REF_TYPE_DECL(q4_k)
+CAI__REF_TYPE_DECL(q5_k)
+CAI__REF_TYPE_DECL(q6_k)
+CAI__REF_TYPE_DECL(q8_k)
+
+float cai__ref_dot_f32(const float *a, const float *b, int64_t n);
+void  cai__ref_axpy_f32(float *y, float a, const float *x, int64_t n);
+void  cai__ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+void  cai__ref_softmax(float *x, int64_t n);
+void  cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n);
+float cai__ref_dot_f16_f32(const cai_half *a, const float *b, int64_t n);
+void  cai__ref_axpy_f16(float *y, float a, const cai_half *x, int64_t n);
+void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
+
+/* A type entry made of ref functions, e.g. CAI__REF_TYPE(q4_0, CAI_TYPE_Q8_0). */
+#define CAI__REF_TYPE(t, vdt)                                                                      \
+    {                                                                                              \
+        .vec_dot_type = (vdt), .to_f32 = cai__ref_##t##_to_f32,                                    \
+        .from_f32 = cai__ref_##t##_from_f32, .vec_dot = cai__ref_##t##_vec_dot,                    \
+    }
+
+/* The initializer of a whole table of ref functions named `isa_name`: the
+ * ref table itself, and the SIMD tables in builds for other architectures. */
+#define CAI__REF_KERNELS_INIT(isa_name)                                                            \
+    {                                                                                              \
+        .isa = (isa_name),                                                                         \
+        .type =                                                                                    \
+            {                                                                                      \
+                [CAI_TYPE_F32] = CAI__REF_TYPE(f32, CAI_TYPE_F32),                                 \
+                [CAI_TYPE_F16] = CAI__REF_TYPE(f16, CAI_TYPE_F32),                                 \
+                [CAI_TYPE_BF16] = CAI__REF_TYPE(bf16, CAI_TYPE_F32),                               \
+                [CAI_TYPE_Q4_0] = CAI__REF_TYPE(q4_0, CAI_TYPE_Q8_0),                              \
+                [CAI_TYPE_Q4_1] = CAI__REF_TYPE(q4_1, CAI_TYPE_Q8_1),                              \
+                [CAI_TYPE_Q5_0] = CAI__REF_TYPE(q5_0, CAI_TYPE_Q8_0),                              \
+                [CAI_TYPE_Q5_1] = CAI__REF_TYPE(q5_1, CAI_TYPE_Q8_1),                              \
+                [CAI_TYPE_Q8_0] = CAI__REF_TYPE(q8_0, CAI_TYPE_Q8_0),                              \
+                [CAI_TYPE_Q8_1] = CAI__REF_TYPE(q8_1, CAI_TYPE_Q8_1),                              \
+                [CAI_TYPE_Q4_K] = CAI__REF_TYPE(q4_k, CAI_TYPE_Q8_K),                              \
+                [CAI_TYPE_Q5_K] = CAI__REF_TYPE(q5_k, CAI_TYPE_Q8_K),                              \
+                [CAI_TYPE_Q6_K] = CAI__REF_TYPE(q6_k, CAI_TYPE_Q8_K),                              \
+                [CAI_TYPE_Q8_K] = CAI__REF_TYPE(q8_k, CAI_TYPE_Q8_K),                              \
+            },                                                                                     \
+        .dot_f32 = cai__ref_dot_f32, .axpy_f32 = cai__ref_axpy_f32, .rmsnorm = cai__ref_rmsnorm,   \
+        .softmax = cai__ref_softmax, .silu_mul = cai__ref_silu_mul,                                \
+        .dot_f16_f32 = cai__ref_dot_f16_f32, .axpy_f16 = cai__ref_axpy_f16,                        \
+        .f32_to_f16 = cai__ref_f32_to_f16,                                                         \
+    }
+
+/* Unpacks the 12-byte Q4_K/Q5_K scale field into 8 six-bit scales and 8
+ * six-bit mins (ggml's get_scale_min_k4 for j = 0..7). */
+static inline void cai__unpack_k4_scales(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8])
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        mn[j] = s[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((s[j + 8] & 0x0f) | ((s[j] >> 6) << 4));
+        mn[j + 4] = (uint8_t)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
+    }
+}
+
+#endif /* CAI_KERNELS_REF_H */

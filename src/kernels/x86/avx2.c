@@ -1,0 +1,982 @@
+/* avx2.c: the "avx2" kernel table (AVX2 + FMA + F16C, 256-bit).
+ *
+ * Every computed type has a SIMD to_f32 and vec_dot here, and the activation
+ * quantizers (Q8_0, Q8_1, Q8_K) and F16/BF16 conversions are vectorized.
+ * to_f32 and the quantizers are bit-exact with the ref kernels (same float
+ * operations in the same order per element, roundf emulated exactly); the
+ * integer dot products compute the same exact per-block integer sums as ref
+ * and differ only in float summation order. Weight quantizers point at ref.
+ *
+ * Integer products use maddubs (u8 x s8 -> pairs of s16): weights are made
+ * unsigned (4/5/6-bit quants already are; the offset -8/-16/-32 is taken
+ * off with a second maddubs or the Q8_K bsums), and 8-bit weights use the
+ * sign trick |w| x sign(x, w). No pair can saturate s16: the largest is
+ * 2 * 128 * 127 = 32512 (activation quants are never -128). */
+#include "../kernels.h"
+#include "../ref/ref.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float hmax_ps(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float h2f(cai_half h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline uint32_t load_u32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* 16 bytes of packed nibbles -> 32 bytes: low nibbles first, then high. */
+static inline __m256i nibbles_32(const uint8_t *qs)
+{
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+
+/* Byte j (0..31) = 0x10 when bit j of qh is set, else 0. */
+static inline __m256i bits_to_0x10(uint32_t qh)
+{
+    const __m256i shuf =
+        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* Sum of u8 x s8 products, 8 int32 lanes of 4 products each. */
+static inline __m256i dot_u8s8(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* Sum of s8 x s8 products (x must not hold -128), 8 int32 lanes. */
+static inline __m256i dot_s8s8(__m256i w, __m256i x)
+{
+    return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+
+/* 32 int8 -> 4 x 8 floats, in order. */
+static inline void cvt_i8x32(__m256i q, __m256 out[4])
+{
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+    out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+    out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+    out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+/* y[0..32) = q * d */
+static inline void store_mul(float *y, __m256i q, float d)
+{
+    __m256 f[4], vd = _mm256_set1_ps(d);
+    cvt_i8x32(q, f);
+    for (int k = 0; k < 4; k++)
+        _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(f[k], vd));
+}
+
+/* y[0..32) = q * d + m (two roundings, as ref) */
+static inline void store_mul_add(float *y, __m256i q, float d, float m)
+{
+    __m256 f[4], vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+    cvt_i8x32(q, f);
+    for (int k = 0; k < 4; k++)
+        _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(f[k], vd), vm));
+}
+
+/* y[0..32) = d * q - m */
+static inline void store_mul_sub(float *y, __m256i q, float d, float m)
+{
+    __m256 f[4], vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+    cvt_i8x32(q, f);
+    for (int k = 0; k < 4; k++)
+        _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(vd, f[k]), vm));
+}
+
+/* roundf(): nearest, ties away from zero, exactly. */
+static inline __m256 round_away(__m256 v)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    __m256 up = _mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
+    return _mm256_add_ps(t, _mm256_and_ps(up, one));
+}
+
+/* 4 x 8 int32 (each in [-128, 127]) -> 32 int8 in order. */
+static inline __m256i pack_i32x32(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+    __m256i v = _mm256_packs_epi16(ab, cd);
+    return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline __m256 abs_ps(__m256 v)
+{
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+/* ---- Q4_0 --------------------------------------------------------------- */
+
+static void q4_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q4_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK) {
+        __m256i q = _mm256_sub_epi8(nibbles_32(x[i].qs), _mm256_set1_epi8(8));
+        store_mul(y, q, h2f(x[i].d));
+    }
+}
+
+static float q4_0_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q4_0 *w = vw;
+    const struct cai_block_q8_0 *x = vx;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / CAI_QK, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
+        __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(w[i].qs), y0),
+                                      _mm256_maddubs_epi16(eight, y0));
+        __m256i p1 = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(w[i + 1].qs), y1),
+                                      _mm256_maddubs_epi16(eight, y1));
+        __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
+        __m256 s1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p1, _mm256_set1_epi16(1)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(w[i].qs), y0),
+                                      _mm256_maddubs_epi16(eight, y0));
+        __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- Q4_1 --------------------------------------------------------------- */
+
+static void q4_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q4_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul_add(y, nibbles_32(x[i].qs), h2f(x[i].d), h2f(x[i].m));
+}
+
+static float q4_1_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q4_1 *w = vw;
+    const struct cai_block_q8_1 *x = vx;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float summs = 0.0f;
+    int64_t nb = n / CAI_QK, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
+        __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(nibbles_32(w[i].qs), y0));
+        __m256 s1 = _mm256_cvtepi32_ps(dot_u8s8(nibbles_32(w[i + 1].qs), y1));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
+        summs += h2f(w[i].m) * h2f(x[i].s) + h2f(w[i + 1].m) * h2f(x[i + 1].s);
+    }
+    for (; i < nb; i++) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(nibbles_32(w[i].qs), y0));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        summs += h2f(w[i].m) * h2f(x[i].s);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
+}
+
+/* ---- Q5_0 --------------------------------------------------------------- */
+
+static inline __m256i q5_quants(const uint8_t *qs, const uint8_t *qh)
+{
+    return _mm256_or_si256(nibbles_32(qs), bits_to_0x10(load_u32(qh)));
+}
+
+static void q5_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q5_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK) {
+        __m256i q = _mm256_sub_epi8(q5_quants(x[i].qs, x[i].qh), _mm256_set1_epi8(16));
+        store_mul(y, q, h2f(x[i].d));
+    }
+}
+
+static float q5_0_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q5_0 *w = vw;
+    const struct cai_block_q8_0 *x = vx;
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / CAI_QK, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
+        __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q5_quants(w[i].qs, w[i].qh), y0),
+                                      _mm256_maddubs_epi16(sixteen, y0));
+        __m256i p1 =
+            _mm256_sub_epi16(_mm256_maddubs_epi16(q5_quants(w[i + 1].qs, w[i + 1].qh), y1),
+                             _mm256_maddubs_epi16(sixteen, y1));
+        __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
+        __m256 s1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p1, _mm256_set1_epi16(1)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q5_quants(w[i].qs, w[i].qh), y0),
+                                      _mm256_maddubs_epi16(sixteen, y0));
+        __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- Q5_1 --------------------------------------------------------------- */
+
+static void q5_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q5_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul_add(y, q5_quants(x[i].qs, x[i].qh), h2f(x[i].d), h2f(x[i].m));
+}
+
+static float q5_1_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q5_1 *w = vw;
+    const struct cai_block_q8_1 *x = vx;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float summs = 0.0f;
+    int64_t nb = n / CAI_QK, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
+        __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(q5_quants(w[i].qs, w[i].qh), y0));
+        __m256 s1 = _mm256_cvtepi32_ps(dot_u8s8(q5_quants(w[i + 1].qs, w[i + 1].qh), y1));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
+        summs += h2f(w[i].m) * h2f(x[i].s) + h2f(w[i + 1].m) * h2f(x[i + 1].s);
+    }
+    for (; i < nb; i++) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(q5_quants(w[i].qs, w[i].qh), y0));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        summs += h2f(w[i].m) * h2f(x[i].s);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
+}
+
+/* ---- Q8_0 --------------------------------------------------------------- */
+
+static void q8_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q8_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul(y, _mm256_loadu_si256((const __m256i *)x[i].qs), h2f(x[i].d));
+}
+
+/* Quantizes 32 floats with ref's Q8_0 rule; returns d, writes 32 quants and
+ * (when sum != NULL) their sum. */
+static inline float quantize_32(const float *x, int8_t *qs, int *sum)
+{
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        amax = _mm256_max_ps(amax, abs_ps(v[k]));
+    }
+    float d = hmax_ps(amax) / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++)
+        q[k] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[k], vid)));
+    _mm256_storeu_si256((__m256i *)qs, pack_i32x32(q[0], q[1], q[2], q[3]));
+    if (sum)
+        *sum = hsum_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    return d;
+}
+
+static void q8_0_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        float d = quantize_32(x, y[i].qs, NULL);
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+static float q8_0_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q8_0 *w = vw;
+    const struct cai_block_q8_0 *x = vx;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / CAI_QK, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
+        __m256 s0 = _mm256_cvtepi32_ps(dot_s8s8(w0, y0));
+        __m256 s1 = _mm256_cvtepi32_ps(dot_s8s8(w1, y1));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256 s0 = _mm256_cvtepi32_ps(dot_s8s8(w0, y0));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- Q8_1 --------------------------------------------------------------- */
+
+static void q8_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q8_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul(y, _mm256_loadu_si256((const __m256i *)x[i].qs), h2f(x[i].d));
+}
+
+static void q8_1_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        int sum;
+        float d = quantize_32(x, y[i].qs, &sum);
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        y[i].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+static float q8_1_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q8_1 *w = vw;
+    const struct cai_block_q8_1 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256 s0 = _mm256_cvtepi32_ps(dot_s8s8(w0, y0));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ---- Q8_K --------------------------------------------------------------- */
+
+static void q8_k_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q8_k *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, y += CAI_QK_K)
+        for (int c = 0; c < 8; c++)
+            store_mul(y + 32 * c, _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c)),
+                      x[i].d);
+}
+
+/* Sums of 4 vectors of 8 int32 each -> 4 int32 {sum(a), sum(b), sum(c), sum(d)}. */
+static inline __m128i hsum4_epi32(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
+    __m256i abcd = _mm256_hadd_epi32(ab, cd);
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+static void q8_k_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q8_k *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, x += CAI_QK_K) {
+        __m256 vmax = _mm256_setzero_ps();
+        for (int k = 0; k < 32; k++)
+            vmax = _mm256_max_ps(vmax, abs_ps(_mm256_loadu_ps(x + 8 * k)));
+        float amax = hmax_ps(vmax);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        /* The first element of largest magnitude gives the sign (as ref). */
+        float max = amax;
+        __m256 vamax = _mm256_set1_ps(amax);
+        for (int k = 0; k < 32; k++) {
+            int m = _mm256_movemask_ps(
+                _mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), vamax, _CMP_EQ_OQ));
+            if (m) {
+                max = x[8 * k + __builtin_ctz((unsigned)m)];
+                break;
+            }
+        }
+        float iscale = -127.0f / max;
+        __m256 vis = _mm256_set1_ps(iscale);
+        __m256i sums[16];
+        for (int c = 0; c < 8; c++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 32 * c + 8 * k), vis);
+                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(127));
+            }
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * c), pack_i32x32(q[0], q[1], q[2], q[3]));
+            sums[2 * c] = _mm256_add_epi32(q[0], q[1]);
+            sums[2 * c + 1] = _mm256_add_epi32(q[2], q[3]);
+        }
+        for (int g = 0; g < 4; g++) {
+            __m128i s = hsum4_epi32(sums[4 * g], sums[4 * g + 1], sums[4 * g + 2], sums[4 * g + 3]);
+            _mm_storel_epi64((__m128i *)(y[i].bsums + 4 * g), _mm_packs_epi32(s, s));
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+static float q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q8_k *w = vw;
+    const struct cai_block_q8_k *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++) {
+        __m256i s = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            s = _mm256_add_epi32(s, dot_s8s8(w0, y0));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(w[i].d * x[i].d), _mm256_cvtepi32_ps(s), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ---- Q4_K / Q5_K -------------------------------------------------------- */
+
+/* The 8 mins as int16 pairs {m0, m0, m1, m1, ...} for madd with bsums. */
+static inline __m256i k4_mins_pairs(const uint8_t mn[8])
+{
+    __m128i m = _mm_loadl_epi64((const __m128i *)mn);
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+}
+
+static void q4_k_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q4_k *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, y += CAI_QK_K) {
+        float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        uint8_t sc[8], mn[8];
+        cai__unpack_k4_scales(x[i].scales, sc, mn);
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            store_mul_sub(y + 64 * c, _mm256_and_si256(q, m4), d * (float)sc[2 * c],
+                          dmin * (float)mn[2 * c]);
+            store_mul_sub(y + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                          d * (float)sc[2 * c + 1], dmin * (float)mn[2 * c + 1]);
+        }
+    }
+}
+
+static float q4_k_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q4_k *w = vw;
+    const struct cai_block_q8_k *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        cai__unpack_k4_scales(w[i].scales, sc, mn);
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(mn));
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 64 * c));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 64 * c + 32));
+            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), y0);
+            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), y1);
+            p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]));
+            p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        float d = h2f(w[i].d) * x[i].d, dmin = h2f(w[i].dmin) * x[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summ), accm);
+    }
+    return hsum_ps(acc) - hsum_ps(accm);
+}
+
+/* Byte l = 0x10 when bit `bit` of qh[l] is set. */
+static inline __m256i qh_bit_0x10(__m256i qh, int bit)
+{
+    __m256i b = _mm256_set1_epi8((char)(1 << bit));
+    __m256i m = _mm256_cmpeq_epi8(_mm256_and_si256(qh, b), b);
+    return _mm256_and_si256(m, _mm256_set1_epi8(0x10));
+}
+
+static void q5_k_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q5_k *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, y += CAI_QK_K) {
+        float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        uint8_t sc[8], mn[8];
+        cai__unpack_k4_scales(x[i].scales, sc, mn);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), qh_bit_0x10(qh, 2 * c));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                         qh_bit_0x10(qh, 2 * c + 1));
+            store_mul_sub(y + 64 * c, lo, d * (float)sc[2 * c], dmin * (float)mn[2 * c]);
+            store_mul_sub(y + 64 * c + 32, hi, d * (float)sc[2 * c + 1],
+                          dmin * (float)mn[2 * c + 1]);
+        }
+    }
+}
+
+static float q5_k_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q5_k *w = vw;
+    const struct cai_block_q8_k *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        cai__unpack_k4_scales(w[i].scales, sc, mn);
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(mn));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)w[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), qh_bit_0x10(qh, 2 * c));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                         qh_bit_0x10(qh, 2 * c + 1));
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 64 * c));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 64 * c + 32));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
+                                           _mm256_set1_epi16(sc[2 * c]));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1),
+                                           _mm256_set1_epi16(sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        float d = h2f(w[i].d) * x[i].d, dmin = h2f(w[i].dmin) * x[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summ), accm);
+    }
+    return hsum_ps(acc) - hsum_ps(accm);
+}
+
+/* ---- Q6_K --------------------------------------------------------------- */
+
+/* The four 32-quant groups (0..63, unsigned) of half h of a Q6_K block:
+ * q[k] holds elements 128h + 32k .. 128h + 32k + 31. */
+static inline void q6_k_half(const struct cai_block_q6_k *b, int h, __m256i q[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    __m256i a = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+    __m256i c = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4);
+    __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4);
+    __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4);
+    __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4);
+    q[0] = _mm256_or_si256(_mm256_and_si256(a, m4), h0);
+    q[1] = _mm256_or_si256(_mm256_and_si256(c, m4), h1);
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), h2);
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), h3);
+}
+
+static void q6_k_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q6_k *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, y += CAI_QK_K) {
+        float d = h2f(x[i].d);
+        for (int h = 0; h < 2; h++) {
+            __m256i q[4];
+            q6_k_half(&x[i], h, q);
+            for (int k = 0; k < 4; k++) {
+                __m256 f[4];
+                cvt_i8x32(_mm256_sub_epi8(q[k], _mm256_set1_epi8(32)), f);
+                int s = 8 * h + 2 * k; /* scale index of the first 16 */
+                __m256 d0 = _mm256_set1_ps(d * (float)x[i].scales[s]);
+                __m256 d1 = _mm256_set1_ps(d * (float)x[i].scales[s + 1]);
+                float *o = y + 128 * h + 32 * k;
+                _mm256_storeu_ps(o, _mm256_mul_ps(d0, f[0]));
+                _mm256_storeu_ps(o + 8, _mm256_mul_ps(d0, f[1]));
+                _mm256_storeu_ps(o + 16, _mm256_mul_ps(d1, f[2]));
+                _mm256_storeu_ps(o + 24, _mm256_mul_ps(d1, f[3]));
+            }
+        }
+    }
+}
+
+static float q6_k_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q6_k *w = vw;
+    const struct cai_block_q8_k *x = vx;
+    /* picks int16 pair i of a dword-broadcast: low lane word 0, high lane word 1 */
+    const __m256i split = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, //
+                                           2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        __m256i corr = _mm256_madd_epi16(sc16, bsums); /* sum sc * bsums, in pairs */
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q[4];
+            q6_k_half(&w[i], h, q);
+            for (int k = 0; k < 4; k++) {
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 128 * h + 32 * k));
+                __m256i scv = _mm256_shuffle_epi8(
+                    _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(4 * h + k)), split);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], y0), scv);
+                sumi = _mm256_add_epi32(sumi, p);
+            }
+        }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
+        float d = h2f(w[i].d) * x[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ---- float types -------------------------------------------------------- */
+
+static float dot_f32(const float *a, const float *b, int64_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+           s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    return sum;
+}
+
+static float f32_vec_dot(int64_t n, const void *w, const void *x)
+{
+    return dot_f32(w, x, n);
+}
+
+static inline __m256 load_f16x8(const cai_half *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __m256 load_bf16x8(const uint16_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static float dot_f16_f32(const cai_half *a, const float *b, int64_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+           s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(load_f16x8(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(load_f16x8(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_f16x8(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_f16x8(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(load_f16x8(a + i), _mm256_loadu_ps(b + i), s0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++)
+        sum += h2f(a[i]) * b[i];
+    return sum;
+}
+
+static float f16_vec_dot(int64_t n, const void *w, const void *x)
+{
+    return dot_f16_f32(w, x, n);
+}
+
+static void f16_to_f32(const void *vx, float *y, int64_t n)
+{
+    const cai_half *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, load_f16x8(x + i));
+    for (; i < n; i++)
+        y[i] = h2f(x[i]);
+}
+
+static void f32_to_f16(const float *x, cai_half *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+static void f16_from_f32(const float *x, void *y, int64_t n)
+{
+    f32_to_f16(x, y, n);
+}
+
+static float bf16_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const uint16_t *w = vw;
+    const float *x = vx;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(load_bf16x8(w + i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(load_bf16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(load_bf16x8(w + i), _mm256_loadu_ps(x + i), s0);
+    float sum = hsum_ps(_mm256_add_ps(s0, s1));
+    for (; i < n; i++)
+        sum += cai__bf16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+static void bf16_to_f32(const void *vx, float *y, int64_t n)
+{
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, load_bf16x8(x + i));
+    for (; i < n; i++)
+        y[i] = cai__bf16_to_f32(x[i]);
+}
+
+/* Round to nearest even; NaNs quieted (as cai__f32_to_bf16). */
+static void bf16_from_f32(const float *x, void *vy, int64_t n)
+{
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i r[2];
+        for (int k = 0; k < 2; k++) {
+            __m256 v = _mm256_loadu_ps(x + i + 8 * k);
+            __m256i u = _mm256_castps_si256(v);
+            __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+            __m256i rn = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+            rn = _mm256_srli_epi32(rn, 16);
+            __m256i qn = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+            __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            r[k] = _mm256_blendv_epi8(rn, qn, nan);
+        }
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
+        _mm256_storeu_si256((__m256i *)(y + i), p);
+    }
+    for (; i < n; i++)
+        y[i] = cai__f32_to_bf16(x[i]);
+}
+
+/* ---- f32 vector ops ----------------------------------------------------- */
+
+static void axpy_f32(float *y, float a, const float *x, int64_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void axpy_f16(float *y, float a, const cai_half *x, int64_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16x8(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * h2f(x[i]);
+}
+
+static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 sq = _mm256_mul_ps(v, v);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+    }
+    __m256d s = _mm256_add_pd(s0, s1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    double sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; i < n; i++)
+        sum += (double)(x[i] * x[i]);
+    float mean = (float)(sum / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    __m256 vs = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(v, _mm256_loadu_ps(w + i)));
+    }
+    for (; i < n; i++)
+        y[i] = (x[i] * scale) * w[i];
+}
+
+/* exp(x) for 8 floats: x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial for
+ * e^r (Cephes expf coefficients), times 2^k. Relative error about 2 ulp.
+ * Inputs below -87.3 give 0 (true results are < 1.2e-38). */
+static inline __m256 exp_ps(__m256 x)
+{
+    const __m256 hi = _mm256_set1_ps(88.72283f), lo = _mm256_set1_ps(-87.33654f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    __m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
+    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* 2^k in two steps so k = 128 (x near the top) does not overflow the exponent */
+    __m256i ki = _mm256_cvtps_epi32(k);
+    __m256i k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
+    p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    p = _mm256_andnot_ps(under, p);
+    return _mm256_blendv_ps(p, _mm256_set1_ps(INFINITY), over);
+}
+
+static void softmax(float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    __m256 vmax = _mm256_set1_ps(x[0]);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    float max = hmax_ps(vmax);
+    for (; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    __m256 vm = _mm256_set1_ps(max), vsum = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    double sum = (double)hsum_ps(vsum);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += (double)x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    __m256 vi = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vi));
+    for (; i < n; i++)
+        x[i] *= inv;
+}
+
+static void silu_mul(float *y, const float *g, const float *u, int64_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 vg = _mm256_loadu_ps(g + i);
+        __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), vg));
+        __m256 s = _mm256_div_ps(vg, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++)
+        y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* ---- the table ---------------------------------------------------------- */
+
+#define SIMD_TYPE(t, vdt, from)                                                                    \
+    {                                                                                              \
+        .vec_dot_type = (vdt), .to_f32 = t##_to_f32, .from_f32 = (from), .vec_dot = t##_vec_dot,   \
+    }
+
+const struct cai_kernels cai__kernels_avx2 = {
+    .isa = "avx2",
+    .type =
+        {
+            [CAI_TYPE_F32] = {CAI_TYPE_F32, cai__ref_f32_to_f32, cai__ref_f32_from_f32,
+                              f32_vec_dot},
+            [CAI_TYPE_F16] = SIMD_TYPE(f16, CAI_TYPE_F32, f16_from_f32),
+            [CAI_TYPE_BF16] = SIMD_TYPE(bf16, CAI_TYPE_F32, bf16_from_f32),
+            [CAI_TYPE_Q4_0] = SIMD_TYPE(q4_0, CAI_TYPE_Q8_0, cai__ref_q4_0_from_f32),
+            [CAI_TYPE_Q4_1] = SIMD_TYPE(q4_1, CAI_TYPE_Q8_1, cai__ref_q4_1_from_f32),
+            [CAI_TYPE_Q5_0] = SIMD_TYPE(q5_0, CAI_TYPE_Q8_0, cai__ref_q5_0_from_f32),
+            [CAI_TYPE_Q5_1] = SIMD_TYPE(q5_1, CAI_TYPE_Q8_1, cai__ref_q5_1_from_f32),
+            [CAI_TYPE_Q8_0] = SIMD_TYPE(q8_0, CAI_TYPE_Q8_0, q8_0_from_f32),
+            [CAI_TYPE_Q8_1] = SIMD_TYPE(q8_1, CAI_TYPE_Q8_1, q8_1_from_f32),
+            [CAI_TYPE_Q4_K] = SIMD_TYPE(q4_k, CAI_TYPE_Q8_K, cai__ref_q4_k_from_f32),
+            [CAI_TYPE_Q5_K] = SIMD_TYPE(q5_k, CAI_TYPE_Q8_K, cai__ref_q5_k_from_f32),
+            [CAI_TYPE_Q6_K] = SIMD_TYPE(q6_k, CAI_TYPE_Q8_K, cai__ref_q6_k_from_f32),
+            [CAI_TYPE_Q8_K] = SIMD_TYPE(q8_k, CAI_TYPE_Q8_K, q8_k_from_f32),
+        },
+    .dot_f32 = dot_f32,
+    .axpy_f32 = axpy_f32,
+    .rmsnorm = rmsnorm,
+    .softmax = softmax,
+    .silu_mul = silu_mul,
+    .dot_f16_f32 = dot_f16_f32,
+    .axpy_f16 = axpy_f16,
+    .f32_to_f16 = f32_to_f16,
+};
+
+#else /* !__x86_64__ */
+
+const struct cai_kernels cai__kernels_avx2 = CAI__REF_KERNELS_INIT("avx2");
+
+#endif /* __x86_64__ */

@@ -1,0 +1,960 @@
+/* avx512.c: the "avx512" kernel table (AVX-512 F/BW/VL/DQ + VNNI, 512-bit).
+ *
+ * Same contract as avx2.c: to_f32 and the activation quantizers are
+ * bit-exact with ref, the integer dot products compute ref's exact integer
+ * sums and differ only in float summation order; weight quantizers point at
+ * ref. Integer products use vpdpbusd (u8 x s8, four products summed into an
+ * int32 lane, no intermediate saturation):
+ *   - 4/5-bit weights stay unsigned; the -8/-16 offset of Q4_0/Q5_0 is taken
+ *     off with a second vpdpbusd of the constant 8/16 against the activation;
+ *     Q4_1/Q5_1 need no correction (their min term uses Q8_1's s);
+ *   - Q6_K stays unsigned (0..63); the -32 comes off through Q8_K's bsums;
+ *   - 8-bit weights use the sign trick |w| x (x negated where w < 0).
+ * 32-element blocks are handled two per zmm (lanes 0-7 block i, 8-15 block
+ * i+1), with the per-block scales spread over the lanes by a permute.
+ * K-quant sub-block scales multiply the per-lane int32 sums with vpmaddwd:
+ * a lane sum of 4 products fits in int16 (at most 4 * 63 * 127 = 32004), and
+ * the scale sits in the low half of a lane whose high half is 0. */
+#include "../kernels.h"
+#include "../ref/ref.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static inline float h2f(cai_half h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline uint32_t load_u32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline uint16_t load_u16(const void *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* Four fp16 values at p, p + stride, p + 2 stride, p + 3 stride -> 4 floats. */
+static inline __m128 fp16x4(const void *vp, size_t stride)
+{
+    const uint8_t *p = vp;
+    __m128i h = _mm_setr_epi16((short)load_u16(p), (short)load_u16(p + stride),
+                               (short)load_u16(p + 2 * stride), (short)load_u16(p + 3 * stride),
+                               0, 0, 0, 0);
+    return _mm_cvtph_ps(h);
+}
+
+/* Spreads scales {s0, s1, s2, s3} over 16 lanes: half = 0 -> {s0 x8, s1 x8},
+ * half = 1 -> {s2 x8, s3 x8}. */
+static inline __m512 pair_scale(__m128 s4, int half)
+{
+    __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    if (half)
+        idx = _mm512_add_epi32(idx, _mm512_set1_epi32(2));
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
+}
+
+static inline __m512 pair_scale_scalar(float s0, float s1)
+{
+    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+/* Two 32-byte quant arrays -> one zmm. */
+static inline __m512i load_2x32(const void *a, const void *b)
+{
+    __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a));
+    return _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* 16 bytes of packed nibbles -> 32 bytes: low nibbles then high (ymm). */
+static inline __m256i nibbles_32(const uint8_t *qs)
+{
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+
+/* Nibbles of two blocks -> zmm {block a: lo 16, hi 16 | block b: lo 16, hi 16}. */
+static inline __m512i nibbles_2x32(const uint8_t *qa, const uint8_t *qb)
+{
+    __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)qb),
+                                 _mm_loadu_si128((const __m128i *)qa));
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+    z = _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+    /* {a lo, b lo, a hi, b hi} -> {a lo, a hi, b lo, b hi} */
+    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), z);
+}
+
+/* Sum of s8 x s8 products, 4 per int32 lane (x must not hold -128): the
+ * sign trick |w| x (x negated where w < 0); |-128| reads as u8 128. */
+static inline __m512i dot_s8s8(__m512i w, __m512i x)
+{
+    __mmask64 neg = _mm512_movepi8_mask(w);
+    __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sx);
+}
+
+static inline __m256i dot_s8s8_256(__m256i w, __m256i x)
+{
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w),
+                               _mm256_sign_epi8(x, w));
+}
+
+/* 16 int8 -> 16 floats */
+static inline __m512 cvt_i8x16(__m128i q)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+}
+
+/* y[0..32) = q * d */
+static inline void store_mul(float *y, __m256i q, float d)
+{
+    __m512 vd = _mm512_set1_ps(d);
+    _mm512_storeu_ps(y, _mm512_mul_ps(cvt_i8x16(_mm256_castsi256_si128(q)), vd));
+    _mm512_storeu_ps(y + 16, _mm512_mul_ps(cvt_i8x16(_mm256_extracti128_si256(q, 1)), vd));
+}
+
+/* y[0..32) = q * d + m (two roundings, as ref) */
+static inline void store_mul_add(float *y, __m256i q, float d, float m)
+{
+    __m512 vd = _mm512_set1_ps(d), vm = _mm512_set1_ps(m);
+    __m512 f0 = cvt_i8x16(_mm256_castsi256_si128(q));
+    __m512 f1 = cvt_i8x16(_mm256_extracti128_si256(q, 1));
+    _mm512_storeu_ps(y, _mm512_add_ps(_mm512_mul_ps(f0, vd), vm));
+    _mm512_storeu_ps(y + 16, _mm512_add_ps(_mm512_mul_ps(f1, vd), vm));
+}
+
+/* y[0..32) = d * q - m */
+static inline void store_mul_sub(float *y, __m256i q, float d, float m)
+{
+    __m512 vd = _mm512_set1_ps(d), vm = _mm512_set1_ps(m);
+    __m512 f0 = cvt_i8x16(_mm256_castsi256_si128(q));
+    __m512 f1 = cvt_i8x16(_mm256_extracti128_si256(q, 1));
+    _mm512_storeu_ps(y, _mm512_sub_ps(_mm512_mul_ps(vd, f0), vm));
+    _mm512_storeu_ps(y + 16, _mm512_sub_ps(_mm512_mul_ps(vd, f1), vm));
+}
+
+/* roundf(): nearest, ties away from zero, exactly (v - trunc(v) is exact). */
+static inline __m512 round_away(__m512 v)
+{
+    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    __mmask16 up = _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    __m512 one = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
+    return _mm512_mask_add_ps(t, up, t, one);
+}
+
+/* Q5 quants (0..31) of two blocks / one block: nibbles plus 0x10 where the
+ * qh bit is set (bit j of a block's u32 qh belongs to its element j). */
+static inline __m512i q5_2x32(const uint8_t *qsa, const uint8_t *qha, const uint8_t *qsb,
+                              const uint8_t *qhb)
+{
+    __m512i z = nibbles_2x32(qsa, qsb);
+    uint64_t bits = (uint64_t)load_u32(qha) | (uint64_t)load_u32(qhb) << 32;
+    return _mm512_mask_add_epi8(z, _cvtu64_mask64(bits), z, _mm512_set1_epi8(0x10));
+}
+
+static inline __m256i q5_32(const uint8_t *qs, const uint8_t *qh)
+{
+    __m256i z = nibbles_32(qs);
+    return _mm256_mask_add_epi8(z, _cvtu32_mask32(load_u32(qh)), z, _mm256_set1_epi8(0x10));
+}
+
+static inline float hsum_256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float hsum_128(__m128 s)
+{
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* int32 lanes of sum (q - off) * y: dpbusd(q, y) - dpbusd(off, y) */
+static inline __m512i dot_off(__m512i q, __m512i y, int off)
+{
+    __m512i z = _mm512_setzero_si512();
+    return _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, y),
+                            _mm512_dpbusd_epi32(z, _mm512_set1_epi8((char)off), y));
+}
+
+static inline __m256i dot_off_256(__m256i q, __m256i y, int off)
+{
+    __m256i z = _mm256_setzero_si256();
+    return _mm256_sub_epi32(_mm256_dpbusd_epi32(z, q, y),
+                            _mm256_dpbusd_epi32(z, _mm256_set1_epi8((char)off), y));
+}
+
+static inline __m512i dot_u8s8(__m512i q, __m512i y)
+{
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y);
+}
+
+static inline __m256i dot_u8s8_256(__m256i q, __m256i y)
+{
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);
+}
+
+static inline __m256i load_32(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* Per-type integer block sums: PAIR(w, x) gives 16 int32 lanes for blocks
+ * w[0], w[1] (lanes 0-7, 8-15); ONE(w, x) gives 8 lanes for w[0]. */
+#define Q4_0_PAIR(w, x) dot_off(nibbles_2x32((w)[0].qs, (w)[1].qs), load_2x32((x)[0].qs, (x)[1].qs), 8)
+#define Q4_0_ONE(w, x)  dot_off_256(nibbles_32((w)->qs), load_32((x)->qs), 8)
+#define Q5_0_PAIR(w, x)                                                                            \
+    dot_off(q5_2x32((w)[0].qs, (w)[0].qh, (w)[1].qs, (w)[1].qh), load_2x32((x)[0].qs, (x)[1].qs), 16)
+#define Q5_0_ONE(w, x) dot_off_256(q5_32((w)->qs, (w)->qh), load_32((x)->qs), 16)
+#define Q8_PAIR(w, x)  dot_s8s8(load_2x32((w)[0].qs, (w)[1].qs), load_2x32((x)[0].qs, (x)[1].qs))
+#define Q8_ONE(w, x)   dot_s8s8_256(load_32((w)->qs), load_32((x)->qs))
+#define Q4_1_PAIR(w, x) dot_u8s8(nibbles_2x32((w)[0].qs, (w)[1].qs), load_2x32((x)[0].qs, (x)[1].qs))
+#define Q4_1_ONE(w, x)  dot_u8s8_256(nibbles_32((w)->qs), load_32((x)->qs))
+#define Q5_1_PAIR(w, x)                                                                            \
+    dot_u8s8(q5_2x32((w)[0].qs, (w)[0].qh, (w)[1].qs, (w)[1].qh), load_2x32((x)[0].qs, (x)[1].qs))
+#define Q5_1_ONE(w, x) dot_u8s8_256(q5_32((w)->qs, (w)->qh), load_32((x)->qs))
+
+/* vec_dot of a 32-element format: four blocks per step (two zmm), the rest
+ * one block at a time. MIN_TERM adds m_w * s_x (Q4_1, Q5_1) when 1. */
+#define VEC_DOT_32(name, WT, XT, PAIR, ONE, MIN_TERM)                                              \
+    static float name(int64_t n, const void *vw, const void *vx)                                   \
+    {                                                                                              \
+        const WT *w = vw;                                                                          \
+        const XT *x = vx;                                                                          \
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                             \
+        __m256 acc2 = _mm256_setzero_ps();                                                         \
+        __m128 accm = _mm_setzero_ps();                                                            \
+        int64_t nb = n / CAI_QK, i = 0;                                                            \
+        for (; i + 3 < nb; i += 4) {                                                               \
+            __m128 dd = _mm_mul_ps(fp16x4(&w[i].d, sizeof(*w)), fp16x4(&x[i].d, sizeof(*x)));      \
+            __m512i s0 = PAIR(w + i, x + i);                                                       \
+            __m512i s1 = PAIR(w + i + 2, x + i + 2);                                               \
+            acc0 = _mm512_fmadd_ps(pair_scale(dd, 0), _mm512_cvtepi32_ps(s0), acc0);               \
+            acc1 = _mm512_fmadd_ps(pair_scale(dd, 1), _mm512_cvtepi32_ps(s1), acc1);               \
+            MIN_TERM##_4(accm, w + i, x + i);                                                      \
+        }                                                                                          \
+        for (; i < nb; i++) {                                                                      \
+            __m256i s = ONE(w + i, x + i);                                                         \
+            acc2 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)),                      \
+                                   _mm256_cvtepi32_ps(s), acc2);                                   \
+            MIN_TERM##_1(accm, w + i, x + i);                                                      \
+        }                                                                                          \
+        return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum_256(acc2) +                  \
+               hsum_128(accm);                                                                     \
+    }
+
+#define NO_MIN_4(acc, w, x) ((void)0)
+#define NO_MIN_1(acc, w, x) ((void)0)
+#define MIN_4(acc, w, x)                                                                           \
+    ((acc) = _mm_fmadd_ps(fp16x4(&(w)->m, sizeof(*(w))), fp16x4(&(x)->s, sizeof(*(x))), (acc)))
+#define MIN_1(acc, w, x)                                                                           \
+    ((acc) = _mm_add_ss((acc), _mm_set_ss(h2f((w)->m) * h2f((x)->s))))
+
+VEC_DOT_32(q4_0_vec_dot, struct cai_block_q4_0, struct cai_block_q8_0, Q4_0_PAIR, Q4_0_ONE, NO_MIN)
+VEC_DOT_32(q5_0_vec_dot, struct cai_block_q5_0, struct cai_block_q8_0, Q5_0_PAIR, Q5_0_ONE, NO_MIN)
+VEC_DOT_32(q8_0_vec_dot, struct cai_block_q8_0, struct cai_block_q8_0, Q8_PAIR, Q8_ONE, NO_MIN)
+VEC_DOT_32(q8_1_vec_dot, struct cai_block_q8_1, struct cai_block_q8_1, Q8_PAIR, Q8_ONE, NO_MIN)
+VEC_DOT_32(q4_1_vec_dot, struct cai_block_q4_1, struct cai_block_q8_1, Q4_1_PAIR, Q4_1_ONE, MIN)
+VEC_DOT_32(q5_1_vec_dot, struct cai_block_q5_1, struct cai_block_q8_1, Q5_1_PAIR, Q5_1_ONE, MIN)
+
+/* ---- dequantization of the 32-element formats --------------------------- */
+
+static void q4_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q4_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul(y, _mm256_sub_epi8(nibbles_32(x[i].qs), _mm256_set1_epi8(8)), h2f(x[i].d));
+}
+
+static void q4_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q4_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul_add(y, nibbles_32(x[i].qs), h2f(x[i].d), h2f(x[i].m));
+}
+
+static void q5_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q5_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul(y, _mm256_sub_epi8(q5_32(x[i].qs, x[i].qh), _mm256_set1_epi8(16)),
+                  h2f(x[i].d));
+}
+
+static void q5_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q5_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul_add(y, q5_32(x[i].qs, x[i].qh), h2f(x[i].d), h2f(x[i].m));
+}
+
+static void q8_0_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q8_0 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul(y, load_32(x[i].qs), h2f(x[i].d));
+}
+
+static void q8_1_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q8_1 *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK; i++, y += CAI_QK)
+        store_mul(y, load_32(x[i].qs), h2f(x[i].d));
+}
+
+/* ---- activation quantizers ---------------------------------------------- */
+
+/* Quantizes 32 floats with ref's Q8_0 rule (d = amax / 127, q = roundf(x /
+ * d)); returns d, writes 32 quants and (when sum != NULL) their sum. */
+static inline float quantize_32(const float *x, int8_t *qs, int *sum)
+{
+    __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m512 vid = _mm512_set1_ps(id);
+    __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, vid)));
+    __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, vid)));
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(q1));
+    if (sum)
+        *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    return d;
+}
+
+static void q8_0_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        float d = quantize_32(x, y[i].qs, NULL);
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+static void q8_1_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
+        int sum;
+        float d = quantize_32(x, y[i].qs, &sum);
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        y[i].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+static void q8_k_from_f32(const float *x, void *vy, int64_t n)
+{
+    struct cai_block_q8_k *y = vy;
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, x += CAI_QK_K) {
+        __m512 vmax = _mm512_setzero_ps();
+        for (int k = 0; k < 16; k++)
+            vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)));
+        float amax = _mm512_reduce_max_ps(vmax);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        /* The first element of largest magnitude gives the sign (as ref). */
+        float max = amax;
+        __m512 vamax = _mm512_set1_ps(amax);
+        for (int k = 0; k < 16; k++) {
+            __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)), vamax,
+                                             _CMP_EQ_OQ);
+            if (m) {
+                max = x[16 * k + __builtin_ctz((unsigned)m)];
+                break;
+            }
+        }
+        float iscale = -127.0f / max;
+        __m512 vis = _mm512_set1_ps(iscale);
+        for (int k = 0; k < 16; k++) {
+            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), vis);
+            __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(y[i].qs + 16 * k), _mm512_cvtsepi32_epi8(q));
+        }
+        /* bsums: byte sums of 8 (vpsadbw on q + 128), paired, minus 16 * 128 */
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        __m512i u[4];
+        for (int k = 0; k < 4; k++) {
+            __m512i q = _mm512_loadu_si512((const void *)(y[i].qs + 64 * k));
+            __m512i s = _mm512_sad_epu8(_mm512_xor_si512(q, bias), _mm512_setzero_si512());
+            u[k] = _mm512_add_epi64(s, _mm512_bsrli_epi128(s, 8));
+        }
+        const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        __m512i s01 = _mm512_permutex2var_epi64(u[0], even, u[1]);
+        __m512i s23 = _mm512_permutex2var_epi64(u[2], even, u[3]);
+        __m256i b = _mm256_set_m128i(_mm512_cvtepi64_epi16(s23), _mm512_cvtepi64_epi16(s01));
+        b = _mm256_sub_epi16(b, _mm256_set1_epi16(16 * 128));
+        _mm256_storeu_si256((__m256i *)y[i].bsums, b);
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+/* ---- Q8_K --------------------------------------------------------------- */
+
+static void q8_k_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q8_k *x = vx;
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, y += CAI_QK_K) {
+        __m512 vd = _mm512_set1_ps(x[i].d);
+        for (int k = 0; k < 16; k++) {
+            __m128i q = _mm_loadu_si128((const __m128i *)(x[i].qs + 16 * k));
+            _mm512_storeu_ps(y + 16 * k, _mm512_mul_ps(cvt_i8x16(q), vd));
+        }
+    }
+}
+
+static float q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q8_k *w = vw;
+    const struct cai_block_q8_k *x = vx;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++) {
+        __m512i s = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            __m512i wq = _mm512_loadu_si512((const void *)(w[i].qs + 64 * k));
+            __m512i xq = _mm512_loadu_si512((const void *)(x[i].qs + 64 * k));
+            s = _mm512_add_epi32(s, dot_s8s8(wq, xq));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(w[i].d * x[i].d), _mm512_cvtepi32_ps(s), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ---- Q4_K / Q5_K -------------------------------------------------------- */
+
+/* Unpacked scales: int32 lanes 0-7 = the 8 scales, 8-15 = the 8 mins. */
+static inline __m512i k4_scales_mins(const uint8_t scales[12], uint8_t mn_out[8])
+{
+    uint8_t sm[16];
+    cai__unpack_k4_scales(scales, sm, sm + 8);
+    memcpy(mn_out, sm + 8, 8);
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sm));
+}
+
+/* The 8 mins as int16 pairs {m0, m0, m1, m1, ...} for madd with bsums. */
+static inline __m256i k4_mins_pairs(const uint8_t mn[8])
+{
+    __m128i m = _mm_loadl_epi64((const __m128i *)mn);
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+}
+
+/* Lanes {j x8, j+1 x8} of the unpacked scales. */
+static inline __m512i scale_pair(__m512i sm, int j)
+{
+    __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(j)), sm);
+}
+
+/* The 4-bit quants of sub-blocks 4k .. 4k+3 as two zmm matching the
+ * activation order: a = {sub 4k, sub 4k+1}, b = {sub 4k+2, sub 4k+3}. */
+static inline void k4_quants(const uint8_t *qs, int k, __m512i *a, __m512i *b)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i z = _mm512_loadu_si512((const void *)(qs + 64 * k)); /* chunks 2k, 2k+1 */
+    __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+    *a = _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11), hi);
+    *b = _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15), hi);
+}
+
+/* Byte mask {bit j in the first 32 bytes, bit j+1 in the last 32}. */
+static inline __m512i qh_bits(int j)
+{
+    __m512i v = _mm512_castsi256_si512(_mm256_set1_epi8((char)(1 << j)));
+    return _mm512_inserti64x4(v, _mm256_set1_epi8((char)(1 << (j + 1))), 1);
+}
+
+static float k4_vec_dot(int64_t n, const void *vw, const void *vx, int five_bit)
+{
+    const struct cai_block_q8_k *x = vx;
+    const uint8_t *wb = vw;
+    size_t stride = five_bit ? sizeof(struct cai_block_q5_k) : sizeof(struct cai_block_q4_k);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, wb += stride) {
+        /* Q4_K and Q5_K share d, dmin and scales; qs sits after qh in Q5_K. */
+        const struct cai_block_q4_k *w4 = (const void *)wb;
+        const struct cai_block_q5_k *w5 = (const void *)wb;
+        const uint8_t *qs = five_bit ? w5->qs : w4->qs;
+        uint8_t mn[8];
+        __m512i sm = k4_scales_mins(w4->scales, mn);
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(mn));
+        __m512i qh = five_bit ? _mm512_broadcast_i64x4(load_32(w5->qh)) : _mm512_setzero_si512();
+        __m512i sumi = _mm512_setzero_si512();
+        for (int k = 0; k < 2; k++) {
+            __m512i a, b;
+            k4_quants(qs, k, &a, &b);
+            if (five_bit) {
+                const __m512i h = _mm512_set1_epi8(0x10);
+                a = _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(qh, qh_bits(4 * k)), a, h);
+                b = _mm512_mask_add_epi8(b, _mm512_test_epi8_mask(qh, qh_bits(4 * k + 2)), b, h);
+            }
+            __m512i ya = _mm512_loadu_si512((const void *)(x[i].qs + 128 * k));
+            __m512i yb = _mm512_loadu_si512((const void *)(x[i].qs + 128 * k + 64));
+            __m512i pa = _mm512_madd_epi16(dot_u8s8(a, ya), scale_pair(sm, 4 * k));
+            __m512i pb = _mm512_madd_epi16(dot_u8s8(b, yb), scale_pair(sm, 4 * k + 2));
+            sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(pa, pb));
+        }
+        float d = h2f(w4->d) * x[i].d, dmin = h2f(w4->dmin) * x[i].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summ), accm);
+    }
+    return _mm512_reduce_add_ps(acc) - hsum_256(accm);
+}
+
+static float q4_k_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    return k4_vec_dot(n, vw, vx, 0);
+}
+
+static float q5_k_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    return k4_vec_dot(n, vw, vx, 1);
+}
+
+static void q4_k_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q4_k *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, y += CAI_QK_K) {
+        float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        uint8_t sc[8], mn[8];
+        cai__unpack_k4_scales(x[i].scales, sc, mn);
+        for (int c = 0; c < 4; c++) {
+            __m256i q = load_32(x[i].qs + 32 * c);
+            store_mul_sub(y + 64 * c, _mm256_and_si256(q, m4), d * (float)sc[2 * c],
+                          dmin * (float)mn[2 * c]);
+            store_mul_sub(y + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                          d * (float)sc[2 * c + 1], dmin * (float)mn[2 * c + 1]);
+        }
+    }
+}
+
+static void q5_k_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q5_k *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), h = _mm256_set1_epi8(0x10);
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, y += CAI_QK_K) {
+        float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        uint8_t sc[8], mn[8];
+        cai__unpack_k4_scales(x[i].scales, sc, mn);
+        __m256i qh = load_32(x[i].qh);
+        for (int c = 0; c < 4; c++) {
+            __m256i q = load_32(x[i].qs + 32 * c);
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            lo = _mm256_mask_add_epi8(
+                lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c)))), lo, h);
+            hi = _mm256_mask_add_epi8(
+                hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << (2 * c)))), hi, h);
+            store_mul_sub(y + 64 * c, lo, d * (float)sc[2 * c], dmin * (float)mn[2 * c]);
+            store_mul_sub(y + 64 * c + 32, hi, d * (float)sc[2 * c + 1],
+                          dmin * (float)mn[2 * c + 1]);
+        }
+    }
+}
+
+/* ---- Q6_K --------------------------------------------------------------- */
+
+/* The quants (0..63) of half h of a Q6_K block: lo = elements 128h + 0..63,
+ * hi = elements 128h + 64..127. */
+static inline void q6_k_half(const struct cai_block_q6_k *b, int h, __m512i *lo, __m512i *hi)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    __m512i l = _mm512_loadu_si512((const void *)(b->ql + 64 * h));
+    __m256i hb = load_32(b->qh + 32 * h);
+    /* {qh, qh >> 2}: bits 0-1 (and 4-5) of each byte feed the first (second) 32 */
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(hb), _mm256_srli_epi16(hb, 2), 1);
+    *lo = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_slli_epi16(z, 4), m30));
+    *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(z, m30));
+}
+
+static float q6_k_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q6_k *w = vw;
+    const struct cai_block_q8_k *x = vx;
+    const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++) {
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
+        /* scales as int16 in the low half of each int32 lane, high half 0 */
+        __m512i sc32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(sc8));
+        __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8),
+                                         _mm256_loadu_si256((const __m256i *)x[i].bsums));
+        __m512i sumi = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i lo, hi;
+            q6_k_half(&w[i], h, &lo, &hi);
+            __m512i ylo = _mm512_loadu_si512((const void *)(x[i].qs + 128 * h));
+            __m512i yhi = _mm512_loadu_si512((const void *)(x[i].qs + 128 * h + 64));
+            __m512i slo = _mm512_permutexvar_epi32(
+                _mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h)), sc32);
+            __m512i shi = _mm512_permutexvar_epi32(
+                _mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h + 4)), sc32);
+            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dot_u8s8(lo, ylo), slo));
+            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dot_u8s8(hi, yhi), shi));
+        }
+        /* sum (q - 32) y = sum q y - 32 sum y, the latter from bsums */
+        sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+        float d = h2f(w[i].d) * x[i].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static void q6_k_to_f32(const void *vx, float *y, int64_t n)
+{
+    const struct cai_block_q6_k *x = vx;
+    const __m512i off = _mm512_set1_epi8(32);
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, y += CAI_QK_K) {
+        float d = h2f(x[i].d);
+        for (int h = 0; h < 2; h++) {
+            __m512i q[2];
+            q6_k_half(&x[i], h, &q[0], &q[1]);
+            for (int k = 0; k < 2; k++) {
+                __m512i s = _mm512_sub_epi8(q[k], off);
+                for (int j = 0; j < 4; j++) {
+                    int b = 8 * h + 4 * k + j; /* sub-block of 16 */
+                    __m128i q16 = _mm512_extracti32x4_epi32(s, 0);
+                    if (j == 1)
+                        q16 = _mm512_extracti32x4_epi32(s, 1);
+                    else if (j == 2)
+                        q16 = _mm512_extracti32x4_epi32(s, 2);
+                    else if (j == 3)
+                        q16 = _mm512_extracti32x4_epi32(s, 3);
+                    __m512 vd = _mm512_set1_ps(d * (float)x[i].scales[b]);
+                    _mm512_storeu_ps(y + 16 * b, _mm512_mul_ps(vd, cvt_i8x16(q16)));
+                }
+            }
+        }
+    }
+}
+
+/* ---- float types and f32 ops -------------------------------------------- */
+
+static inline __mmask16 tail_mask(int64_t left)
+{
+    return (__mmask16)((1u << left) - 1);
+}
+
+static float dot_f32(const float *a, const float *b, int64_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(),
+           s3 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+static float f32_vec_dot(int64_t n, const void *w, const void *x)
+{
+    return dot_f32(w, x, n);
+}
+
+static inline __m512 load_f16x16(const cai_half *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+static inline __m512 maskz_load_f16(__mmask16 m, const cai_half *p)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+static inline __m512 load_bf16x16(const uint16_t *p)
+{
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+static inline __m512 maskz_load_bf16(__mmask16 m, const uint16_t *p)
+{
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+static float dot_f16_f32(const cai_half *a, const float *b, int64_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(),
+           s3 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(load_f16x16(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(load_f16x16(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(load_f16x16(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(load_f16x16(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(load_f16x16(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        s1 = _mm512_fmadd_ps(maskz_load_f16(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+static float f16_vec_dot(int64_t n, const void *w, const void *x)
+{
+    return dot_f16_f32(w, x, n);
+}
+
+static void f16_to_f32(const void *vx, float *y, int64_t n)
+{
+    const cai_half *x = vx;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, load_f16x16(x + i));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, maskz_load_f16(m, x + i));
+    }
+}
+
+static void f32_to_f16(const float *x, cai_half *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm256_mask_storeu_epi16(y + i, m, h);
+    }
+}
+
+static void f16_from_f32(const float *x, void *y, int64_t n)
+{
+    f32_to_f16(x, y, n);
+}
+
+static float bf16_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const uint16_t *w = vw;
+    const float *x = vx;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(load_bf16x16(w + i), _mm512_loadu_ps(x + i), s0);
+        s1 = _mm512_fmadd_ps(load_bf16x16(w + i + 16), _mm512_loadu_ps(x + i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(load_bf16x16(w + i), _mm512_loadu_ps(x + i), s0);
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        s1 = _mm512_fmadd_ps(maskz_load_bf16(m, w + i), _mm512_maskz_loadu_ps(m, x + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+static void bf16_to_f32(const void *vx, float *y, int64_t n)
+{
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, load_bf16x16(x + i));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, maskz_load_bf16(m, x + i));
+    }
+}
+
+/* Round to nearest even; NaNs quieted (as cai__f32_to_bf16). Not
+ * vcvtneps2bf16, which flushes subnormals. */
+static inline __m256i f32_to_bf16x16(__m512 v)
+{
+    __m512i u = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i rn = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    __m512i r = _mm512_mask_or_epi32(rn, nan, u, _mm512_set1_epi32(0x400000));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
+static void bf16_from_f32(const float *x, void *vy, int64_t n)
+{
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i), f32_to_bf16x16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm256_mask_storeu_epi16(y + i, m, f32_to_bf16x16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static void axpy_f32(float *y, float a, const float *x, int64_t n)
+{
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i,
+                         _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 r = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+static void axpy_f16(float *y, float a, const cai_half *x, int64_t n)
+{
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, load_f16x16(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 r = _mm512_fmadd_ps(va, maskz_load_f16(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        __m512 sq = _mm512_mul_ps(v, v);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sq, 1)));
+    }
+    double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    float mean = (float)(sum / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    __m512 vs = _mm512_set1_ps(scale);
+    for (i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i)));
+    }
+}
+
+/* exp(x) for 16 floats: x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial
+ * for e^r (Cephes expf coefficients), scaled by 2^k with vscalefps (which
+ * handles overflow to inf and gradual underflow). Relative error ~2 ulp. */
+static inline __m512 exp_ps(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)), _mm512_set1_ps(-104.0f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, k);
+}
+
+static void softmax(float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    __m512 vmax = _mm512_set1_ps(x[0]);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, x + i));
+    }
+    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), vsum = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
+    }
+    float inv = (float)(1.0 / (double)_mm512_reduce_add_ps(vsum));
+    __m512 vi = _mm512_set1_ps(inv);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vi));
+    }
+}
+
+static void silu_mul(float *y, const float *g, const float *u, int64_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __m512 vg = _mm512_maskz_loadu_ps(m, g + i);
+        __m512 e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), vg));
+        __m512 s = _mm512_div_ps(vg, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+/* ---- the table ---------------------------------------------------------- */
+
+#define SIMD_TYPE(t, vdt, from)                                                                    \
+    {                                                                                              \
+        .vec_dot_type = (vdt), .to_f32 = t##_to_f32, .from_f32 = (from), .vec_dot = t##_vec_dot,   \
+    }
+
+const struct cai_kernels cai__kernels_avx512 = {
+    .isa = "avx512",
+    .type =
+        {
+            [CAI_TYPE_F32] = {CAI_TYPE_F32, cai__ref_f32_to_f32, cai__ref_f32_from_f32,
+                              f32_vec_dot},
+            [CAI_TYPE_F16] = SIMD_TYPE(f16, CAI_TYPE_F32, f16_from_f32),
+            [CAI_TYPE_BF16] = SIMD_TYPE(bf16, CAI_TYPE_F32, bf16_from_f32),
+            [CAI_TYPE_Q4_0] = SIMD_TYPE(q4_0, CAI_TYPE_Q8_0, cai__ref_q4_0_from_f32),
+            [CAI_TYPE_Q4_1] = SIMD_TYPE(q4_1, CAI_TYPE_Q8_1, cai__ref_q4_1_from_f32),
+            [CAI_TYPE_Q5_0] = SIMD_TYPE(q5_0, CAI_TYPE_Q8_0, cai__ref_q5_0_from_f32),
+            [CAI_TYPE_Q5_1] = SIMD_TYPE(q5_1, CAI_TYPE_Q8_1, cai__ref_q5_1_from_f32),
+            [CAI_TYPE_Q8_0] = SIMD_TYPE(q8_0, CAI_TYPE_Q8_0, q8_0_from_f32),
+            [CAI_TYPE_Q8_1] = SIMD_TYPE(q8_1, CAI_TYPE_Q8_1, q8_1_from_f32),
+            [CAI_TYPE_Q4_K] = SIMD_TYPE(q4_k, CAI_TYPE_Q8_K, cai__ref_q4_k_from_f32),
+            [CAI_TYPE_Q5_K] = SIMD_TYPE(q5_k, CAI_TYPE_Q8_K, cai__ref_q5_k_from_f32),
+            [CAI_TYPE_Q6_K] = SIMD_TYPE(q6_k, CAI_TYPE_Q8_K, cai__ref_q6_k_from_f32),
+            [CAI_TYPE_Q8_K] = SIMD_TYPE(q8_k, CAI_TYPE_Q8_K, q8_k_from_f32),
+        },
+    .dot_f32 = dot_f32,
+    .axpy_f32 = axpy_f32,
+    .rmsnorm = rmsnorm,
+    .softmax = softmax,
+    .silu_mul = silu_mul,
+    .dot_f16_f32 = dot_f16_f32,
+    .axpy_f16 = axpy_f16,
+    .f32_to_f16 = f32_to_f16,
+};
+
+#else /* !__x86_64__ */
+
+const struct cai_kernels cai__kernels_avx512 = CAI__REF_KERNELS_INIT("avx512");
+
+#endif /* __x86_64__ */
