@@ -597,17 +597,11 @@ static int cmd_inspect(int argc, char **argv)
 
 static void usage_profile(FILE *f)
 {
-    fprintf(f, "usage: %s profile MODEL [-p N] [-n N] [-t THREADS] [-o table|json] [--per-layer]
-
-"
-               "Runs a prefill of N prompt tokens (default 128) and N generated tokens (default
-"
-               "32, greedy) with per-operation timing, then prints, per operation (summed over
-"
-               "layers) and per layer, the time, bytes moved, arithmetic, and achieved GB/s and
-"
-               "GOP/s. Prefill and generation are profiled separately.
-",
+    fprintf(f, "usage: %s profile MODEL [-p N] [-n N] [-t THREADS] [-o table|json] [--per-layer]\n\n"
+               "Runs a prefill of N prompt tokens (default 128) and N generated tokens (default\n"
+               "32, greedy) with per-operation timing, then prints, per operation (summed over\n"
+               "layers) and per layer, the time, bytes moved, arithmetic, and achieved GB/s and\n"
+               "GOP/s. Prefill and generation are profiled separately.\n",
             prog);
 }
 
