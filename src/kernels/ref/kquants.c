@@ -10,6 +10,7 @@
  * The weight quantizers here are simple min/max fits with a short search
  * over the sub-block scale; they are for tests and converters, not the
  * importance-weighted search llama.cpp's quantize tool runs. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -328,7 +329,9 @@ void cai__ref_q8_k_to_f32(const void *vx, float *y, int64_t n)
 
 /* As ggml's quantize_row_q8_K_ref: the first element of largest magnitude
  * maps to -127 (iscale = -127 / max), q = nearest (ties to even), d = 1 /
- * iscale. An all-zero block gets d = 0 and zero quants and sums. */
+ * iscale. An all-zero block gets d = 0 and zero quants and sums, and so
+ * does a block so small that -127 / max overflows (llama.cpp leaves that
+ * case undefined). */
 void cai__ref_q8_k_from_f32(const float *x, void *vy, int64_t n)
 {
     struct cai_block_q8_k *y = vy;
@@ -345,6 +348,10 @@ void cai__ref_q8_k_from_f32(const float *x, void *vy, int64_t n)
             continue;
         }
         float iscale = -127.0f / max;
+        if (!(iscale <= FLT_MAX && iscale >= -FLT_MAX)) { /* max below ~2^-120 */
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
         for (int j = 0; j < CAI_QK_K; j++) {
             int v = nearest_int(iscale * x[j]);
             y[i].qs[j] = (int8_t)(v < 127 ? v : 127);

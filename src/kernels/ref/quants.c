@@ -10,6 +10,7 @@
  * adds (float)sumi * (d_w * d_x) (plus m_w * s_x for the type-1 formats)
  * to a float accumulator; the SIMD kernels produce the same per-block terms
  * and differ only in the order they add them. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -33,6 +34,14 @@ static inline uint32_t load_qh(const uint8_t qh[4])
 static inline int clampi(int v, int lo, int hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* 1 / d, or 0 when d is 0 or so small (below ~2^-128) that 1 / d overflows:
+ * such a block quantizes to all zeros (its fp16 scale is 0 anyway). */
+static inline float inv_or_zero(float d)
+{
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    return id <= FLT_MAX && id >= -FLT_MAX ? id : 0.0f;
 }
 
 /* ---- Q4_0: y = (q - 8) * d ---------------------------------------------- */
@@ -63,7 +72,7 @@ void cai__ref_q4_0_from_f32(const float *x, void *vy, int64_t n)
             }
         }
         float d = max / -8.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = inv_or_zero(d);
         y[i].d = f2h(d);
         for (int j = 0; j < 16; j++) {
             int q0 = clampi((int)(x[j] * id + 8.5f), 0, 15);
@@ -114,7 +123,7 @@ void cai__ref_q4_1_from_f32(const float *x, void *vy, int64_t n)
             max = x[j] > max ? x[j] : max;
         }
         float d = (max - min) / 15.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = inv_or_zero(d);
         y[i].d = f2h(d);
         y[i].m = f2h(min);
         for (int j = 0; j < 16; j++) {
@@ -171,7 +180,7 @@ void cai__ref_q5_0_from_f32(const float *x, void *vy, int64_t n)
             }
         }
         float d = max / -16.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = inv_or_zero(d);
         y[i].d = f2h(d);
         uint32_t qh = 0;
         for (int j = 0; j < 16; j++) {
@@ -232,7 +241,7 @@ void cai__ref_q5_1_from_f32(const float *x, void *vy, int64_t n)
             max = x[j] > max ? x[j] : max;
         }
         float d = (max - min) / 31.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = inv_or_zero(d);
         y[i].d = f2h(d);
         y[i].m = f2h(min);
         uint32_t qh = 0;
@@ -280,7 +289,8 @@ void cai__ref_q8_0_to_f32(const void *vx, float *y, int64_t n)
 }
 
 /* As ggml's quantize_row_q8_0_ref: d = amax / 127, q = roundf(x * (1 / d))
- * (ties away from zero), so q is always in [-127, 127]. */
+ * (ties away from zero), so q is always in [-127, 127]. A block whose 1 / d
+ * overflows (amax below ~2^-121) gets zero quants (see inv_or_zero). */
 void cai__ref_q8_0_from_f32(const float *x, void *vy, int64_t n)
 {
     struct cai_block_q8_0 *y = vy;
@@ -289,7 +299,7 @@ void cai__ref_q8_0_from_f32(const float *x, void *vy, int64_t n)
         for (int j = 0; j < CAI_QK; j++)
             amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
         float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = inv_or_zero(d);
         y[i].d = f2h(d);
         for (int j = 0; j < CAI_QK; j++)
             y[i].qs[j] = (int8_t)roundf(x[j] * id);
@@ -332,7 +342,7 @@ void cai__ref_q8_1_from_f32(const float *x, void *vy, int64_t n)
         for (int j = 0; j < CAI_QK; j++)
             amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
         float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = inv_or_zero(d);
         int sum = 0;
         for (int j = 0; j < CAI_QK; j++) {
             y[i].qs[j] = (int8_t)roundf(x[j] * id);

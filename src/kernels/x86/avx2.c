@@ -17,6 +17,7 @@
 
 #if defined(__x86_64__)
 
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -326,6 +327,7 @@ static inline float quantize_32(const float *x, int8_t *qs, int *sum)
     }
     float d = hmax_ps(amax) / 127.0f;
     float id = d != 0.0f ? 1.0f / d : 0.0f;
+    id = id <= FLT_MAX && id >= -FLT_MAX ? id : 0.0f; /* as ref's inv_or_zero */
     __m256 vid = _mm256_set1_ps(id);
     __m256i q[4];
     for (int k = 0; k < 4; k++)
@@ -448,6 +450,10 @@ static void q8_k_from_f32(const float *x, void *vy, int64_t n)
             }
         }
         float iscale = -127.0f / max;
+        if (!(iscale <= FLT_MAX && iscale >= -FLT_MAX)) { /* as ref */
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
         __m256 vis = _mm256_set1_ps(iscale);
         __m256i sums[16];
         for (int c = 0; c < 8; c++) {

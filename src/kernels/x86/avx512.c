@@ -20,6 +20,7 @@
 
 #if defined(__x86_64__)
 
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -329,6 +330,7 @@ static inline float quantize_32(const float *x, int8_t *qs, int *sum)
     float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
     float d = amax / 127.0f;
     float id = d != 0.0f ? 1.0f / d : 0.0f;
+    id = id <= FLT_MAX && id >= -FLT_MAX ? id : 0.0f; /* as ref's inv_or_zero */
     __m512 vid = _mm512_set1_ps(id);
     __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, vid)));
     __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, vid)));
@@ -383,6 +385,10 @@ static void q8_k_from_f32(const float *x, void *vy, int64_t n)
             }
         }
         float iscale = -127.0f / max;
+        if (!(iscale <= FLT_MAX && iscale >= -FLT_MAX)) { /* as ref */
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
         __m512 vis = _mm512_set1_ps(iscale);
         for (int k = 0; k < 16; k++) {
             __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), vis);
