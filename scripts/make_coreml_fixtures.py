@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Builds the classic-engine test fixtures in tests/golden/coreml/.
+
+For each model: trains it on a dataset that scikit-learn bundles (iris, wine,
+breast cancer, digits, diabetes), converts it to a Core ML .mlmodel with
+coremltools, and writes NAME.ref holding the test split's inputs and the
+source library's own predictions (scikit-learn / XGBoost / libsvm / PyTorch),
+which tests/unit/test_coreml.c compares against the C engine. The tests need
+no Python: the .mlmodel and .ref files are committed.
+
+Usage:  python3 scripts/make_coreml_fixtures.py [--only PREFIX] [--nn]
+Packages: see scripts/coreml_requirements.txt (coremltools 9.0,
+scikit-learn 1.5.2, xgboost 1.7.6, numpy 1.26.4, libsvm-official 3.37.0,
+torch for --nn).
+
+.ref format (text, one value per token):
+    kind classifier|regressor
+    labels int|str|none
+    inputs array|scalars
+    cols C
+    outs K          classes (classifier) or values (regressor)
+    tol T           relative tolerance for probabilities / values
+    atol A          absolute floor: 1e-12, or float32 epsilon where the source
+                    library computes in float32 (XGBoost)
+    rows R
+  then R lines:  x_1 .. x_C  label  y_1 .. y_K
+  (label is '-' for regressors; NaN inputs are written 'nan').
+"""
+import argparse
+import os
+import sys
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("PYTHONWARNINGS", "ignore")
+
+import coremltools as ct  # noqa: E402
+from sklearn import datasets  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+# XGBoost predicts in float32: its outputs carry float32 rounding (p0 = 1 - p1
+# has an absolute error of about one float32 epsilon).
+F32 = float(np.finfo(np.float32).eps)
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "coreml")
+
+
+def load(name):
+    fn = {
+        "iris": datasets.load_iris,
+        "wine": datasets.load_wine,
+        "bc": datasets.load_breast_cancer,
+        "digits": datasets.load_digits,
+        "diabetes": datasets.load_diabetes,
+    }[name]
+    X, y = fn(return_X_y=True)
+    strat = None if name == "diabetes" else y
+    return train_test_split(X, y, test_size=0.25, random_state=0, stratify=strat)
+
+
+def f32(X):
+    """Inputs as float32 values (held in float64): tree libraries compare
+    float32 features, so the fixture feeds both sides the same numbers."""
+    return np.asarray(X, dtype=np.float32).astype(np.float64)
+
+
+def num(v):
+    v = float(v)
+    if np.isnan(v):
+        return "nan"
+    return "%.17g" % v
+
+
+def write_ref(name, X, kind, labels=None, label_kind="none", outs=None, tol=1e-5,
+              inputs="array", atol=1e-12):
+    X = np.asarray(X, dtype=np.float64)
+    outs = np.asarray(outs, dtype=np.float64)
+    if outs.ndim == 1:
+        outs = outs[:, None]
+    path = os.path.join(OUT, name + ".ref")
+    with open(path, "w") as f:
+        f.write("kind %s\nlabels %s\ninputs %s\ncols %d\nouts %d\ntol %g\natol %g\nrows %d\n" % (
+            kind, label_kind, inputs, X.shape[1], outs.shape[1], tol, atol, X.shape[0]))
+        for i in range(X.shape[0]):
+            lab = "-" if labels is None else str(labels[i])
+            f.write(" ".join(num(v) for v in X[i]) + " " + lab + " " +
+                    " ".join(num(v) for v in outs[i]) + "\n")
+
+
+def save(mlmodel, name):
+    spec = mlmodel.get_spec() if hasattr(mlmodel, "get_spec") else mlmodel
+    with open(os.path.join(OUT, name + ".mlmodel"), "wb") as f:
+        f.write(spec.SerializeToString())
+    print("wrote", name, file=sys.stderr)
+
+
+def sk_classifier(name, model, ds, cast=False, string_labels=None, Xmod=None):
+    Xtr, Xte, ytr, yte = load(ds)
+    if string_labels is not None:
+        ytr = np.array(string_labels)[ytr]
+    if cast:
+        Xtr, Xte = f32(Xtr), f32(Xte)
+    model.fit(Xtr, ytr)
+    if Xmod is not None:
+        Xte = Xmod(Xte)
+    save(ct.converters.sklearn.convert(model), name)
+    write_ref(name, Xte, "classifier", model.predict(Xte),
+              "str" if string_labels is not None else "int", model.predict_proba(Xte))
+
+
+def sk_regressor(name, model, ds, cast=False):
+    Xtr, Xte, ytr, yte = load(ds)
+    if cast:
+        Xtr, Xte = f32(Xtr), f32(Xte)
+    model.fit(Xtr, ytr)
+    save(ct.converters.sklearn.convert(model), name)
+    write_ref(name, Xte, "regressor", None, "none", model.predict(Xte))
+
+
+def make_sklearn():
+    from sklearn.ensemble import (GradientBoostingClassifier,
+                                  GradientBoostingRegressor, RandomForestClassifier,
+                                  RandomForestRegressor)
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import Normalizer, StandardScaler
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    def lr():
+        return LogisticRegression(multi_class="ovr", max_iter=5000)
+
+    # GLM
+    sk_classifier("glm_iris", lr(), "iris")
+    sk_classifier("glm_wine", Pipeline([("sc", StandardScaler()), ("lr", lr())]), "wine")
+    sk_classifier("glm_bc", Pipeline([("sc", StandardScaler()), ("lr", lr())]), "bc")
+    sk_classifier("glm_digits", lr(), "digits")
+    sk_regressor("glm_diabetes", LinearRegression(), "diabetes")
+    sk_regressor("ridge_diabetes", Ridge(alpha=0.5), "diabetes")
+
+    # Trees
+    sk_classifier("dt_iris_str", DecisionTreeClassifier(max_depth=5, random_state=0), "iris",
+                  cast=True, string_labels=["setosa", "versicolor", "virginica"])
+    sk_classifier("dt_bc", DecisionTreeClassifier(max_depth=6, random_state=0), "bc", cast=True)
+    sk_classifier("rf_wine", RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0),
+                  "wine", cast=True)
+    sk_classifier("rf_digits", RandomForestClassifier(n_estimators=10, max_depth=8,
+                                                      random_state=0), "digits", cast=True)
+    sk_classifier("gbc_iris", GradientBoostingClassifier(n_estimators=30, max_depth=2,
+                                                         random_state=0), "iris", cast=True)
+    sk_classifier("gbc_bc", GradientBoostingClassifier(n_estimators=50, max_depth=3,
+                                                       random_state=0), "bc", cast=True)
+    sk_regressor("dt_diabetes", DecisionTreeRegressor(max_depth=6, random_state=0), "diabetes",
+                 cast=True)
+    sk_regressor("rf_diabetes", RandomForestRegressor(n_estimators=20, max_depth=6,
+                                                      random_state=0), "diabetes", cast=True)
+    sk_regressor("gbr_diabetes", GradientBoostingRegressor(n_estimators=100, max_depth=3,
+                                                           random_state=0), "diabetes", cast=True)
+
+    # Pipeline with feature engineering; NaNs in the test split exercise the imputer.
+    def holes(X):
+        X = X.copy()
+        X[::7, 1] = np.nan
+        X[3::11, 2] = np.nan
+        return X
+    sk_classifier("pipe_iris", Pipeline([("imp", SimpleImputer()), ("sc", StandardScaler()),
+                                         ("nm", Normalizer()), ("lr", lr())]), "iris", Xmod=holes)
+
+    # DictVectorizer: dictionary input (tests/unit/test_coreml.c checks it by hand).
+    from sklearn.feature_extraction import DictVectorizer
+    dv = DictVectorizer().fit([{"a": 1.0, "b": 2.0}, {"c": 3.0}])
+    save(ct.converters.sklearn.convert(dv), "dictvec")
+
+    # One-hot encoding of integer categories (coremltools builds
+    # ArrayFeatureExtractor + OneHotEncoder + FeatureVectorizer), then a GLM.
+    from sklearn.preprocessing import OneHotEncoder
+    rng = np.random.RandomState(0)
+    Xc = rng.randint(0, 4, size=(200, 3)).astype(np.float64)
+    yc = ((Xc[:, 0] + 2 * Xc[:, 1] - Xc[:, 2] + rng.randn(200)) > 2).astype(int)
+    ohe = OneHotEncoder().fit(Xc[:150])
+    save(ct.converters.sklearn.convert(ohe), "ohe_cat")
+    write_ref("ohe_cat", Xc[150:], "regressor", None, "none", ohe.transform(Xc[150:]).toarray())
+    clf = LogisticRegression(multi_class="ovr").fit(ohe.transform(Xc[:150]), yc[:150])
+    pipe = Pipeline([("ohe", OneHotEncoder()), ("lr", LogisticRegression(multi_class="ovr"))])
+    pipe.fit(Xc[:150], yc[:150])
+    del clf
+    save(ct.converters.sklearn.convert(pipe), "ohe_lr_cat")
+    write_ref("ohe_lr_cat", Xc[150:], "classifier", pipe.predict(Xc[150:]), "int",
+              pipe.predict_proba(Xc[150:]))
+
+
+def make_xgboost():
+    import xgboost as xgb
+    # Regressor, 100 trees: the benchmark model too.
+    Xtr, Xte, ytr, yte = load("diabetes")
+    Xtr, Xte = f32(Xtr), f32(Xte)
+    fn = ["f%d" % i for i in range(Xtr.shape[1])]
+    m = xgb.XGBRegressor(n_estimators=100, max_depth=3, learning_rate=0.1, random_state=0)
+    m.fit(Xtr, ytr)
+    save(ct.converters.xgboost.convert(m.get_booster(), feature_names=fn), "xgb_diabetes")
+    write_ref("xgb_diabetes", Xte, "regressor", None, "none", m.predict(Xte), inputs="scalars",
+              atol=F32)
+    # Missing values: NaNs follow each split's default direction.
+    Xn = Xte.copy()
+    Xn[::3, 2] = np.nan
+    Xn[1::4, 8] = np.nan
+    Xn[::5, 0] = np.nan
+    save(ct.converters.xgboost.convert(m.get_booster(), feature_names=fn), "xgb_diabetes_nan")
+    write_ref("xgb_diabetes_nan", Xn, "regressor", None, "none", m.predict(Xn),
+              inputs="scalars", atol=F32)
+
+    # Multiclass (softmax) and binary (logistic) classifiers.
+    for ds, n_est in (("iris", 20), ("wine", 20), ("bc", 30)):
+        Xtr, Xte, ytr, yte = load(ds)
+        Xtr, Xte = f32(Xtr), f32(Xte)
+        fn = ["f%d" % i for i in range(Xtr.shape[1])]
+        m = xgb.XGBClassifier(n_estimators=n_est, max_depth=3, random_state=0)
+        m.fit(Xtr, ytr)
+        classes = [int(c) for c in m.classes_]
+        cm = ct.converters.xgboost.convert(m.get_booster(), feature_names=fn, mode="classifier",
+                                           class_labels=classes)
+        save(cm, "xgb_" + ds)
+        write_ref("xgb_" + ds, Xte, "classifier", m.predict(Xte), "int", m.predict_proba(Xte),
+                  inputs="scalars", atol=F32)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    np.random.seed(0)
+    for name, fn in (("sklearn", make_sklearn), ("xgboost", make_xgboost)):
+        if not args.only or name.startswith(args.only):
+            fn()
+
+
+if __name__ == "__main__":
+    main()
