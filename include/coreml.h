@@ -244,6 +244,16 @@ CAI_API size_t cml_model_n_values(const struct cml_model *m);
 CAI_API long cml_predict_batch(struct cml_ctx *c, const double *x, size_t n_rows, size_t n_cols,
                                const struct cml_batch_out *out);
 
+/* ---- images ---------------------------------------------------------------- */
+
+/* Decodes a PNG or JPEG file (libpng / libjpeg) into an IMAGE value with 8-bit
+ * pixels, 1 (gray), 3 (RGB) or 4 (RGBA) channels. The pixels are allocated;
+ * release them with cml_image_free(). CAI_EUNSUPPORTED when the build has no
+ * decoder for the format. A model resizes the image to its declared size
+ * (bilinear) and converts it to its color space at prediction time. */
+CAI_API int  cml_image_load(struct cml_value *out, const char *path, struct cai_error *err);
+CAI_API void cml_image_free(struct cml_value *v);
+
 #ifdef __cplusplus
 }
 #endif

@@ -141,6 +141,12 @@ void cml__publish_class(struct cml__exec *x, const struct cml__node *nd, const d
 double *cml__probs_buf(struct cml__exec *x, const struct cml__node *nd, double *fallback);
 int     cml__run_fail(struct cml__exec *x, int code, const char *fmt, ...) CAI__PRINTF(3, 4);
 
+/* Resizes (bilinear) and converts an IMAGE value to planar floats in 0..255:
+ * out[C][height][width], C = 3 for RGB/BGR (in that channel order), 1 for
+ * grayscale. */
+void cml__image_to_planar(const struct cml_value *img, int width, int height,
+                          enum cml_color_space cs, float *out);
+
 static inline double cml__sigmoid(double v)
 {
     return 1.0 / (1.0 + exp(-v));
