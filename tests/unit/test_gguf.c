@@ -7,6 +7,7 @@
  * and a check of the real default model when it is present.
  *
  * `test_gguf --write-corpus DIR` writes the fuzzer's seed files instead. */
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "test.h"
 
 #define MODEL_PATH "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define CORPUS_DIR "tests/fuzz/corpus/gguf"
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -1280,6 +1282,36 @@ static void test_real_model(void)
 
 /* ---- fuzz corpus ------------------------------------------------------------ */
 
+/* Replays the fuzz corpus (seeds and every input that ever broke something):
+ * each must open or fail cleanly; the generated seeds (*-v2/-v3.gguf) open. */
+static void test_corpus_replay(void)
+{
+    DIR *d = opendir(CORPUS_DIR);
+    int n = 0;
+    if (!d)
+        SKIP("%s not present", CORPUS_DIR);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        char path[1024];
+        struct cai_gguf *g = NULL;
+        struct cai_error err = {0};
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", CORPUS_DIR, e->d_name);
+        int rc = cai__gguf_open(&g, path, &err);
+        size_t len = strlen(e->d_name);
+        bool seed = len > 8 && (strcmp(e->d_name + len - 8, "-v2.gguf") == 0 ||
+                                strcmp(e->d_name + len - 8, "-v3.gguf") == 0);
+        if (seed)
+            CHECK_MSG(rc == 0, "%s", err.msg);
+        else
+            CHECK_MSG(rc == 0 || (rc == CAI_EFORMAT && has(err.msg, path)), "%s", err.msg);
+        cai__gguf_close(g);
+        n++;
+    }
+    closedir(d);
+    CHECK(n >= 5);
+}
+
 static int write_seed(const char *dir, const char *name, struct cai_gguf_writer *w)
 {
     char path[1024];
@@ -1353,5 +1385,6 @@ int main(int argc, char **argv)
     RUN(test_truncation_every_byte);
     RUN(test_out_of_memory);
     RUN(test_real_model);
+    RUN(test_corpus_replay);
     return test_done();
 }
