@@ -238,9 +238,13 @@ static int load_pipeline(struct cml__build *b, const struct cml__mm_model *mm)
         if (rc == 0)
             rc = cml__load_model(b, &child);
         if (rc < 0) {
-            char pre[48];
-            snprintf(pre, sizeof(pre), "Pipeline.models[%zu]", idx);
-            cai__error_prefix(b->err, pre);
+            /* Name the innermost member only: a deep chain of prefixes
+             * would push the reason out of the message. */
+            if (b->err && strncmp(b->err->msg, "Pipeline.models[", 16) != 0) {
+                char pre[48];
+                snprintf(pre, sizeof(pre), "Pipeline.models[%zu]", idx);
+                cai__error_prefix(b->err, pre);
+            }
             break;
         }
         idx++;
