@@ -231,6 +231,16 @@ static double offset_mag(uint32_t type, const void *w, int64_t e)
     }
 }
 
+/* A heap copy of exactly n_bytes (so ASan flags any read past a row's end). */
+static void *exact_copy(const void *p, size_t n_bytes)
+{
+    void *q = malloc(n_bytes ? n_bytes : 1);
+    if (!q)
+        abort();
+    memcpy(q, p, n_bytes);
+    return q;
+}
+
 /* Scratch buffers, big enough for the longest row tested. */
 #define MAX_N (64 * 256)
 static float xf[MAX_N + 16], wf[MAX_N + 16], yf[MAX_N + 16], y2[MAX_N + 16], y3[MAX_N + 16];
@@ -403,7 +413,7 @@ static int check_f32_to_fp16(float f)
     double r = fabs((double)f);
     double want;
     if (r >= 65520.0) {
-        want = INFINITY;
+        want = (double)INFINITY;
     } else {
         int e;
         frexp(r, &e); /* r = m 2^e, m in [0.5, 1) */
@@ -536,7 +546,12 @@ static void check_to_f32(const struct cai_kernels *k, uint32_t type)
             memset(yf, 0xcc, sizeof(float) * (size_t)(n + 1));
             memset(y2, 0xcc, sizeof(float) * (size_t)(n + 1));
             ref->type[type].to_f32(wq, yf, n);
-            k->type[type].to_f32(wq, y2, n);
+            void *w_exact = exact_copy(wq, nbytes(type, n));
+            float *y_exact = malloc(sizeof(float) * (size_t)n);
+            k->type[type].to_f32(w_exact, y_exact, n);
+            memcpy(y2, y_exact, sizeof(float) * (size_t)n);
+            free(w_exact);
+            free(y_exact);
             if (memcmp(yf, y2, sizeof(float) * (size_t)(n + 1)) != 0) {
                 if (!bad)
                     fprintf(stderr, "    %s %s to_f32 differs at n=%lld\n", k->isa, ti->name,
@@ -580,7 +595,11 @@ static void check_vec_dot(const struct cai_kernels *k, uint32_t type)
             rnd_floats(xf, n, rep == 1 ? 100.0f : 1.0f);
             make_activation(ref, vdt, n, rep == 2);
             float r = ref->type[type].vec_dot(n, wq, xq);
-            float s = k->type[type].vec_dot(n, wq, xq);
+            void *w_exact = exact_copy(wq, nbytes(type, n));
+            void *x_exact = exact_copy(xq, nbytes(vdt, n));
+            float s = k->type[type].vec_dot(n, w_exact, x_exact);
+            free(w_exact);
+            free(x_exact);
             /* magnitude S from the dequantized operands */
             ref->type[type].to_f32(wq, wf, n);
             ref->type[vdt].to_f32(xq, yf, n);
@@ -666,7 +685,12 @@ static void check_from_f32(const struct cai_kernels *k, uint32_t type)
             memset(xq, 0x5a, nb + 1);
             memset(xq2, 0x5a, nb + 1);
             ref->type[type].from_f32(xf, xq, n);
-            k->type[type].from_f32(xf, xq2, n);
+            float *x_exact = exact_copy(xf, sizeof(float) * (size_t)n);
+            void *q_exact = malloc(nb);
+            k->type[type].from_f32(x_exact, q_exact, n);
+            memcpy(xq2, q_exact, nb);
+            free(x_exact);
+            free(q_exact);
             if (memcmp(xq, xq2, nb + 1) != 0) {
                 if (!bad)
                     fprintf(stderr, "    %s %s from_f32 differs at n=%lld case %d\n", k->isa,
@@ -878,7 +902,7 @@ static void test_ref_f32_ops(void)
     }
     memcpy(yf, xf, sizeof(float) * (size_t)n);
     r->softmax(yf, n);
-    double sum = 0, mx = -INFINITY, z = 0;
+    double sum = 0, mx = -(double)INFINITY, z = 0;
     for (int64_t i = 0; i < n; i++) {
         sum += (double)yf[i];
         mx = (double)xf[i] > mx ? (double)xf[i] : mx;

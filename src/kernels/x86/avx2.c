@@ -493,11 +493,25 @@ static float q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
 
 /* ---- Q4_K / Q5_K -------------------------------------------------------- */
 
-/* The 8 mins as int16 pairs {m0, m0, m1, m1, ...} for madd with bsums. */
-static inline __m256i k4_mins_pairs(const uint8_t mn[8])
+/* The 12-byte Q4_K/Q5_K scales -> bytes {sc0..sc7, m0..m7}, as
+ * cai__unpack_k4_scales. With words A, B, C of the field: sc0-3 = A & 63,
+ * m0-3 = B & 63, sc4-7 = (C & 15) | (A >> 6) << 4, m4-7 = (C >> 4) | (B >> 6) << 4.
+ * Reads 16 bytes (the field is followed by the quants). */
+static inline __m128i k4_unpack(const uint8_t *scales)
 {
-    __m128i m = _mm_loadl_epi64((const __m128i *)mn);
-    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+    __m128i v = _mm_loadu_si128((const __m128i *)scales);
+    __m128i lo = _mm_and_si128(v, _mm_setr_epi32(0x3f3f3f3f, 0x3f3f3f3f, 0, 0));
+    __m128i c = _mm_srlv_epi32(_mm_shuffle_epi32(v, 0xaa), _mm_setr_epi32(0, 0, 0, 4));
+    c = _mm_and_si128(c, _mm_set1_epi8(0x0f));
+    __m128i ab = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, 0x44), 2), _mm_set1_epi8(0x30));
+    __m128i r = _mm_blend_epi32(lo, _mm_or_si128(c, ab), 0xc); /* {sc0-3, m0-3, sc4-7, m4-7} */
+    return _mm_shuffle_epi32(r, 0xd8);
+}
+
+/* The 8 mins of k4_unpack's result as int16 pairs {m0, m0, m1, m1, ...}. */
+static inline __m256i k4_mins_pairs(__m128i sm)
+{
+    return _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
 }
 
 static void q4_k_to_f32(const void *vx, float *y, int64_t n)
@@ -525,10 +539,11 @@ static float q4_k_vec_dot(int64_t n, const void *vw, const void *vx)
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        cai__unpack_k4_scales(w[i].scales, sc, mn);
+        uint8_t sc[16]; /* 8 scales, 8 mins */
+        __m128i sm = k4_unpack(w[i].scales);
+        _mm_storeu_si128((__m128i *)sc, sm);
         __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(mn));
+        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(sm));
         __m256i sumi = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
@@ -583,10 +598,11 @@ static float q5_k_vec_dot(int64_t n, const void *vw, const void *vx)
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        cai__unpack_k4_scales(w[i].scales, sc, mn);
+        uint8_t sc[16]; /* 8 scales, 8 mins */
+        __m128i sm = k4_unpack(w[i].scales);
+        _mm_storeu_si128((__m128i *)sc, sm);
         __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(mn));
+        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(sm));
         __m256i qh = _mm256_loadu_si256((const __m256i *)w[i].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {

@@ -23,6 +23,7 @@
 #include <float.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -39,21 +40,28 @@ static inline uint32_t load_u32(const void *p)
     return v;
 }
 
-static inline uint16_t load_u16(const void *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-/* Four fp16 values at p, p + stride, p + 2 stride, p + 3 stride -> 4 floats. */
-static inline __m128 fp16x4(const void *vp, size_t stride)
+/* The fp16 fields at byte offsets off + k * stride (k = 0..3) from p, as 4
+ * floats, gathered with one or two 64-byte loads and a word permute: fields 0
+ * and 1 from the load at p, fields 2 and 3 from a second load placed so it
+ * reads nothing past the four blocks (only 4 * stride bytes from p are
+ * read; needs 4 * stride >= 64 and stride + off + 2 <= 64). */
+static inline __attribute__((always_inline)) __m128 fp16x4(const void *vp, int stride, int off)
 {
     const uint8_t *p = vp;
-    __m128i h = _mm_setr_epi16((short)load_u16(p), (short)load_u16(p + stride),
-                               (short)load_u16(p + 2 * stride), (short)load_u16(p + 3 * stride),
-                               0, 0, 0, 0);
-    return _mm_cvtph_ps(h);
+    int one_load = 3 * stride + off + 2 <= 64;
+    int b0 = 4 * stride - 64 <= 2 * stride + off ? 4 * stride - 64 : 2 * stride + off;
+    short idx[4];
+    for (int k = 0; k < 4; k++) {
+        int pos = off + k * stride;
+        idx[k] = (short)(one_load || k < 2 ? pos / 2 : 32 + (pos - b0) / 2);
+    }
+    __m512i vidx = _mm512_castsi128_si512(_mm_setr_epi16(idx[0], idx[1], idx[2], idx[3], 0, 0, 0, 0));
+    __m512i a = _mm512_loadu_si512((const void *)p), r;
+    if (one_load)
+        r = _mm512_permutexvar_epi16(vidx, a);
+    else
+        r = _mm512_permutex2var_epi16(a, vidx, _mm512_loadu_si512((const void *)(p + b0)));
+    return _mm_cvtph_ps(_mm512_castsi512_si128(r));
 }
 
 /* Spreads scales {s0, s1, s2, s3} over 16 lanes: half = 0 -> {s0 x8, s1 x8},
@@ -64,11 +72,6 @@ static inline __m512 pair_scale(__m128 s4, int half)
     if (half)
         idx = _mm512_add_epi32(idx, _mm512_set1_epi32(2));
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
-}
-
-static inline __m512 pair_scale_scalar(float s0, float s1)
-{
-    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
 }
 
 /* Two 32-byte quant arrays -> one zmm. */
@@ -244,12 +247,13 @@ static inline __m256i load_32(const void *p)
         __m128 accm = _mm_setzero_ps();                                                            \
         int64_t nb = n / CAI_QK, i = 0;                                                            \
         for (; i + 3 < nb; i += 4) {                                                               \
-            __m128 dd = _mm_mul_ps(fp16x4(&w[i].d, sizeof(*w)), fp16x4(&x[i].d, sizeof(*x)));      \
+            __m128 dd = _mm_mul_ps(fp16x4(w + i, (int)sizeof(*w), (int)offsetof(WT, d)),           \
+                                   fp16x4(x + i, (int)sizeof(*x), (int)offsetof(XT, d)));          \
             __m512i s0 = PAIR(w + i, x + i);                                                       \
             __m512i s1 = PAIR(w + i + 2, x + i + 2);                                               \
             acc0 = _mm512_fmadd_ps(pair_scale(dd, 0), _mm512_cvtepi32_ps(s0), acc0);               \
             acc1 = _mm512_fmadd_ps(pair_scale(dd, 1), _mm512_cvtepi32_ps(s1), acc1);               \
-            MIN_TERM##_4(accm, w + i, x + i);                                                      \
+            MIN_TERM##_4(accm, w + i, x + i, WT, XT);                                              \
         }                                                                                          \
         for (; i < nb; i++) {                                                                      \
             __m256i s = ONE(w + i, x + i);                                                         \
@@ -261,10 +265,11 @@ static inline __m256i load_32(const void *p)
                hsum_128(accm);                                                                     \
     }
 
-#define NO_MIN_4(acc, w, x) ((void)0)
+#define NO_MIN_4(acc, w, x, WT, XT) ((void)0)
 #define NO_MIN_1(acc, w, x) ((void)0)
-#define MIN_4(acc, w, x)                                                                           \
-    ((acc) = _mm_fmadd_ps(fp16x4(&(w)->m, sizeof(*(w))), fp16x4(&(x)->s, sizeof(*(x))), (acc)))
+#define MIN_4(acc, w, x, WT, XT)                                                                   \
+    ((acc) = _mm_fmadd_ps(fp16x4((w), (int)sizeof(WT), (int)offsetof(WT, m)),                      \
+                          fp16x4((x), (int)sizeof(XT), (int)offsetof(XT, s)), (acc)))
 #define MIN_1(acc, w, x)                                                                           \
     ((acc) = _mm_add_ss((acc), _mm_set_ss(h2f((w)->m) * h2f((x)->s))))
 
@@ -446,20 +451,25 @@ static float q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
 
 /* ---- Q4_K / Q5_K -------------------------------------------------------- */
 
-/* Unpacked scales: int32 lanes 0-7 = the 8 scales, 8-15 = the 8 mins. */
-static inline __m512i k4_scales_mins(const uint8_t scales[12], uint8_t mn_out[8])
+/* The 12-byte Q4_K/Q5_K scales -> bytes {sc0..sc7, m0..m7}, as
+ * cai__unpack_k4_scales. With words A, B, C of the field: sc0-3 = A & 63,
+ * m0-3 = B & 63, sc4-7 = (C & 15) | (A >> 6) << 4, m4-7 = (C >> 4) | (B >> 6) << 4.
+ * Reads 16 bytes (the field is followed by the quants). */
+static inline __m128i k4_unpack(const uint8_t *scales)
 {
-    uint8_t sm[16];
-    cai__unpack_k4_scales(scales, sm, sm + 8);
-    memcpy(mn_out, sm + 8, 8);
-    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sm));
+    __m128i v = _mm_loadu_si128((const __m128i *)scales);
+    __m128i lo = _mm_and_si128(v, _mm_setr_epi32(0x3f3f3f3f, 0x3f3f3f3f, 0, 0));
+    __m128i c = _mm_srlv_epi32(_mm_shuffle_epi32(v, 0xaa), _mm_setr_epi32(0, 0, 0, 4));
+    c = _mm_and_si128(c, _mm_set1_epi8(0x0f));
+    __m128i ab = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, 0x44), 2), _mm_set1_epi8(0x30));
+    __m128i r = _mm_blend_epi32(lo, _mm_or_si128(c, ab), 0xc); /* {sc0-3, m0-3, sc4-7, m4-7} */
+    return _mm_shuffle_epi32(r, 0xd8);
 }
 
-/* The 8 mins as int16 pairs {m0, m0, m1, m1, ...} for madd with bsums. */
-static inline __m256i k4_mins_pairs(const uint8_t mn[8])
+/* The 8 mins of k4_unpack's result as int16 pairs {m0, m0, m1, m1, ...}. */
+static inline __m256i k4_mins_pairs(__m128i sm)
 {
-    __m128i m = _mm_loadl_epi64((const __m128i *)mn);
-    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+    return _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
 }
 
 /* Lanes {j x8, j+1 x8} of the unpacked scales. */
@@ -487,7 +497,7 @@ static inline __m512i qh_bits(int j)
     return _mm512_inserti64x4(v, _mm256_set1_epi8((char)(1 << (j + 1))), 1);
 }
 
-static float k4_vec_dot(int64_t n, const void *vw, const void *vx, int five_bit)
+static inline __attribute__((always_inline)) float k4_vec_dot(int64_t n, const void *vw, const void *vx, int five_bit)
 {
     const struct cai_block_q8_k *x = vx;
     const uint8_t *wb = vw;
@@ -499,10 +509,10 @@ static float k4_vec_dot(int64_t n, const void *vw, const void *vx, int five_bit)
         const struct cai_block_q4_k *w4 = (const void *)wb;
         const struct cai_block_q5_k *w5 = (const void *)wb;
         const uint8_t *qs = five_bit ? w5->qs : w4->qs;
-        uint8_t mn[8];
-        __m512i sm = k4_scales_mins(w4->scales, mn);
+        __m128i sm8 = k4_unpack(w4->scales);
+        __m512i sm = _mm512_cvtepu8_epi32(sm8); /* lanes: 8 scales, 8 mins */
         __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(mn));
+        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(sm8));
         __m512i qh = five_bit ? _mm512_broadcast_i64x4(load_32(w5->qh)) : _mm512_setzero_si512();
         __m512i sumi = _mm512_setzero_si512();
         for (int k = 0; k < 2; k++) {
