@@ -2,9 +2,14 @@
 """Writes tokenizer reference fixtures from llama.cpp (PyPI llama-cpp-python).
 
 Usage:
-  python3 scripts/make_tok_fixtures.py MODEL.gguf OUT.txt
+  python3 scripts/make_tok_fixtures.py [--pre NAME] MODEL.gguf OUT.txt
   e.g. models/SmolLM2-135M-Instruct.Q4_1.gguf tests/golden/tok_smollm2.txt
        models/gemma-3-270m-q4_k_m.gguf          tests/golden/tok_gemma3.txt
+       --pre llama-bpe models/SmolLM2-135M-Instruct.Q4_1.gguf tests/golden/tok_pre_llama-bpe.txt
+
+--pre loads the model's vocabulary with tokenizer.ggml.pre replaced by NAME
+(a metadata-only copy is written with the PyPI `gguf` package), to check the
+other pre-tokenizers on a real vocabulary; the file then says "# pre: NAME".
 
 The model is loaded with vocab_only (no weights). For every corpus string the
 file holds one line of seven tab-separated fields:
@@ -15,8 +20,10 @@ file holds one line of seven tab-separated fields:
   ids2   llama_tokenize(add_special=true,  parse_special=true)
   det0   hex of llama_detokenize(ids0, remove_special=false, unparse_special=false)
   det1   hex of llama_detokenize(ids1, remove_special=false, unparse_special=true)
-  utf1   hex of det1 decoded with errors="replace" (what a streaming
-         detokenizer that emits only whole characters must produce)
+  utf1   the pieces of ids1 (llama_token_to_piece, special=true, the first
+         one's leading space stripped when the vocabulary prepends one) joined
+         and decoded with errors="replace": what a streaming detokenizer that
+         emits only whole characters must produce
 
 Lines starting with '#' are comments; "# case N: <json>" shows each input
 readably, "# eog: ids" lists every id llama_vocab_is_eog() accepts, and
@@ -244,6 +251,28 @@ class Vocab:
                 return list(buf[:r])
             n = -r
 
+    def strips_space(self):
+        """True when llama.cpp prepends a space (SPM with add_space_prefix)."""
+        if L.llama_vocab_type(self.vocab) != L.LLAMA_VOCAB_TYPE_SPM:
+            return False
+        buf = ctypes.create_string_buffer(64)
+        n = L.llama_model_meta_val_str(self.model, b"tokenizer.ggml.add_space_prefix", buf, 64)
+        return n < 0 or buf.value == b"true"
+
+    def pieces(self, ids, special):
+        out = b""
+        for i, t in enumerate(ids):
+            n = 256
+            while True:
+                buf = ctypes.create_string_buffer(n)
+                lstrip = 1 if i == 0 and self.strips_space() else 0
+                r = L.llama_token_to_piece(self.vocab, t, buf, n, lstrip, special)
+                if r >= 0:
+                    out += buf.raw[:r]
+                    break
+                n = -r + 1
+        return out
+
     def detokenize(self, ids, special):
         arr = (L.llama_token * max(1, len(ids)))(*ids)
         n = 64 + 64 * len(ids)
@@ -255,18 +284,64 @@ class Vocab:
             n = -r + 1
 
 
+def copy_with_pre(src, dst, pre):
+    """Writes dst: src's metadata (no tensors) with tokenizer.ggml.pre = pre."""
+    import gguf
+    r = gguf.GGUFReader(src)
+    f = r.fields["general.architecture"]
+    w = gguf.GGUFWriter(dst, bytes(f.parts[f.data[0]]).decode())
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        t = f.types[0]
+        if k == "tokenizer.ggml.pre":
+            w.add_string(k, pre)
+        elif t == gguf.GGUFValueType.ARRAY:
+            et = f.types[1]
+            if et == gguf.GGUFValueType.STRING:
+                vals = [bytes(f.parts[i]) for i in f.data]
+            else:
+                vals = [f.parts[i].tolist()[0] for i in f.data]
+            w.add_key_value(k, vals, t, sub_type=et)
+        elif t == gguf.GGUFValueType.STRING:
+            w.add_key_value(k, bytes(f.parts[f.data[0]]), t)
+        else:
+            w.add_key_value(k, f.parts[f.data[0]].tolist()[0], t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
-    if len(sys.argv) != 3:
+    import os
+    import tempfile
+    args = sys.argv[1:]
+    pre = None
+    if len(args) == 4 and args[0] == "--pre":
+        pre = args[1]
+        args = args[2:]
+    if len(args) != 2:
         sys.exit(__doc__)
-    v = Vocab(sys.argv[1])
+    model, out = args
+    if pre:
+        fd, tmp = tempfile.mkstemp(suffix=".gguf")
+        os.close(fd)
+        copy_with_pre(model, tmp, pre)
+        v = Vocab(tmp)
+        os.unlink(tmp)
+    else:
+        v = Vocab(model)
     n_vocab = L.llama_vocab_n_tokens(v.vocab)
     eog = [i for i in range(n_vocab) if L.llama_vocab_is_eog(v.vocab, i)]
     cases = corpus()
-    with open(sys.argv[2], "w", encoding="ascii") as f:
+    with open(out, "w", encoding="ascii") as f:
         f.write("# tokenizer fixtures from llama.cpp (llama-cpp-python %s), written by\n"
                 % L.__version__)
         f.write("# scripts/make_tok_fixtures.py for %s; fields: text ids0 ids1 ids2 det0 det1 utf1\n"
-                % sys.argv[1].split("/")[-1])
+                % model.split("/")[-1])
+        if pre:
+            f.write("# pre: %s\n" % pre)
         f.write("# n_vocab: %d\n" % n_vocab)
         f.write("# bos: %d\n# eos: %d\n" % (L.llama_vocab_bos(v.vocab), L.llama_vocab_eos(v.vocab)))
         f.write("# eog: %s\n" % ",".join(map(str, eog)))
@@ -276,11 +351,11 @@ def main():
             ids2 = v.tokenize(b, True, True)
             det0 = v.detokenize(ids0, False)
             det1 = v.detokenize(ids1, True)
-            utf1 = det1.decode("utf-8", "replace").encode("utf-8")
+            utf1 = v.pieces(ids1, True).decode("utf-8", "replace").encode("utf-8")
             f.write("# case %d: %s\n" % (k, json.dumps(b.decode("utf-8", "backslashreplace"))))
             f.write("\t".join([b.hex(), ",".join(map(str, ids0)), ",".join(map(str, ids1)),
                                ",".join(map(str, ids2)), det0.hex(), det1.hex(), utf1.hex()]) + "\n")
-    print("%s: %d cases" % (sys.argv[2], len(cases)))
+    print("%s: %d cases" % (out, len(cases)))
 
 
 if __name__ == "__main__":

@@ -159,3 +159,81 @@ bool cai__utf8_is_valid(const char *s, size_t n)
     }
     return true;
 }
+
+/* ---- whole-sequence detokenization ---------------------------------------- */
+
+/* llama_detokenize's clean_spaces: three passes over the text, exactly as it
+ * does them (" ?" " !" " ." " ," lose the space; a lone "'" between spaces
+ * loses both; " 's" " 'm" " 're" " 've" lose the space). Returns the length. */
+static size_t clean_spaces(char *text, size_t total)
+{
+    size_t n1 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < n1; i++) {
+        char x = text[i];
+        if (text[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ','))
+            total--;
+        text[total++] = x;
+    }
+    size_t n2 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < n2; i++) {
+        char x = text[i];
+        if (x == '\'' && i + 1 < n2 && text[i - 1] == ' ' && text[i + 1] == ' ') {
+            total--;
+            text[++i] = '\0';
+        }
+        text[total++] = x;
+    }
+    size_t n3 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < n3; i++) {
+        char x = text[i];
+        if (text[i - 1] == ' ' && x == '\'' && i + 1 < n3) {
+            char x1 = text[i + 1];
+            if (x1 == 's' || x1 == 'm')
+                total--;
+            else if (i + 2 < n3 && ((x1 == 'r' && text[i + 2] == 'e') ||
+                                    (x1 == 'v' && text[i + 2] == 'e')))
+                total--;
+        }
+        text[total++] = x;
+    }
+    return total;
+}
+
+int cai__tok_detokenize(const struct cai_tok *t, const int32_t *ids, int n_ids, bool special,
+                        char *out, size_t cap)
+{
+    if (!t || n_ids < 0 || (!ids && n_ids) || (!out && cap))
+        return CAI_EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < n_ids; i++) {
+        int len = cai__tok_piece(t, ids[i], special, NULL, 0);
+        if (len < 0)
+            return len;
+        total += (size_t)len;
+    }
+    if (total > (size_t)INT32_MAX)
+        return CAI_ERANGE;
+    char *buf = cai__malloc(total + 1);
+    if (!buf)
+        return CAI_ENOMEM;
+    size_t n = 0;
+    for (int i = 0; i < n_ids; i++) {
+        int len = cai__tok_piece(t, ids[i], special, buf + n, total - n);
+        /* SPM: the space the encoder prepended goes (one, from the first
+         * token only, as llama_detokenize's remove_space). */
+        if (i == 0 && t->add_space_prefix && len > 0 && buf[n] == ' ') {
+            memmove(buf + n, buf + n + 1, (size_t)len - 1);
+            len--;
+        }
+        n += (size_t)len;
+    }
+    if (t->clean_spaces)
+        n = clean_spaces(buf, n);
+    if (cap)
+        memcpy(out, buf, CAI_MIN(n, cap));
+    cai__free(buf);
+    return (int)n;
+}

@@ -16,65 +16,66 @@
 
 #define P(...) {__VA_ARGS__, CAI__PASS_END}
 
+/* name, passes, ignore_merges, add_bos, clean_spaces (llama_vocab::load). */
 static const struct cai__pretok recipes[] = {
     {"default", P(CAI__PASS_PUNCT_RUNS, CAI__PASS_GPT2, CAI__PASS_NUMBER_RUNS, CAI__PASS_DIGITS3),
-     false, false},
+     false, false, true},
     /* Llama 3 and friends: ignore_merges, and BOS by default. */
-    {"llama3", P(CAI__PASS_LLAMA3), true, true},
-    {"llama-v3", P(CAI__PASS_LLAMA3), true, true},
-    {"llama-bpe", P(CAI__PASS_LLAMA3), true, true},
-    {"falcon3", P(CAI__PASS_LLAMA3), true, true},
-    {"falcon-h1", P(CAI__PASS_LLAMA3), true, true},
-    {"pixtral", P(CAI__PASS_LLAMA3), true, true},
-    {"midm-2.0", P(CAI__PASS_LLAMA3), true, true},
-    {"lfm2", P(CAI__PASS_LLAMA3), true, true},
-    {"jina-v5-nano", P(CAI__PASS_LLAMA3), true, true},
+    {"llama3", P(CAI__PASS_LLAMA3), true, true, true},
+    {"llama-v3", P(CAI__PASS_LLAMA3), true, true, true},
+    {"llama-bpe", P(CAI__PASS_LLAMA3), true, true, true},
+    {"falcon3", P(CAI__PASS_LLAMA3), true, true, true},
+    {"falcon-h1", P(CAI__PASS_LLAMA3), true, true, true},
+    {"pixtral", P(CAI__PASS_LLAMA3), true, true, true},
+    {"midm-2.0", P(CAI__PASS_LLAMA3), true, true, true},
+    {"lfm2", P(CAI__PASS_LLAMA3), true, true, true},
+    {"jina-v5-nano", P(CAI__PASS_LLAMA3), true, true, true},
     /* Same expression, without the Llama 3 extras. */
-    {"dbrx", P(CAI__PASS_LLAMA3), false, false},
-    {"smaug-bpe", P(CAI__PASS_LLAMA3), false, false},
-    {"glm4", P(CAI__PASS_LLAMA3), false, false},
-    {"chatglm-bpe", P(CAI__PASS_LLAMA3), false, false},
-    {"falcon", P(CAI__PASS_PUNCT_RUNS, CAI__PASS_GPT2, CAI__PASS_DIGITS3), false, false},
+    {"dbrx", P(CAI__PASS_LLAMA3), false, false, true},
+    {"smaug-bpe", P(CAI__PASS_LLAMA3), false, false, true},
+    {"glm4", P(CAI__PASS_LLAMA3), false, false, true},
+    {"chatglm-bpe", P(CAI__PASS_LLAMA3), false, false, true},
+    {"falcon", P(CAI__PASS_PUNCT_RUNS_BT, CAI__PASS_GPT2, CAI__PASS_DIGITS3), false, false, true},
     /* Plain GPT-2. */
-    {"gpt-2", P(CAI__PASS_GPT2), false, false},
-    {"phi-2", P(CAI__PASS_GPT2), false, false},
-    {"jina-es", P(CAI__PASS_GPT2), false, false},
-    {"jina-de", P(CAI__PASS_GPT2), false, false},
-    {"gigachat", P(CAI__PASS_GPT2), false, false},
-    {"jina-v2-es", P(CAI__PASS_GPT2), false, false},
-    {"jina-v2-de", P(CAI__PASS_GPT2), false, false},
-    {"jina-v1-en", P(CAI__PASS_GPT2), false, false},
-    {"jina-v2-code", P(CAI__PASS_GPT2), false, false},
-    {"roberta-bpe", P(CAI__PASS_GPT2), false, false},
-    {"a.x-4.0", P(CAI__PASS_GPT2), false, false},
-    {"mellum", P(CAI__PASS_GPT2), false, false},
-    {"modern-bert", P(CAI__PASS_GPT2), false, false},
-    {"mpt", P(CAI__PASS_GPT2), false, false},
-    {"olmo", P(CAI__PASS_GPT2), false, false},
-    {"jais", P(CAI__PASS_GPT2), false, false},
-    {"trillion", P(CAI__PASS_GPT2), false, false},
-    {"granite-docling", P(CAI__PASS_GPT2), false, false},
-    {"exaone4", P(CAI__PASS_GPT2), false, false},
+    {"gpt-2", P(CAI__PASS_GPT2), false, false, true},
+    {"phi-2", P(CAI__PASS_GPT2), false, false, true},
+    {"jina-es", P(CAI__PASS_GPT2), false, false, true},
+    {"jina-de", P(CAI__PASS_GPT2), false, false, true},
+    {"gigachat", P(CAI__PASS_GPT2), false, false, true},
+    {"jina-v2-es", P(CAI__PASS_GPT2), false, false, true},
+    {"jina-v2-de", P(CAI__PASS_GPT2), false, false, true},
+    {"jina-v1-en", P(CAI__PASS_GPT2), false, false, true},
+    {"jina-v2-code", P(CAI__PASS_GPT2), false, false, true},
+    {"roberta-bpe", P(CAI__PASS_GPT2), false, false, true},
+    {"a.x-4.0", P(CAI__PASS_GPT2), false, false, true},
+    {"mellum", P(CAI__PASS_GPT2), false, false, true},
+    {"modern-bert", P(CAI__PASS_GPT2), false, false, true},
+    {"mpt", P(CAI__PASS_GPT2), false, false, true},
+    {"olmo", P(CAI__PASS_GPT2), false, false, true},
+    {"jais", P(CAI__PASS_GPT2), false, false, true},
+    {"trillion", P(CAI__PASS_GPT2), false, false, false},
+    {"granite-docling", P(CAI__PASS_GPT2), false, false, false},
+    {"exaone4", P(CAI__PASS_GPT2), false, false, true},
     /* Digits one by one, then GPT-2 (SmolLM, StarCoder...). */
-    {"smollm", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false},
-    {"starcoder", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false},
-    {"refact", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false},
-    {"command-r", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false},
-    {"codeshell", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false},
-    {"exaone", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false},
-    {"minerva-7b", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false},
-    {"mellum2", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false},
+    {"smollm", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false, false},
+    {"starcoder", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false, true},
+    {"refact", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false, true},
+    {"command-r", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false, false},
+    {"codeshell", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false, true},
+    {"exaone", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false, true},
+    {"minerva-7b", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false, true},
+    {"mellum2", P(CAI__PASS_EACH_NUMBER, CAI__PASS_GPT2), false, false, true},
     /* Qwen2: the Llama 3 expression with single digits. */
-    {"qwen2", P(CAI__PASS_QWEN2), false, false},
-    {"deepseek-r1-qwen", P(CAI__PASS_QWEN2), false, false},
-    {"kormo", P(CAI__PASS_QWEN2), false, false},
-    {"f2llmv2", P(CAI__PASS_QWEN2), false, false},
-    {"megrez", P(CAI__PASS_QWEN2), false, false},
-    {"stablelm2", P(CAI__PASS_QWEN2), false, false},
-    {"hunyuan", P(CAI__PASS_QWEN2), false, false},
-    {"solar-open", P(CAI__PASS_QWEN2), false, false},
-    {"qwen35", P(CAI__PASS_QWEN35), false, false},
-    {"laguna", P(CAI__PASS_NEWLINES, CAI__PASS_QWEN2), false, false},
+    {"qwen2", P(CAI__PASS_QWEN2), false, false, false},
+    {"deepseek-r1-qwen", P(CAI__PASS_QWEN2), false, false, false},
+    {"kormo", P(CAI__PASS_QWEN2), false, false, false},
+    {"f2llmv2", P(CAI__PASS_QWEN2), false, false, false},
+    {"megrez", P(CAI__PASS_QWEN2), false, false, true},
+    {"stablelm2", P(CAI__PASS_QWEN2), false, false, true},
+    {"hunyuan", P(CAI__PASS_QWEN2), false, false, false},
+    {"solar-open", P(CAI__PASS_QWEN2), false, false, false},
+    {"qwen35", P(CAI__PASS_QWEN35), false, false, false},
+    {"laguna", P(CAI__PASS_NEWLINES, CAI__PASS_QWEN2), false, false, false},
 };
 
 #undef P
@@ -290,12 +291,24 @@ static void split_llama3(struct piece *p, int max_digits, bool marks)
 /* The single-class expressions llama.cpp runs through std::regex: each run of
  * code points in the class is a piece (or each code point, for `single`),
  * and so is each gap between runs. */
-static bool in_punct_class(uint32_t cpt, uint16_t fl)
+static bool in_punct_class(uint32_t cpt, uint16_t fl, bool backtick)
 {
     /* [\p{P}\$\+<=>\^~\|]: std::regex sees non-ASCII whitespace as \v. */
     if ((fl & CAI__UNI_PUNCT) && !(fl & WS))
         return true;
-    return cpt < 0x80 && cpt && strchr("$+<=>^~|", (int)cpt) != NULL;
+    return cpt < 0x80 && cpt && (strchr("$+<=>^~|", (int)cpt) != NULL || (backtick && cpt == '`'));
+}
+
+static bool in_class(int pass, uint32_t cpt, uint16_t fl)
+{
+    switch (pass) {
+    case CAI__PASS_PUNCT_RUNS:
+        return in_punct_class(cpt, fl, false);
+    case CAI__PASS_PUNCT_RUNS_BT:
+        return in_punct_class(cpt, fl, true);
+    default: /* EACH_NUMBER, NUMBER_RUNS */
+        return (fl & NUMBER) != 0;
+    }
 }
 
 static void split_class(struct piece *p, int pass)
@@ -304,18 +317,7 @@ static void split_class(struct piece *p, int pass)
     while (pos < p->end) {
         uint32_t cpt = p->cpts[pos];
         uint16_t fl = p->flags[pos];
-        bool     hit;
-        switch (pass) {
-        case CAI__PASS_PUNCT_RUNS:
-            hit = in_punct_class(cpt, fl);
-            break;
-        case CAI__PASS_NEWLINES:
-            hit = true; /* runs of '\n' and runs of anything else */
-            break;
-        default: /* EACH_NUMBER, NUMBER_RUNS */
-            hit = (fl & NUMBER) != 0;
-            break;
-        }
+        bool     hit = pass == CAI__PASS_NEWLINES || in_class(pass, cpt, fl);
         if (!hit) {
             pos++;
             continue;
@@ -328,9 +330,7 @@ static void split_class(struct piece *p, int pass)
             while (pos < p->end && (p->cpts[pos] == '\n') == nl)
                 pos++;
         } else {
-            while (pos < p->end &&
-                   (pass == CAI__PASS_PUNCT_RUNS ? in_punct_class(p->cpts[pos], p->flags[pos])
-                                                 : (p->flags[pos] & NUMBER) != 0))
+            while (pos < p->end && in_class(pass, p->cpts[pos], p->flags[pos]))
                 pos++;
         }
         emit(p, pos);

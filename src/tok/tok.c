@@ -616,6 +616,7 @@ int cai__tok_new(struct cai_tok **out, const struct cai_tok_spec *spec, struct c
     t->add_bos = spec->add_bos;
     t->add_eos = spec->add_eos;
     t->add_space_prefix = spec->kind == CAI_TOK_SPM && spec->add_space_prefix;
+    t->clean_spaces = pre && pre->clean_spaces;
 
     if ((rc = copy_vocab(t, spec, err)) || (rc = build_vocab_hash(t, err)))
         goto fail;

@@ -77,6 +77,14 @@ int cai__tok_encode(const struct cai_tok *t, const char *text, size_t n_bytes, b
  * full length, or a negative code for an id out of range. */
 int cai__tok_piece(const struct cai_tok *t, int32_t id, bool special, char *buf, size_t cap);
 
+/* The text of a whole sequence, as llama_detokenize(remove_special = false,
+ * unparse_special = special): the pieces joined, the leading space an SPM
+ * vocabulary prepends dropped, and for vocabularies whose pre-tokenizer asks
+ * for it (GPT-2, Llama 3...) llama.cpp's space clean-up (" ?" -> "?",
+ * " 's" -> "'s"...). Not streaming: bytes are passed through as they are.
+ * Writes at most cap bytes and returns the full length, or a negative code. */
+int cai__tok_detokenize(const struct cai_tok *t, const int32_t *ids, int n_ids, bool special,
+                        char *out, size_t cap);
 /* The longest piece any token renders to (with special = true). */
 size_t   cai__tok_max_piece(const struct cai_tok *t);
 /* True when s[0..n) is well-formed UTF-8. */

@@ -72,6 +72,7 @@ enum cai__pre_pass {
     CAI__PASS_EACH_NUMBER,  /* \p{N} (each number code point alone) */
     CAI__PASS_NUMBER_RUNS,  /* \p{N}+ */
     CAI__PASS_PUNCT_RUNS,   /* [\p{P}\$\+<=>\^~\|]+ */
+    CAI__PASS_PUNCT_RUNS_BT, /* [\p{P}\$\+<=>\^~\|`]+ (Falcon) */
     CAI__PASS_DIGITS3,      /* [0-9][0-9][0-9] */
     CAI__PASS_NEWLINES,     /* [^\n]+|[\n]+ */
 };
@@ -83,6 +84,7 @@ struct cai__pretok {
     uint8_t     passes[CAI__PRE_MAX_PASSES]; /* enum cai__pre_pass, END-terminated */
     bool        ignore_merges;               /* whole pre-token in vocab: take it */
     bool        add_bos;                     /* llama.cpp's default when the file is silent */
+    bool        clean_spaces;                /* detokenize drops " ?", " 's"... spaces */
 };
 
 /* The recipe for a tokenizer.ggml.pre name, or NULL when unknown. NULL or ""
@@ -148,6 +150,7 @@ struct cai_tok {
     uint32_t                   max_text;
     int32_t                    bos, eos, eot, eom, unk, pad, sep;
     bool                       add_bos, add_eos, add_space_prefix;
+    bool                       clean_spaces;
 };
 
 /* The id of the token whose text is s[0..n), or -1. */

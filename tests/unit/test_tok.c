@@ -122,12 +122,22 @@ static int gguf_vocab_load(struct gguf_vocab *v, const char *path, struct cai_er
     return 0;
 }
 
-static struct cai_tok *open_model_tok(const char *path)
+/* pre: a tokenizer.ggml.pre to use instead of the file's, or NULL. */
+static struct cai_tok *open_model_tok(const char *path, const char *pre)
 {
     struct gguf_vocab v;
     struct cai_error  err = {0};
     struct cai_tok   *t = NULL;
     if (gguf_vocab_load(&v, path, &err) == 0) {
+        if (pre) {
+            v.spec.pre = pre;
+            /* What llama.cpp then assumes, less what the file states. */
+            struct cai_tok_spec d = v.spec;
+            cai__tok_spec_defaults(&d);
+            bool stated;
+            if (cai__gguf_get_bool(v.g, "tokenizer.ggml.add_bos_token", false, &stated, NULL))
+                v.spec.add_bos = d.add_bos;
+        }
         int rc = cai__tok_new(&t, &v.spec, &err);
         if (rc)
             fprintf(stderr, "  tok_new(%s): %s\n", path, err.msg);
@@ -198,25 +208,13 @@ static void print_ids(const char *what, const int32_t *v, int n)
     fprintf(stderr, n > 40 ? " ...\n" : "\n");
 }
 
-/* Detokenizes by concatenating pieces, dropping the first piece's leading
- * space when the vocabulary adds one (llama_detokenize's remove_space). */
-static struct buf detok_pieces(const struct cai_tok *t, const int32_t *ids, int n, bool special)
+/* llama_detokenize's text for ids. */
+static struct buf detok_whole(const struct cai_tok *t, const int32_t *ids, int n, bool special)
 {
-    size_t     cap = 64;
-    struct buf b = {malloc(cap), 0};
-    for (int i = 0; i < n; i++) {
-        int len = cai__tok_piece(t, ids[i], special, NULL, 0);
-        if (len < 0)
-            continue;
-        while (b.n + (size_t)len + 1 > cap)
-            b.p = realloc(b.p, cap *= 2);
-        cai__tok_piece(t, ids[i], special, (char *)b.p + b.n, (size_t)len);
-        if (i == 0 && t->kind == CAI_TOK_SPM && t->add_space_prefix && len > 0 && b.p[b.n] == ' ') {
-            memmove(b.p + b.n, b.p + b.n + 1, (size_t)len - 1);
-            len--;
-        }
-        b.n += (size_t)len;
-    }
+    int        len = cai__tok_detokenize(t, ids, n, special, NULL, 0);
+    struct buf b = {malloc(len > 0 ? (size_t)len : 1), 0};
+    if (len > 0 && cai__tok_detokenize(t, ids, n, special, (char *)b.p, (size_t)len) == len)
+        b.n = (size_t)len;
     return b;
 }
 
@@ -258,16 +256,27 @@ static void run_fixture(const char *fixture, const char *model)
 {
     if (!file_exists(model))
         SKIP("%s absent (scripts/get_model.sh / scripts/get_gemma3.sh)", model);
-    struct cai_tok *t = open_model_tok(model);
-    CHECK(t != NULL);
-    if (!t)
-        return;
-    char  *data = NULL;
-    size_t n_data = 0;
+    char            *data = NULL;
+    size_t           n_data = 0;
     struct cai_error err;
     CHECK(cai__read_file(fixture, &data, &n_data, &err) == 0);
-    if (!data) {
-        cai__tok_free(t);
+    if (!data)
+        return;
+    /* "# pre: NAME": the vocabulary with another pre-tokenizer. */
+    char        pre[64] = "";
+    const char *pl = strstr(data, "\n# pre: ");
+    if (pl) {
+        pl += 8;
+        size_t n = strcspn(pl, "\n");
+        if (n < sizeof(pre)) {
+            memcpy(pre, pl, n);
+            pre[n] = '\0';
+        }
+    }
+    struct cai_tok *t = open_model_tok(model, pre[0] ? pre : NULL);
+    CHECK(t != NULL);
+    if (!t) {
+        free(data);
         return;
     }
 
@@ -332,7 +341,7 @@ static void run_fixture(const char *fixture, const char *model)
                 /* Detokenize llama.cpp's ids, so a wrong encode does not hide
                  * a right decode. */
                 struct buf want_det = parse_hex(f[4 + mode], fl[4 + mode]);
-                struct buf got = detok_pieces(t, want.v, want.n, mode == 1);
+                struct buf got = detok_whole(t, want.v, want.n, mode == 1);
                 good[4 + mode] = buf_eq(got, want_det);
                 if (!good[4 + mode])
                     fprintf(stderr, "    %s case %d: detok (special=%d) differs\n", fixture,
@@ -379,12 +388,34 @@ static void test_fixture_gemma3(void)
     run_fixture("tests/golden/tok_gemma3.txt", GEMMA3);
 }
 
+/* The SmolLM2 vocabulary under other pre-tokenizers (llama.cpp ran them on a
+ * copy of the file with tokenizer.ggml.pre replaced). */
+static void test_fixture_pre_llama3(void)
+{
+    run_fixture("tests/golden/tok_pre_llama-bpe.txt", SMOLLM2);
+}
+
+static void test_fixture_pre_qwen2(void)
+{
+    run_fixture("tests/golden/tok_pre_qwen2.txt", SMOLLM2);
+}
+
+static void test_fixture_pre_gpt2(void)
+{
+    run_fixture("tests/golden/tok_pre_gpt-2.txt", SMOLLM2);
+}
+
+static void test_fixture_pre_default(void)
+{
+    run_fixture("tests/golden/tok_pre_default.txt", SMOLLM2);
+}
+
 /* A 100 KB text through the real vocabulary: well under a second. */
 static void test_long_input_model(void)
 {
     if (!file_exists(SMOLLM2))
         SKIP("%s absent", SMOLLM2);
-    struct cai_tok *t = open_model_tok(SMOLLM2);
+    struct cai_tok *t = open_model_tok(SMOLLM2, NULL);
     CHECK(t != NULL);
     if (!t)
         return;
@@ -876,6 +907,10 @@ int main(void)
     RUN(test_long_input_synthetic);
     RUN(test_fixture_smollm2);
     RUN(test_fixture_gemma3);
+    RUN(test_fixture_pre_llama3);
+    RUN(test_fixture_pre_qwen2);
+    RUN(test_fixture_pre_gpt2);
+    RUN(test_fixture_pre_default);
     RUN(test_long_input_model);
     return test_done();
 }
