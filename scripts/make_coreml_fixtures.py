@@ -226,13 +226,69 @@ def make_xgboost():
                   inputs="scalars", atol=F32)
 
 
+def make_svm():
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC, SVR, NuSVC, NuSVR
+
+    def scaled(m):
+        return Pipeline([("sc", StandardScaler()), ("svm", m)])
+
+    sk_classifier("svc_rbf_iris", SVC(kernel="rbf", probability=True, random_state=0), "iris")
+    sk_classifier("svc_rbf_wine", scaled(SVC(kernel="rbf", probability=True, random_state=0)),
+                  "wine")
+    sk_classifier("svc_lin_bc", scaled(SVC(kernel="linear", probability=True, random_state=0)),
+                  "bc")
+    sk_classifier("svc_poly_iris", SVC(kernel="poly", degree=3, coef0=1.0, probability=True,
+                                       random_state=0), "iris")
+    sk_classifier("svc_sig_wine", scaled(SVC(kernel="sigmoid", gamma=0.01, coef0=0.5,
+                                             probability=True, random_state=0)), "wine")
+    sk_classifier("nusvc_digits", NuSVC(nu=0.1, gamma=0.001, probability=True, random_state=0),
+                  "digits")
+    sk_regressor("svr_rbf_diabetes", SVR(kernel="rbf", C=50.0, gamma=0.5), "diabetes")
+    sk_regressor("nusvr_lin_diabetes", NuSVR(kernel="linear", C=100.0), "diabetes")
+    sk_regressor("svr_poly_diabetes", SVR(kernel="poly", degree=2, coef0=1.0, C=100.0, gamma=1.0),
+                 "diabetes")
+
+    # libsvm itself (libsvm-official): multiclass with probabilities, and a
+    # regressor. Labels are libsvm's votes (svm_predict without -b), the
+    # probabilities svm_predict -b 1 (multiclass: both use the coupling).
+    from libsvm import svm as libsvm_svm
+    from libsvm import svmutil
+    # coremltools' libsvm converter expects the constants older libsvm
+    # packages exported; libsvm-official 3.3x no longer does. Values from
+    # libsvm's svm.h.
+    for k, v in dict(C_SVC=0, NU_SVC=1, ONE_CLASS=2, EPSILON_SVR=3, NU_SVR=4, LINEAR=0, POLY=1,
+                     RBF=2, SIGMOID=3, PRECOMPUTED=4).items():
+        setattr(libsvm_svm, k, v)
+    import libsvm
+    if not hasattr(libsvm, "__version__"):
+        libsvm.__version__ = "3.37.0"
+    for ds, args in (("iris", "-s 0 -t 2 -g 0.25 -c 4 -b 1 -q"),
+                     ("wine", "-s 0 -t 1 -d 2 -r 1 -g 0.0001 -c 1 -b 1 -q")):
+        Xtr, Xte, ytr, yte = load(ds)
+        m = svmutil.svm_train(ytr.tolist(), Xtr.tolist(), args)
+        lab, _, _ = svmutil.svm_predict(yte.tolist(), Xte.tolist(), m, "-q")
+        _, _, prob = svmutil.svm_predict(yte.tolist(), Xte.tolist(), m, "-b 1 -q")
+        # Probability columns follow the model's label order (m.get_labels(),
+        # the order of first appearance), which is how the converter writes
+        # the class labels.
+        save(ct.converters.libsvm.convert(m, input_length=Xtr.shape[1]), "libsvm_" + ds)
+        write_ref("libsvm_" + ds, Xte, "classifier", [int(v) for v in lab], "int", prob)
+    Xtr, Xte, ytr, yte = load("diabetes")
+    m = svmutil.svm_train(ytr.tolist(), Xtr.tolist(), "-s 3 -t 2 -g 0.5 -c 100 -q")
+    val, _, _ = svmutil.svm_predict(yte.tolist(), Xte.tolist(), m, "-q")
+    save(ct.converters.libsvm.convert(m, input_length=Xtr.shape[1]), "libsvm_diabetes")
+    write_ref("libsvm_diabetes", Xte, "regressor", None, "none", val)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     np.random.seed(0)
-    for name, fn in (("sklearn", make_sklearn), ("xgboost", make_xgboost)):
+    for name, fn in (("sklearn", make_sklearn), ("xgboost", make_xgboost), ("svm", make_svm)):
         if not args.only or name.startswith(args.only):
             fn()
 
