@@ -48,7 +48,8 @@ static void bench_usage(FILE *f)
             "as llama.cpp's llama-bench does; plus load time and time to first token\n"
             "(load + a --ttft-prompt token prompt + argmax), measured once per thread\n"
             "count before any warm-up.\n\n"
-            "  -p, --n-prompt N[,N..]  prompt lengths (default 512; 0: no pp test)\n"
+            "  -p, --n-prompt N[,N..]  prompt lengths (default 512; 0: no pp test; with\n"
+            "                          -p 0 -n 0 only load time and TTFT are measured)\n"
             "  -n, --n-gen N[,N..]     generation lengths (default 128; 0: no tg test)\n"
             "  -t, --threads T[,T..]   thread counts (default: all online CPUs)\n"
             "  -r, --repetitions R     timed repetitions per test (default 5)\n"
@@ -204,8 +205,10 @@ static void bench_print_md(const struct cai_model_info *info, const char *path,
     char test[32];
     if (r->n_prompt)
         snprintf(test, sizeof(test), "pp%d", r->n_prompt);
-    else
+    else if (r->n_gen)
         snprintf(test, sizeof(test), "tg%d", r->n_gen);
+    else
+        snprintf(test, sizeof(test), "ttft%d", r->ttft_n_prompt);
     printf("| %s (%s) | %.2f MiB | %.2f M | %d | %s | %.2f ± %.2f | %.1f | %.1f |\n", base,
            info->arch, (double)info->n_bytes / (1024.0 * 1024.0), (double)info->n_params / 1e6,
            r->n_threads, test, r->avg_ts, r->stddev_ts, r->ttft_ms, r->load_ms);
@@ -458,6 +461,26 @@ static int cmd_bench(int argc, char **argv)
             }
             bench_stats(r->samples_ns, reps, &r->avg_ns, &r->stddev_ns);
             bench_stats(r->samples_ts, reps, &r->avg_ts, &r->stddev_ts);
+            r->max_rss_kib = bench_max_rss_kib();
+            if (json) {
+                bench_print_json(&b.info, path, n_batch, r, first_json);
+                first_json = false;
+            } else {
+                bench_print_md(&b.info, path, r);
+            }
+        }
+        /* No pp/tg test (-p 0 -n 0): one record with the TTFT and load time. */
+        bool any = false;
+        for (int k = 0; k < n_pp; k++)
+            any = any || pp[k] > 0;
+        for (int k = 0; k < n_tg; k++)
+            any = any || tg[k] > 0;
+        if (!any && status == 0) {
+            memset(r, 0, sizeof(*r));
+            r->n_threads = th[it];
+            r->ttft_ms = ttft_ms;
+            r->ttft_n_prompt = ttft_prompt;
+            r->load_ms = load_ms;
             r->max_rss_kib = bench_max_rss_kib();
             if (json) {
                 bench_print_json(&b.info, path, n_batch, r, first_json);
