@@ -211,7 +211,9 @@ def main():
     w("")
 
     # ---- machine limits
-    w("Machine limits (bench/machine_limits, best of 7; start / end of the run):")
+    reps_l = (limits.get("start") or {}).get("reps", "?")
+    w(f"Machine limits (bench/machine_limits, best of {reps_l}; start / end of the run; the "
+      f"quiet-machine reference is shared/REFERENCE/machine.md):")
     w("")
     w("| | 1 thread | 2 threads |")
     w("| --- | ---: | ---: |")
@@ -223,6 +225,17 @@ def main():
             vals = [fmt((limits.get(wh) or {}).get(key % t), nd) for wh in ("start", "end")]
             cells.append(" / ".join(vals))
         w(f"| {label} | {cells[0]} | {cells[1]} |")
+    cells = []
+    for t in (1, 2):
+        vals = []
+        for wh in ("start", "end"):
+            sh = (limits.get(wh) or {}).get(f"cpu_share_{t}t")
+            vals.append("n/a" if not sh else "/".join(f"{x:.2f}" for x in sh))
+        cells.append(" ; ".join(vals))
+    w(f"| CPU share of those repetitions (read/FMA/VNNI; 1 = no other process ran) | "
+      f"{cells[0]} | {cells[1]} |")
+    w("| reference, quiet machine (machine.md): read GB/s; FMA; VNNI | 29.5; 222; 886 | "
+      "60-66 (separate cores) or ~30 (one core); 2x or 1x |")
     w("")
 
     # ---- main table

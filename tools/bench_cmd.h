@@ -16,8 +16,9 @@
  * And, once per thread count, before any warm-up:
  *   load_ms  cai_model_open + cai_session_new (the model is opened once; for
  *            the 2nd and later thread counts its open time is reused)
- *   ttft_ms  load_ms + decoding a --ttft-prompt token prompt (default 128) in
- *            one pass + the argmax of its logits: the first token, load included
+ *   ttft_ms  load_ms + decoding a --ttft-prompt token prompt (default 128; in
+ *            one pass when it fits in -b) + the argmax of its logits: the first
+ *            token, load included
  *   max_rss_kib  the process's peak RSS so far (getrusage) after each test. */
 #ifndef COREAI_BENCH_CMD_H
 #define COREAI_BENCH_CMD_H
@@ -353,7 +354,7 @@ static int cmd_bench(int argc, char **argv)
         n_ctx = tg[i] > n_ctx ? tg[i] : n_ctx;
     if (n_ctx < 1)
         n_ctx = 1;
-    int scratch = n_batch > ttft_prompt ? n_batch : ttft_prompt;
+    int scratch = n_batch;
 
     struct bench_ctx b;
     memset(&b, 0, sizeof(b));
@@ -408,8 +409,7 @@ static int cmd_bench(int argc, char **argv)
         double ttft_ms = 0;
         if (ttft_prompt > 0) {
             double tp = bench_now_ms();
-            bench_fill(&b, ttft_prompt, true);
-            int rc = cai_session_decode(b.s, b.toks, ttft_prompt, false);
+            int rc = bench_pp(&b, ttft_prompt); /* one pass when <= -b tokens */
             const float *lg = rc < 0 ? NULL : cai_session_logits(b.s, -1);
             if (!lg) {
                 fprintf(stderr, "coreai bench: TTFT prompt decode failed: %s\n",
