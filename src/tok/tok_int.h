@@ -65,7 +65,8 @@ int      cai__cpt_to_byte(uint32_t cpt); /* -1 when the code point is not one of
 
 enum cai__pre_pass {
     CAI__PASS_END = 0,
-    CAI__PASS_GPT2,         /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+    /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+    CAI__PASS_GPT2,
     CAI__PASS_LLAMA3,       /* Llama 3: ... \p{N}{1,3} ... */
     CAI__PASS_QWEN2,        /* Llama 3 with single digits */
     CAI__PASS_QWEN35,       /* Qwen2 with [\p{L}\p{M}]+ letters */
@@ -142,7 +143,7 @@ struct cai_tok {
     uint32_t                   n_trie;
     int32_t                    trie_root[256]; /* first-level children by byte */
     uint32_t                   n_special;
-    uint32_t                  *special_prio; /* [n_vocab] rank in partition order, UINT32_MAX if none */
+    uint32_t                  *special_prio; /* [n_vocab] partition rank, UINT32_MAX: none */
     /* Pieces rendered with special = true (llama.cpp's piece cache). */
     char                      *piece;
     uint32_t                  *piece_off; /* [n_vocab + 1] */

@@ -61,7 +61,9 @@ static int gguf_vocab_load(struct gguf_vocab *v, const char *path, struct cai_er
         return rc;
     if ((rc = cai__gguf_get_str(v->g, "tokenizer.ggml.model", true, &s, err)))
         return rc;
-    v->spec.kind = cai__gguf_str_eq(s, "gpt2") ? CAI_TOK_BPE : cai__gguf_str_eq(s, "llama") ? CAI_TOK_SPM : -1;
+    v->spec.kind = cai__gguf_str_eq(s, "gpt2")    ? CAI_TOK_BPE
+                   : cai__gguf_str_eq(s, "llama") ? CAI_TOK_SPM
+                                                  : -1;
     if (cai__gguf_get_str(v->g, "tokenizer.ggml.pre", false, &s, NULL) == 0 &&
         s.len < sizeof(v->pre)) {
         memcpy(v->pre, s.ptr, s.len);
