@@ -64,12 +64,12 @@ static int pfail(struct pk *k, const char *fmt, ...) CAI__PRINTF(2, 3);
 
 static int pfail(struct pk *k, const char *fmt, ...)
 {
-    char msg[200];
+    char msg[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return cai__fail(k->err, CAI_EFORMAT, "%s: pickle: %s (at byte %zu)", k->name, msg, k->pos);
+    return cai__fail(k->err, CAI_EFORMAT, "%s: pickle at byte %zu: %s", k->name, k->pos, msg);
 }
 
 static int oom(struct pk *k)
@@ -267,11 +267,11 @@ static int resolve_global(struct pk *k, const char *mod, size_t ml, const char *
                    strcmp(m, "builtins") != 0 && strcmp(m, "os") != 0 &&
                    strcmp(m, "posix") != 0 && strcmp(m, "subprocess") != 0;
         bool nn = strncmp(m, "torch.nn", 8) == 0;
-        return pfail(k, "global %s.%s is not allowed: a state_dict needs only tensors, storages "
-                     "and OrderedDict, and nothing in the file is executed%s", m, n,
-                     cls || nn ? ". This looks like a whole pickled model; save its weights with "
-                                 "torch.save(model.state_dict(), PATH) and convert that"
-                               : "");
+        if (cls || nn)
+            return pfail(k, "global %s.%s is not allowed (nothing was executed). A whole pickled "
+                         "model? Save torch.save(model.state_dict(), PATH) and convert that", m, n);
+        return pfail(k, "global %s.%s is not allowed: a state_dict needs only tensors, storages and "
+                     "OrderedDict (nothing was executed)", m, n);
     }
     struct cai_pk_obj *o = new_obj(k, CAI_PK_GLOBAL);
     if (o)
