@@ -12,9 +12,9 @@
 /* ---- output buffer ----------------------------------------------------- */
 
 struct fam_buf {
-    char  *p;
+    char *p;
     size_t n, cap;
-    int    rc;
+    int rc;
 };
 
 static void fb_put(struct fam_buf *b, const char *s, size_t n)
@@ -185,11 +185,16 @@ static void render_phi3(struct fam_buf *b, const struct cai_chat_msg *msgs, size
 const char *cai__chat_family_name(enum cai__chat_family family)
 {
     switch (family) {
-    case CAI__CHAT_CHATML: return "chatml";
-    case CAI__CHAT_LLAMA3: return "llama3";
-    case CAI__CHAT_GEMMA: return "gemma";
-    case CAI__CHAT_LLAMA2: return "llama2";
-    case CAI__CHAT_PHI3: return "phi3";
+    case CAI__CHAT_CHATML:
+        return "chatml";
+    case CAI__CHAT_LLAMA3:
+        return "llama3";
+    case CAI__CHAT_GEMMA:
+        return "gemma";
+    case CAI__CHAT_LLAMA2:
+        return "llama2";
+    case CAI__CHAT_PHI3:
+        return "phi3";
     }
     return "unknown";
 }
@@ -222,8 +227,8 @@ enum cai__chat_family cai__chat_detect(const char *tmpl, size_t tmpl_len)
     return CAI__CHAT_CHATML;
 }
 
-static int check_msgs(const struct cai_chat_msg *msgs, size_t n_msgs, char **out,
-                      size_t *out_len, struct cai_error *err)
+static int check_msgs(const struct cai_chat_msg *msgs, size_t n_msgs, char **out, size_t *out_len,
+                      struct cai_error *err)
 {
     if (!out || !out_len)
         return cai__fail(err, CAI_EINVAL, "chat template: out and out_len are required");
@@ -249,12 +254,22 @@ int cai__chat_render_family(enum cai__chat_family family, const struct cai_chat_
     const char *eos = eos_token ? eos_token : "";
     struct fam_buf b = {0};
     switch (family) {
-    case CAI__CHAT_LLAMA3: render_llama3(&b, msgs, n_msgs, add_generation_prompt, bos); break;
-    case CAI__CHAT_GEMMA: render_gemma(&b, msgs, n_msgs, add_generation_prompt, bos); break;
-    case CAI__CHAT_LLAMA2: render_llama2(&b, msgs, n_msgs, bos, eos); break;
-    case CAI__CHAT_PHI3: render_phi3(&b, msgs, n_msgs, add_generation_prompt); break;
+    case CAI__CHAT_LLAMA3:
+        render_llama3(&b, msgs, n_msgs, add_generation_prompt, bos);
+        break;
+    case CAI__CHAT_GEMMA:
+        render_gemma(&b, msgs, n_msgs, add_generation_prompt, bos);
+        break;
+    case CAI__CHAT_LLAMA2:
+        render_llama2(&b, msgs, n_msgs, bos, eos);
+        break;
+    case CAI__CHAT_PHI3:
+        render_phi3(&b, msgs, n_msgs, add_generation_prompt);
+        break;
     case CAI__CHAT_CHATML:
-    default: render_chatml(&b, msgs, n_msgs, add_generation_prompt); break;
+    default:
+        render_chatml(&b, msgs, n_msgs, add_generation_prompt);
+        break;
     }
     fb_put(&b, "", 0);
     if (!b.rc && !b.p) {
@@ -283,12 +298,11 @@ int cai__chat_render(const char *tmpl, size_t tmpl_len, const struct cai_chat_ms
     if (rc)
         return rc;
     if (tmpl && tmpl_len > 0) {
-        rc = cai__chat_render_jinja(tmpl, tmpl_len, msgs, n_msgs, add_generation_prompt,
-                                    bos_token, eos_token, NULL, out, out_len, err);
+        rc = cai__chat_render_jinja(tmpl, tmpl_len, msgs, n_msgs, add_generation_prompt, bos_token,
+                                    eos_token, NULL, out, out_len, err);
         if (rc != CAI_EFORMAT && rc != CAI_ERANGE)
             return rc;
     }
     return cai__chat_render_family(cai__chat_detect(tmpl, tmpl_len), msgs, n_msgs,
-                                   add_generation_prompt, bos_token, eos_token, out, out_len,
-                                   err);
+                                   add_generation_prompt, bos_token, eos_token, out, out_len, err);
 }

@@ -198,9 +198,9 @@ int cai__tdict_set(struct cai__tctx *c, struct cai__tdict *d, const struct cai__
 
 struct cai__tscope {
     struct cai__tscope *parent;
-    uint32_t            n, cap;
-    struct cai__tstr   *names;
-    struct cai__tv     *vals;
+    uint32_t n, cap;
+    struct cai__tstr *names;
+    struct cai__tv *vals;
 };
 
 static struct cai__tscope *scope_new(struct cai__tctx *c, struct cai__tscope *parent)
@@ -328,8 +328,8 @@ static bool seq_index(const struct cai__tv *key, size_t n, size_t *idx)
     return true;
 }
 
-int cai__tv_getitem(struct cai__tctx *c, const struct cai__tv *obj,
-                    const struct cai__tv *key_in, uint32_t off, struct cai__tv *out)
+int cai__tv_getitem(struct cai__tctx *c, const struct cai__tv *obj, const struct cai__tv *key_in,
+                    uint32_t off, struct cai__tv *out)
 {
     struct cai__tv copy = *obj, key_copy = *key_in; /* out may alias either */
     const struct cai__tv *v = &copy, *key = &key_copy;
@@ -480,7 +480,7 @@ static int do_slice(struct cai__tctx *c, const struct cai__tv *v, const struct c
 /* ---- expressions ------------------------------------------------------- */
 
 struct frame {
-    struct cai__tscope   *scope;
+    struct cai__tscope *scope;
     const struct cai__tv *blockval; /* the rendered body a filter block works on */
 };
 
@@ -696,8 +696,10 @@ static int compare(struct cai__tctx *c, int op, const struct cai__tv *a, const s
     default:
         if ((rc = cai__tv_order(c, a, b, off, &cmp)))
             return rc;
-        *res = op == CAI__TOP_LT ? cmp < 0 : op == CAI__TOP_LE ? cmp <= 0
-             : op == CAI__TOP_GT ? cmp > 0 : cmp >= 0;
+        *res = op == CAI__TOP_LT   ? cmp < 0
+               : op == CAI__TOP_LE ? cmp <= 0
+               : op == CAI__TOP_GT ? cmp > 0
+                                   : cmp >= 0;
         return 0;
     }
 }
@@ -1085,8 +1087,8 @@ static struct cai__tv func_value(int fn)
 
 int cai__chat_render_jinja(const char *tmpl, size_t tmpl_len, const struct cai_chat_msg *msgs,
                            size_t n_msgs, bool add_generation_prompt, const char *bos_token,
-                           const char *eos_token, const struct cai__tmpl_limits *limits,
-                           char **out, size_t *out_len, struct cai_error *err)
+                           const char *eos_token, const struct cai__tmpl_limits *limits, char **out,
+                           size_t *out_len, struct cai_error *err)
 {
     if (!out || !out_len)
         return cai__fail(err, CAI_EINVAL, "chat template: out and out_len are required");

@@ -21,22 +21,22 @@
 /* ---- golden cases ------------------------------------------------------ */
 
 struct golden_case {
-    char                 name[128];
-    char                *tmpl; /* owned */
-    size_t               tmpl_len;
+    char name[128];
+    char *tmpl; /* owned */
+    size_t tmpl_len;
     struct cai_chat_msg *msgs; /* strings point into the cases file */
-    size_t               n_msgs;
-    bool                 agp;
-    char                *bos, *eos, *expect;
-    size_t               expect_len;
-    int                  expect_err; /* 0: expect text */
+    size_t n_msgs;
+    bool agp;
+    char *bos, *eos, *expect;
+    size_t expect_len;
+    int expect_err; /* 0: expect text */
 };
 
 /* Cursor over cases.txt. Strings are NUL-terminated in place (the byte
  * after each blob is the newline that the format puts there). */
 struct reader {
-    char  *p, *end;
-    bool   bad;
+    char *p, *end;
+    bool bad;
 };
 
 static char *read_line(struct reader *r)
