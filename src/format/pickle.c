@@ -150,6 +150,8 @@ static int pop_mark(struct pk *k, uint32_t *first)
 
 static int append_items(struct pk *k, struct cai_pk_obj *c, struct cai_pk_obj **items, uint32_t n)
 {
+    if (n == 0)
+        return 0;
     if (n > UINT32_MAX - c->n)
         return pfail(k, "container too large");
     uint32_t need = c->n + n;
