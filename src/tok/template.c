@@ -7,7 +7,7 @@
  * family render for plain role/content messages. */
 #include <string.h>
 
-#include "template.h"
+#include "template_int.h"
 
 /* ---- output buffer ----------------------------------------------------- */
 
@@ -48,22 +48,14 @@ static void fb_puts(struct fam_buf *b, const char *s)
         fb_put(b, s, strlen(s));
 }
 
-static bool is_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-/* Appends `s` without leading and trailing whitespace (Jinja's trim). */
+/* Appends `s` without leading and trailing whitespace (Python's strip(),
+ * which Jinja's trim filter is). */
 static void fb_put_trimmed(struct fam_buf *b, const char *s)
 {
     if (!s)
         return;
-    size_t n = strlen(s), i = 0;
-    while (i < n && is_ws(s[i]))
-        i++;
-    while (n > i && is_ws(s[n - 1]))
-        n--;
-    fb_put(b, s + i, n - i);
+    struct cai__tstr t = cai__tstr_strip((struct cai__tstr){s, strlen(s)}, NULL, true, true);
+    fb_put(b, t.p, t.n);
 }
 
 static bool role_is(const struct cai_chat_msg *m, const char *role)
@@ -151,15 +143,17 @@ static void render_llama2(struct fam_buf *b, const struct cai_chat_msg *msgs, si
         fb_puts(b, bos);
         fb_puts(b, "[INST] ");
         if (sys) {
-            /* The published template strips the whole content, so the
-             * <<SYS>> block keeps its inner whitespace. */
-            fb_puts(b, "<<SYS>>\n");
-            size_t n = strlen(sys), k = 0;
-            while (k < n && is_ws(sys[k]))
-                k++;
-            fb_puts(b, sys + k);
-            fb_puts(b, "\n<</SYS>>\n\n");
-            fb_put_trimmed(b, msgs[i].content);
+            /* The published template strips the whole first turn, system
+             * block included. */
+            struct fam_buf turn = {0};
+            fb_puts(&turn, "<<SYS>>\n");
+            fb_puts(&turn, sys);
+            fb_puts(&turn, "\n<</SYS>>\n\n");
+            fb_puts(&turn, msgs[i].content);
+            if (turn.rc)
+                b->rc = turn.rc;
+            fb_put_trimmed(b, turn.p);
+            cai__free(turn.p);
             sys = NULL;
         } else {
             fb_put_trimmed(b, msgs[i].content);

@@ -393,7 +393,7 @@ static struct cai__tnode *parse_postfix(struct cai__tparser *p, struct cai__tnod
         if (tok_is_op(tk, CAI__TO_DOT) || tok_is_op(tk, CAI__TO_LBRACKET)) {
             node = parse_subscript(p, node);
         } else if (tok_is_op(tk, CAI__TO_LPAREN)) {
-            struct cai__tnode *c = new_node(p, CAI__TN_CALL, tk->off);
+            struct cai__tnode *c = new_node(p, CAI__TN_CALL, node->off);
             if (!c || parse_call_args(p, c))
                 return NULL;
             c->a = node;
@@ -418,7 +418,7 @@ static struct cai__tnode *parse_filter_expr(struct cai__tparser *p, struct cai__
         } else if (tok_is_name(tk, "is")) {
             node = parse_test(p, node);
         } else if (tok_is_op(tk, CAI__TO_LPAREN)) {
-            struct cai__tnode *c = new_node(p, CAI__TN_CALL, tk->off);
+            struct cai__tnode *c = new_node(p, CAI__TN_CALL, node->off);
             if (!c || parse_call_args(p, c))
                 return NULL;
             c->a = node;
