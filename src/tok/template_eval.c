@@ -907,7 +907,7 @@ static int exec_for(struct cai__tctx *c, const struct frame *f, const struct cai
     if ((rc = eval(c, f, n->b, &seq)))
         return rc;
     if (seq.t != CAI__TV_LIST && seq.t != CAI__TV_DICT && seq.t != CAI__TV_STR &&
-        seq.t != CAI__TV_UNDEF && seq.t != CAI__TV_NS)
+        seq.t != CAI__TV_UNDEF)
         return cai__tmpl_fail(c, CAI_EFORMAT, n->b->off, "'%s' object is not iterable",
                               cai__tv_type_name(&seq));
     if ((rc = cai__tv_iterate(c, &seq, n->off, &items)))

@@ -114,8 +114,9 @@ static int sort_cmp(struct sort_ctx *s, const struct cai__tv *a, const struct ca
     int cmp = 0;
     if (s->rc)
         return 0;
-    if ((s->rc = sort_key(s, a, &ka)) || (s->rc = sort_key(s, b, &kb)) ||
-        (s->rc = cai__tv_order(s->c, &ka, &kb, s->off, &cmp)))
+    /* Each comparison is a step: sorting is the one superlinear filter. */
+    if ((s->rc = cai__tmpl_step(s->c, s->off)) || (s->rc = sort_key(s, a, &ka)) ||
+        (s->rc = sort_key(s, b, &kb)) || (s->rc = cai__tv_order(s->c, &ka, &kb, s->off, &cmp)))
         return 0;
     return cmp;
 }
@@ -653,7 +654,7 @@ static int f_unique(struct cai__tctx *c, const struct cai__tv *v, const struct c
         if ((rc = sort_key(&s, &items.v[i], &k)))
             return rc;
         for (size_t j = 0; j < n && !seen; j++)
-            if ((rc = cai__tv_equal(c, &keys[j], &k, off, &seen)))
+            if ((rc = cai__tmpl_step(c, off)) || (rc = cai__tv_equal(c, &keys[j], &k, off, &seen)))
                 return rc;
         if (!seen) {
             keys[n] = k;

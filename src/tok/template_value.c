@@ -712,7 +712,6 @@ int cai__tv_contains(struct cai__tctx *c, const struct cai__tv *hay, const struc
                 return rc;
         return 0;
     case CAI__TV_DICT:
-    case CAI__TV_NS:
         if (needle->t == CAI__TV_LIST || needle->t == CAI__TV_DICT)
             return cai__tmpl_fail(c, CAI_EFORMAT, off, "unhashable type: '%s'",
                                   cai__tv_type_name(needle));
@@ -736,7 +735,6 @@ int cai__tv_iterate(struct cai__tctx *c, const struct cai__tv *v, uint32_t off,
         out->tuple = false;
         return 0;
     case CAI__TV_DICT:
-    case CAI__TV_NS:
         out->n = v->u.d->n;
         out->v = v->u.d->k;
         return 0;

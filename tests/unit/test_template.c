@@ -510,6 +510,11 @@ static void test_limits(void)
     expect_error("{% for i in range(100000000) %}{% endfor %}", CAI_ERANGE, -1);
     expect_error("{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(10) %}"
                  "{% endfor %}{% endfor %}{% endfor %}", CAI_ERANGE, -1);
+    /* Superlinear filters count their comparisons as steps. */
+    expect_error("{{ range(200000)|unique|list|length }}", CAI_ERANGE, -1);
+    expect_error("{% set ns = namespace(l=[]) %}{% for i in range(300000) %}"
+                 "{% set ns.l = [i] %}{% endfor %}{{ (range(900000)|list)|sort|length }}",
+                 CAI_ERANGE, -1);
 }
 
 /* Every allocation failing in turn: the result is success or CAI_ENOMEM
