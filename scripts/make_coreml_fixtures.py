@@ -73,6 +73,21 @@ def num(v):
     return "%.17g" % v
 
 
+def write_png_gray(path, px):
+    """An 8-bit grayscale PNG, written with zlib (no imaging library needed)."""
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        c = struct.pack(">I", len(data)) + tag + data
+        return c + struct.pack(">I", zlib.crc32(tag + data) & 0xffffffff)
+    h, w = px.shape
+    raw = b"".join(b"\x00" + px[y].tobytes() for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
 def write_ref(name, X, kind, labels=None, label_kind="none", outs=None, tol=1e-5,
               inputs="array", atol=1e-12):
     X = np.asarray(X, dtype=np.float64)
@@ -282,13 +297,137 @@ def make_svm():
     write_ref("libsvm_diabetes", Xte, "regressor", None, "none", val)
 
 
+def make_nn():
+    """PyTorch digits MLP and CNN, converted with convert_to="neuralnetwork";
+    FP16 and quantized (8-bit linear, 4-bit lookup table) copies of the MLP
+    whose references are the same quantized weights evaluated in NumPy."""
+    import copy
+
+    import torch
+    import torch.nn as tnn
+    from coremltools.models.neural_network import quantization_utils as qu
+
+    torch.manual_seed(0)
+    Xtr, Xte, ytr, yte = load("digits")
+    Xtr32 = torch.tensor(Xtr / 16.0, dtype=torch.float32)
+    ytr_t = torch.tensor(ytr)
+
+    def train(model, shape):
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        for epoch in range(60):
+            perm = torch.randperm(len(Xtr32))
+            for i in range(0, len(perm), 64):
+                idx = perm[i:i + 64]
+                opt.zero_grad()
+                loss = tnn.functional.cross_entropy(model(Xtr32[idx].reshape(shape)), ytr_t[idx])
+                loss.backward()
+                opt.step()
+        return model.eval()
+
+    mlp = train(tnn.Sequential(tnn.Linear(64, 64), tnn.ReLU(), tnn.Linear(64, 32), tnn.Tanh(),
+                               tnn.Linear(32, 10)), (-1, 64))
+    cnn = train(tnn.Sequential(tnn.Conv2d(1, 8, 3, padding=1), tnn.BatchNorm2d(8), tnn.ReLU(),
+                               tnn.Conv2d(8, 16, 3, padding=1, groups=2), tnn.ReLU(),
+                               tnn.MaxPool2d(2), tnn.Conv2d(16, 16, 3, stride=1, padding=2,
+                                                            dilation=2),
+                               tnn.Sigmoid(), tnn.AvgPool2d(2), tnn.Flatten(),
+                               tnn.Linear(64, 10)), (-1, 1, 8, 8))
+
+    class WithSoftmax(tnn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return torch.softmax(self.m(x), dim=1)
+
+    labels = list(range(10))
+    Xte32 = torch.tensor(Xte / 16.0, dtype=torch.float32)
+
+    def convert(model, shape, image=False):
+        ex = torch.rand(*shape)
+        tr = torch.jit.trace(WithSoftmax(model).eval(), ex)
+        if image:
+            inp = ct.ImageType(name="image", shape=shape, scale=1.0 / 255.0,
+                               color_layout=ct.colorlayout.GRAYSCALE)
+        else:
+            inp = ct.TensorType(name="x", shape=shape)
+        return ct.convert(tr, inputs=[inp], convert_to="neuralnetwork",
+                          classifier_config=ct.ClassifierConfig(labels))
+
+    with torch.no_grad():
+        p_mlp = WithSoftmax(mlp)(Xte32).numpy()
+        p_cnn = WithSoftmax(cnn)(Xte32.reshape(-1, 1, 8, 8)).numpy()
+    cm_mlp = convert(mlp, (1, 64))
+    save(cm_mlp, "nn_mlp_digits")
+    write_ref("nn_mlp_digits", Xte / 16.0, "classifier", p_mlp.argmax(1), "int", p_mlp)
+    save(convert(cnn, (1, 1, 8, 8)), "nn_cnn_digits")
+    write_ref("nn_cnn_digits", Xte / 16.0, "classifier", p_cnn.argmax(1), "int", p_cnn)
+    img = convert(cnn, (1, 1, 8, 8), image=True)
+    save(img, "nn_cnn_digits_image")
+    # A test digit as an 8-bit grayscale PNG (digits are 0..16 -> 0..255).
+    k = 5
+    px = np.clip(np.round(Xte[k].reshape(8, 8) * 255.0 / 16.0), 0, 255).astype(np.uint8)
+    write_png_gray(os.path.join(OUT, "digit_%d.png" % yte[k]), px)
+    with torch.no_grad():
+        pk = WithSoftmax(cnn)(torch.tensor(px / 255.0, dtype=torch.float32).reshape(1, 1, 8, 8))
+    print("png digit: label %d, torch predicts %d" % (yte[k], int(pk.argmax())), file=sys.stderr)
+
+    # Quantized / FP16 copies of the MLP, and their NumPy reference.
+    def numpy_mlp(spec, X):
+        spec = copy.deepcopy(spec)
+        h = X.astype(np.float32)
+        for layer in spec.neuralNetworkClassifier.layers:
+            kind = layer.WhichOneof("layer")
+            if kind == "innerProduct":
+                ip = layer.innerProduct
+                wp = ip.weights
+                for p_, shp in ((ip.weights, (ip.outputChannels, ip.inputChannels)),
+                                (ip.bias, (ip.outputChannels,))):
+                    if len(p_.rawValue):  # coremltools' own dequantization
+                        qu._dequantize_wp(p_, shp)
+                if len(wp.float16Value):
+                    w = np.frombuffer(wp.float16Value, dtype=np.float16).astype(np.float32)
+                else:
+                    w = np.array(wp.floatValue, dtype=np.float32)
+                w = w.reshape(ip.outputChannels, ip.inputChannels)
+                h = h @ w.T
+                if ip.hasBias:
+                    bp = ip.bias
+                    if len(bp.float16Value):
+                        bb = np.frombuffer(bp.float16Value, dtype=np.float16).astype(np.float32)
+                    else:
+                        bb = np.array(bp.floatValue, dtype=np.float32)
+                    h = h + bb
+            elif kind == "activation":
+                a = layer.activation.WhichOneof("NonlinearityType")
+                h = np.maximum(h, 0) if a == "ReLU" else np.tanh(h)
+            elif kind == "softmaxND":
+                e = np.exp(h - h.max(1, keepdims=True))
+                h = e / e.sum(1, keepdims=True)
+            else:
+                raise ValueError(kind)
+        return h.astype(np.float64)
+
+    variants = (("fp16", dict(nbits=16)), ("q8", dict(nbits=8, quantization_mode="linear")),
+                ("lut4", dict(nbits=4, quantization_mode="linear_lut")))
+    for tag, kw in variants:
+        q = qu.quantize_weights(cm_mlp, **kw)
+        spec = q.get_spec() if hasattr(q, "get_spec") else q
+        save(spec, "nn_mlp_digits_" + tag)
+        pq = numpy_mlp(spec, Xte / 16.0)
+        write_ref("nn_mlp_digits_" + tag, Xte / 16.0, "classifier", pq.argmax(1), "int", pq,
+                  tol=1e-3, atol=1e-6)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     np.random.seed(0)
-    for name, fn in (("sklearn", make_sklearn), ("xgboost", make_xgboost), ("svm", make_svm)):
+    for name, fn in (("sklearn", make_sklearn), ("xgboost", make_xgboost), ("svm", make_svm),
+                     ("nn", make_nn)):
         if not args.only or name.startswith(args.only):
             fn()
 
