@@ -420,6 +420,196 @@ def make_nn():
                   tol=1e-3, atol=1e-6)
 
 
+def make_nn_layers():
+    """One network with every supported legacy layer (built with coremltools'
+    NeuralNetworkBuilder, random weights) and a NumPy evaluation of it, in
+    float64, from the layer semantics documented in NeuralNetwork.proto."""
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+
+    rng = np.random.RandomState(1)
+    C, H, W = 3, 8, 8
+
+    def r(*shape):
+        return rng.uniform(-1, 1, size=shape)
+
+    def conv(x, w, b, s=(1, 1), d=(1, 1), pad=(0, 0, 0, 0), groups=1):
+        cin, h, wd = x.shape
+        co, cg, kh, kw = w.shape
+        xp = np.zeros((cin, h + pad[0] + pad[1], wd + pad[2] + pad[3]))
+        xp[:, pad[0]:pad[0] + h, pad[2]:pad[2] + wd] = x
+        ekh, ekw = (kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1
+        ho, wo = (xp.shape[1] - ekh) // s[0] + 1, (xp.shape[2] - ekw) // s[1] + 1
+        y = np.zeros((co, ho, wo))
+        og = co // groups
+        for o in range(co):
+            g = o // og
+            for i in range(ho):
+                for j in range(wo):
+                    patch = xp[g * cg:(g + 1) * cg, i * s[0]:i * s[0] + ekh:d[0],
+                               j * s[1]:j * s[1] + ekw:d[1]]
+                    y[o, i, j] = (patch * w[o]).sum() + b[o]
+        return y
+
+    def same_pads(n, k, st):
+        o = -(-n // st)
+        t = max((o - 1) * st + k - n, 0)
+        return t // 2, t - t // 2
+
+    def pool(x, k, st, kind, pads, exclude=True, caffe=False):
+        c, h, w = x.shape
+        pt, pb, pl, pr = pads
+        if caffe:
+            ho = -(-(h + 2 * pt - k) // st) + 1
+            wo = -(-(w + 2 * pl - k) // st) + 1
+            if pt and (ho - 1) * st >= h + pt:
+                ho -= 1
+            if pl and (wo - 1) * st >= w + pl:
+                wo -= 1
+            pb = (ho - 1) * st + k - h - pt
+            pr = (wo - 1) * st + k - w - pl
+        else:
+            ho, wo = (h + pt + pb - k) // st + 1, (w + pl + pr - k) // st + 1
+        y = np.zeros((c, ho, wo))
+        for i in range(ho):
+            for j in range(wo):
+                y0, x0 = i * st - pt, j * st - pl
+                ye, xe = min(y0 + k, h + pb), min(x0 + k, w + pr)
+                area = (ye - y0) * (xe - x0)
+                win = x[:, max(y0, 0):min(y0 + k, h), max(x0, 0):min(x0 + k, w)]
+                if kind == "MAX":
+                    y[:, i, j] = win.max(axis=(1, 2))
+                elif kind == "AVERAGE":
+                    y[:, i, j] = win.sum(axis=(1, 2)) / (win.shape[1] * win.shape[2]
+                                                         if exclude else area)
+                else:
+                    y[:, i, j] = np.sqrt((win ** 2).sum(axis=(1, 2)))
+        return y
+
+    b = NeuralNetworkBuilder([("x", datatypes.Array(C, H, W))], [("y", None)])
+    x_names = {}
+
+    # conv, grouped, same padding -> [6, 8, 8]
+    w1, b1 = r(6, 1, 3, 3), r(6)
+    b.add_convolution("conv1", 1, 6, 3, 3, 1, 1, "same", 3, w1.transpose(2, 3, 1, 0), b1, True,
+                      input_name="x", output_name="c1")
+    # batchnorm
+    g, be, mu, var = r(6), r(6), r(6), rng.uniform(0.5, 2, 6)
+    b.add_batchnorm("bn", 6, g, be, mu, var, input_name="c1", output_name="bn", epsilon=1e-3)
+    # PReLU per channel
+    pa = rng.uniform(0, 0.5, 6)
+    b.add_activation("prelu", "PRELU", "bn", "a1", params=pa)
+    # max pool same, stride 2 -> [6, 4, 4]
+    b.add_pooling("pmax", 3, 3, 2, 2, "MAX", "SAME", "a1", "p1")
+    # reflection padding -> [6, 6, 6]; conv valid dilated -> [4, 2, 2]
+    b.add_padding("padr", 1, 1, 1, 1, 0.0, "p1", "pr", padding_type="reflection")
+    w2, b2 = r(4, 6, 3, 3), r(4)
+    b.add_convolution("conv2", 6, 4, 3, 3, 1, 1, "valid", 1, w2.transpose(2, 3, 1, 0), b2, True,
+                      input_name="pr", output_name="c2", dilation_factors=[2, 2])
+    # constant / replication padding, upsample nearest and bilinear
+    b.add_padding("padc", 1, 0, 0, 1, 0.5, "c2", "pc", padding_type="constant")  # [4, 3, 3]
+    b.add_padding("padp", 0, 1, 1, 0, 0.0, "c2", "pp", padding_type="replication")  # [4, 3, 3]
+    b.add_upsample("upn", 2, 2, "pc", "un", mode="NN")  # [4, 6, 6]
+    b.add_upsample("upb", 2, 2, "pp", "ub", mode="BILINEAR",
+                   linear_upsample_mode="ALIGN_CORNERS_TRUE")  # [4, 6, 6]
+    b.add_elementwise("add", ["un", "ub"], "e1", "ADD")
+    b.add_elementwise("mul", ["un", "ub"], "e2", "MULTIPLY")
+    b.add_elementwise("max", ["un", "ub"], "e3", "MAX")
+    b.add_elementwise("ave", ["e1", "e2", "e3"], "e4", "AVE")
+    b.add_elementwise("adds", ["e4"], "e5", "ADD", alpha=0.25)
+    b.add_elementwise("cat", ["e5", "e3"], "cat", "CONCAT")  # [8, 6, 6]
+    # average pooling: include-last-pixel with padding (Caffe), L2 valid, global
+    b.add_pooling("pavg", 3, 3, 2, 2, "AVERAGE", "INCLUDE_LAST_PIXEL", "cat", "pa",
+                  exclude_pad_area=False, padding_top=1, padding_bottom=1, padding_left=1,
+                  padding_right=1)
+    b.add_pooling("pl2", 2, 2, 2, 2, "L2", "VALID", "cat", "pl")
+    b.add_pooling("pglob", 1, 1, 1, 1, "AVERAGE", "VALID", "cat", "pg", is_global=True)
+    # unary ops on |x| + 0.5
+    b.add_unary("abs", "pa", "u0", "abs")
+    b.add_unary("sqrt", "u0", "u1", "sqrt", shift=0.5)
+    b.add_unary("pow", "u1", "u2", "power", alpha=1.5)
+    b.add_unary("log", "u2", "u3", "log", epsilon=1e-3)
+    b.add_unary("exp", "u3", "u4", "exp", scale=0.5)
+    b.add_unary("inv", "u4", "u5", "inverse", epsilon=0.1)
+    b.add_unary("rsq", "u5", "u6", "rsqrt", epsilon=0.2)
+    b.add_unary("thr", "u6", "u7", "threshold", alpha=0.9)
+    # permute to [H, W, C] order, flatten (both modes), inner product
+    b.add_permute("perm", (0, 2, 3, 1), "pl", "pm")  # [8, 3, 3] -> (C,H,W)=(3,3,8)
+    b.add_flatten("flat", 0, "pm", "f1")
+    b.add_flatten("flatl", 1, "u7", "f2")
+    b.add_flatten("flatg", 0, "pg", "f3")
+    b.add_elementwise("cat2", ["f1", "f2", "f3"], "fc", "CONCAT")
+    n_fc = 8 * 3 * 3 + 8 * 4 * 4 + 8
+    wi, bi = r(16, n_fc) * 0.3, r(16)
+    b.add_inner_product("ip", wi, bi, n_fc, 16, True, "fc", "ip")
+    acts = [("RELU", None), ("SIGMOID", None), ("TANH", None), ("SCALED_TANH", [1.5, 0.7]),
+            ("SOFTPLUS", None), ("SOFTSIGN", None), ("SIGMOID_HARD", [0.3, 0.4]),
+            ("LEAKYRELU", [0.1]), ("ELU", 0.8), ("THRESHOLDEDRELU", 0.2),
+            ("LINEAR", [2.0, -0.5]), ("PARAMETRICSOFTPLUS", [rng.uniform(0.5, 1.5, 16),
+                                                              rng.uniform(0.5, 1.5, 16)])]
+    outs = []
+    for i, (a, prm) in enumerate(acts):
+        b.add_activation("act%d" % i, a, "ip", "act%d" % i, params=prm)
+        outs.append("act%d" % i)
+    b.add_reshape("rs", "act0", "rs", (1, 4, 2, 2), 0)
+    b.add_softmax("sm", "rs", "sm")
+    b.add_flatten("smf", 0, "sm", "smf")
+    b.add_elementwise("out", outs + ["smf"], "y", "CONCAT")
+    n_out = 16 * (len(acts) + 1)
+    b.set_output(["y"], [(n_out,)])
+    spec = b.spec
+    save(spec, "nn_layers")
+
+    def forward(x):
+        c1 = conv(x, w1, b1, pad=same_pads(8, 3, 1) + same_pads(8, 3, 1), groups=3)
+        bn = g[:, None, None] * (c1 - mu[:, None, None]) / np.sqrt(var[:, None, None] + 1e-3) + \
+            be[:, None, None]
+        a1 = np.where(bn >= 0, bn, pa[:, None, None] * bn)
+        p1 = pool(a1, 3, 2, "MAX", same_pads(8, 3, 2) + same_pads(8, 3, 2))
+        pr = np.pad(p1, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+        c2 = conv(pr, w2, b2, d=(2, 2))
+        pc = np.pad(c2, ((0, 0), (0, 1), (1, 0)), mode="constant", constant_values=0.5)
+        pp = np.pad(c2, ((0, 0), (1, 0), (0, 1)), mode="edge")
+        un = pc.repeat(2, axis=1).repeat(2, axis=2)
+        n = pp.shape[1]
+        src = np.arange(2 * n) * (n - 1) / (2 * n - 1)
+        i0 = np.floor(src).astype(int)
+        i1 = np.minimum(i0 + 1, n - 1)
+        a = src - i0
+        t = pp[:, i0, :] * (1 - a)[None, :, None] + pp[:, i1, :] * a[None, :, None]
+        ub = t[:, :, i0] * (1 - a)[None, None, :] + t[:, :, i1] * a[None, None, :]
+        e1, e2, e3 = un + ub, un * ub, np.maximum(un, ub)
+        e5 = (e1 + e2 + e3) / 3 + 0.25
+        cat = np.concatenate([e5, e3])
+        pa_ = pool(cat, 3, 2, "AVERAGE", (1, 1, 1, 1), exclude=False, caffe=True)
+        pl = pool(cat, 2, 2, "L2", (0, 0, 0, 0))
+        pg = cat.mean(axis=(1, 2))
+        u = np.abs(pa_)
+        u = np.sqrt(u + 0.5)
+        u = u ** 1.5
+        u = np.log(u + 1e-3)
+        u = np.exp(0.5 * u)
+        u = 1 / (u + 0.1)
+        u = 1 / np.sqrt(u + 0.2)
+        u = np.maximum(u, 0.9)
+        f1 = pl.transpose(1, 2, 0).reshape(-1)
+        f2 = u.transpose(1, 2, 0).reshape(-1)
+        v = wi @ np.concatenate([f1, f2, pg]) + bi
+        res = [np.maximum(v, 0), 1 / (1 + np.exp(-v)), np.tanh(v), 1.5 * np.tanh(0.7 * v),
+               np.log1p(np.exp(v)), v / (1 + np.abs(v)), np.clip(0.3 * v + 0.4, 0, 1),
+               np.where(v >= 0, v, 0.1 * v), np.where(v >= 0, v, 0.8 * (np.exp(v) - 1)),
+               np.where(v > 0.2, v, 0), 2 * v - 0.5,
+               acts[-1][1][0] * np.log1p(np.exp(acts[-1][1][1] * v))]
+        s4 = np.maximum(v, 0).reshape(4, 4)
+        e = np.exp(s4 - s4.max(0))
+        res.append((e / e.sum(0)).reshape(-1))
+        return np.concatenate(res)
+
+    X = rng.uniform(-1, 1, size=(20, C * H * W))
+    Y = np.stack([forward(x.reshape(C, H, W)) for x in X])
+    write_ref("nn_layers", X, "regressor", None, "none", Y, tol=1e-4, atol=1e-5)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="")
@@ -427,7 +617,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     np.random.seed(0)
     for name, fn in (("sklearn", make_sklearn), ("xgboost", make_xgboost), ("svm", make_svm),
-                     ("nn", make_nn)):
+                     ("nn", make_nn), ("nnlayers", make_nn_layers)):
         if not args.only or name.startswith(args.only):
             fn()
 
