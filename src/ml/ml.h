@@ -26,6 +26,12 @@ struct cml__exec;
 struct cml__node;
 
 typedef int (*cml__run_fn)(const struct cml__node *nd, struct cml__exec *x);
+/* Optional: predicts x[n_rows][n_cols] straight into `out`, for a model that
+ * is this one node with the model's own inputs. scratch: n_scratch doubles.
+ * Returns 0 or CAI_EINVAL when n_cols does not fit (the caller then falls
+ * back to the row-by-row path, which reports the error). */
+typedef int (*cml__batch_fn)(const struct cml__node *nd, const double *x, size_t n_rows,
+                             size_t n_cols, double *scratch, const struct cml_batch_out *out);
 
 struct cml__node {
     uint32_t    type_field; /* enum cml__mm_type */
@@ -34,8 +40,9 @@ struct cml__node {
     int32_t    *in;  /* [n_in] slot indexes */
     int32_t    *out; /* [n_out] slot indexes */
     size_t      n_scratch; /* doubles of ctx scratch `run` may use */
-    cml__run_fn run;
-    const void *impl;
+    cml__run_fn   run;
+    cml__batch_fn run_batch; /* NULL: row by row */
+    const void   *impl;
     /* Classifiers: labels, and which of out[] is the label / the
      * probabilities (-1 when the model does not output it). */
     const struct cml__labels *labels;

@@ -1443,6 +1443,9 @@ int cml__load_nn(struct cml__build *b, const struct cml__mm_model *mm)
     }
     if ((rc = cml__bind_outputs(b, nd, mm, caps, 1)))
         return rc;
+    /* The kernel layer's dot product (AVX2/AVX-512 when the CPU has them);
+     * NULL only when COREAI_ISA names an unusable table: plain loops then. */
+    net->kern = cai__kernels_get();
     nd->impl = net;
     nd->run = run_nn;
     /* Scratch: the blobs as floats, then K doubles for class scores. */

@@ -10,6 +10,7 @@
 #ifndef CML_NN_H
 #define CML_NN_H
 
+#include "../kernels/kernels.h"
 #include "ml.h"
 
 #define NN_MAX_RANK 5
@@ -122,6 +123,7 @@ struct nn_net {
     struct nn_pre   *pre;      /* [node inputs] */
     int32_t         *out_blob; /* [node outputs], -1 for the label output */
     int32_t          probs_blob; /* classifier: blob of class scores, else -1 */
+    const struct cai_kernels *kern; /* SIMD dot products, or NULL: plain loops */
     size_t           n_classes;
 };
 

@@ -29,7 +29,8 @@ static void nchw(const struct nn_shape *s, int64_t *n, int64_t *c, int64_t *h, i
     }
 }
 
-static void inner(const struct nn_layer *L, const float *x, float *y, size_t n_in)
+static void inner(const struct nn_net *net, const struct nn_layer *L, const float *x, float *y,
+                  size_t n_in)
 {
     size_t rows = n_in / (size_t)L->cin;
     for (size_t r = 0; r < rows; r++) {
@@ -38,8 +39,12 @@ static void inner(const struct nn_layer *L, const float *x, float *y, size_t n_i
         for (int64_t o = 0; o < L->cout; o++) {
             const float *w = L->w + o * L->cin;
             float s = 0.0f;
-            for (int64_t i = 0; i < L->cin; i++)
-                s += w[i] * xr[i];
+            if (net->kern) {
+                s = net->kern->dot_f32(w, xr, L->cin);
+            } else {
+                for (int64_t i = 0; i < L->cin; i++)
+                    s += w[i] * xr[i];
+            }
             yr[o] = s + (L->b ? L->b[o] : 0.0f);
         }
     }
@@ -405,7 +410,7 @@ void cml__nn_run_layer(const struct nn_net *net, const struct nn_layer *L, float
     const float *x = mem + bi->off;
     float *y = mem + bo->off;
     switch (L->kind) {
-    case NN_INNER: inner(L, x, y, bi->n); break;
+    case NN_INNER: inner(net, L, x, y, bi->n); break;
     case NN_CONV: conv(L, bi, bo, x, y); break;
     case NN_POOL: pool(L, bi, bo, x, y); break;
     case NN_ACT: activation(L, bi, x, y); break;

@@ -49,6 +49,8 @@ struct trees {
     size_t        n_nodes, n_trees, n_eval, n_dims, n_feat, n_classes;
     int           transform;
     int           uniform_op; /* every branch uses this op, or -1 */
+    struct tnode *bnodes;     /* [n_nodes] nodes with absorbing leaves (batches) */
+    size_t       *depth;      /* [n_trees] */
     bool          any_missing_yes;
 };
 
@@ -78,7 +80,7 @@ static void leaf_add(const struct trees *T, const struct tnode *n, double *out)
         const struct tnode *n = &T->nodes[T->roots[t]];                                            \
         while (n->feat >= 0) {                                                                     \
             double v = x[n->feat];                                                                 \
-            bool go = (CMP) || (v != v && n->miss_yes);                                            \
+            int go = (CMP) | ((v != v) & n->miss_yes);                                             \
             n = &T->nodes[go ? n->yes : n->no];                                                    \
         }                                                                                          \
         leaf_add(T, n, out);                                                                       \
@@ -135,15 +137,9 @@ static int run_regressor(const struct cml__node *nd, struct cml__exec *x)
     return 0;
 }
 
-static int run_classifier(const struct cml__node *nd, struct cml__exec *x)
+/* Class probabilities p[n_classes] from the raw sums raw[n_dims]. */
+static void to_probs(const struct trees *T, const double *raw, double *p)
 {
-    const struct trees *T = nd->impl;
-    const double *in = cml__gather(x, nd, T->n_feat, x->scratch);
-    if (!in)
-        return x->err->code;
-    double *raw = x->scratch + T->n_feat;
-    double *p = cml__probs_buf(x, nd, raw + T->n_dims + 1);
-    evaluate(T, in, raw);
     size_t K = T->n_classes;
     if (T->n_dims == 1 && K == 2) {
         double p1 = T->transform == TR_LOGISTIC ? cml__sigmoid(raw[0]) : raw[0];
@@ -175,7 +171,87 @@ static int run_classifier(const struct cml__node *nd, struct cml__exec *x)
                     p[k] /= sum;
         }
     }
+}
+
+static int run_classifier(const struct cml__node *nd, struct cml__exec *x)
+{
+    const struct trees *T = nd->impl;
+    const double *in = cml__gather(x, nd, T->n_feat, x->scratch);
+    if (!in)
+        return x->err->code;
+    double *raw = x->scratch + T->n_feat;
+    double *p = cml__probs_buf(x, nd, raw + T->n_dims + 1);
+    evaluate(T, in, raw);
+    to_probs(T, raw, p);
     cml__publish_class(x, nd, p);
+    return 0;
+}
+
+/* ---- batches ------------------------------------------------------------------ */
+
+#define BLOCK 16
+
+/* Rows are walked BLOCK at a time through each tree in lockstep, for the
+ * tree's depth: `bnodes` is `nodes` with every leaf made absorbing (both
+ * children itself, threshold +inf), so no row needs a leaf test and the
+ * independent walks overlap in the CPU. Only for ensembles whose branches all
+ * use <= or < (the converters' output). */
+#define WALK_BLOCK(CMP)                                                                            \
+    for (size_t d = 0; d < T->depth[t]; d++) {                                                     \
+        for (size_t r = 0; r < nb; r++) {                                                          \
+            const struct tnode *n = &T->bnodes[idx[r]];                                            \
+            double v = X[(r0 + r) * n_cols + (size_t)n->feat];                                     \
+            int go = (CMP) | ((v != v) & n->miss_yes);                                             \
+            idx[r] = go ? n->yes : n->no;                                                          \
+        }                                                                                          \
+    }
+
+static int run_batch(const struct cml__node *nd, const double *X, size_t n_rows, size_t n_cols,
+                     double *scratch, const struct cml_batch_out *out)
+{
+    const struct trees *T = nd->impl;
+    size_t D = T->n_dims, K = T->n_classes;
+    double *raw = scratch, *p = scratch + BLOCK * D;
+    if (n_cols != T->n_feat)
+        return CAI_EINVAL;
+    for (size_t r0 = 0; r0 < n_rows; r0 += BLOCK) {
+        size_t nb = n_rows - r0 < BLOCK ? n_rows - r0 : BLOCK;
+        for (size_t r = 0; r < nb; r++)
+            memcpy(raw + r * D, T->base, D * sizeof(double));
+        for (size_t t = 0; t < T->n_trees; t++) {
+            int32_t idx[BLOCK];
+            for (size_t r = 0; r < nb; r++)
+                idx[r] = T->roots[t];
+            if (T->uniform_op == OP_LE)
+                WALK_BLOCK(v <= n->thr)
+            else
+                WALK_BLOCK(v < n->thr)
+            for (size_t r = 0; r < nb; r++)
+                leaf_add(T, &T->nodes[idx[r]], raw + r * D);
+        }
+        for (size_t r = 0; r < nb; r++) {
+            double *y = raw + r * D;
+            if (K) {
+                to_probs(T, y, p);
+                size_t best = 0;
+                for (size_t k = 1; k < K; k++)
+                    if (p[k] > p[best])
+                        best = k;
+                if (out->class_index)
+                    out->class_index[r0 + r] = (int32_t)best;
+                if (out->probs)
+                    memcpy(out->probs + (r0 + r) * K, p, K * sizeof(double));
+            } else {
+                if (T->transform == TR_LOGISTIC)
+                    for (size_t k = 0; k < D; k++)
+                        y[k] = cml__sigmoid(y[k]);
+                else if (T->transform == TR_SOFTMAX || T->transform == TR_SOFTMAX_ZERO)
+                    softmax(y, D);
+                if (out->values)
+                    memcpy(out->values + (r0 + r) * D, y, D * sizeof(double));
+            }
+        }
+    }
     return 0;
 }
 
@@ -628,7 +704,8 @@ int cml__load_tree(struct cml__build *b, const struct cml__mm_model *mm)
                              labels->n);
     }
     nd->impl = T;
-    nd->n_scratch = T->n_feat + 2 * T->n_dims + T->n_classes + 2;
+    nd->n_scratch = CAI_MAX(T->n_feat + 2 * T->n_dims + T->n_classes + 2,
+                            BLOCK * T->n_dims + T->n_classes + 2);
     if ((rc = cml__bind_outputs(b, nd, mm, NULL, T->n_dims)) != 0)
         return rc;
     if (cls) {
@@ -641,13 +718,30 @@ int cml__load_tree(struct cml__build *b, const struct cml__mm_model *mm)
     if (rc)
         return rc;
     int32_t *stk = cai__malloc_array(T->n_nodes + 1, 2 * sizeof(int32_t));
-    size_t depth = 0;
-    if (stk) {
-        for (size_t t = 0; t < T->n_trees; t++) {
-            size_t d = max_depth(T, t, stk, stk + T->n_nodes + 1);
-            depth = d > depth ? d : depth;
-        }
+    T->depth = cml__arena_array(&b->m->arena, T->n_trees, sizeof(size_t));
+    if (!stk || !T->depth) {
         cai__free(stk);
+        return cai__fail(b->err, CAI_ENOMEM, "out of memory");
+    }
+    size_t depth = 0;
+    for (size_t t = 0; t < T->n_trees; t++) {
+        T->depth[t] = max_depth(T, t, stk, stk + T->n_nodes + 1);
+        depth = T->depth[t] > depth ? T->depth[t] : depth;
+    }
+    cai__free(stk);
+    if (T->uniform_op == OP_LE || T->uniform_op == OP_LT) {
+        T->bnodes = cml__arena_array(&b->m->arena, T->n_nodes, sizeof(*T->bnodes));
+        if (!T->bnodes)
+            return cai__fail(b->err, CAI_ENOMEM, "out of memory");
+        for (size_t i = 0; i < T->n_nodes; i++) {
+            T->bnodes[i] = T->nodes[i];
+            if (T->nodes[i].feat < 0) {
+                T->bnodes[i].feat = 0;
+                T->bnodes[i].thr = INFINITY;
+                T->bnodes[i].yes = T->bnodes[i].no = (int32_t)i;
+            }
+        }
+        nd->run_batch = run_batch;
     }
     static const char *const trn[] = {"none", "softmax", "logistic", "softmax-zero"};
     cml__node_info(b, nd, "%zu trees, %zu nodes, depth %zu, %zu features, %zu outputs, %s%s",
