@@ -182,7 +182,7 @@ def main():
         from onnxmltools import convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType
         onx = convert_xgboost(xg, initial_types=[("x", FloatTensorType([None, 10]))],
-                              target_opset=17)
+                              target_opset=15)
         results.append(("xgb_diabetes", "onnxruntime", *time_fn(ort_session(onx), Xb)))
     except Exception as e:  # noqa: BLE001
         print("onnxmltools xgboost conversion failed:", e, file=sys.stderr)
