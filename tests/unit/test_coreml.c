@@ -9,6 +9,8 @@
  * file's relative tolerance. One summary line per model is printed. */
 #include <dirent.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "coreml.h"
 #include "test.h"
@@ -377,6 +379,65 @@ static void test_threads(void)
     cml_model_close(m);
 }
 
+/* The CLI end to end (skipped when the binary is not built): a digit given as
+ * a PNG file through the CNN, and CSV rows through the MLP. */
+static void test_cli(void)
+{
+    const char *b = getenv("B");
+    char exe[256], cmd[1024], out[4096];
+    snprintf(exe, sizeof(exe), "%s/coreml", b && b[0] ? b : "build");
+    FILE *f = fopen(exe, "rb");
+    if (!f)
+        SKIP("%s not built", exe);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s predict %s/nn_cnn_digits_image.mlmodel --input %s/digit_1.png",
+             exe, DIR_GOLDEN, DIR_GOLDEN);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    CHECK_EQ_INT(pclose(p), 0);
+    CHECK_MSG(strstr(out, "\"classLabel\":1}") != NULL, "%s", out);
+
+    /* Two digits rows as CSV (64 columns of a single array input). */
+    struct ref r;
+    if (ref_load(&r, DIR_GOLDEN "/nn_mlp_digits.ref") != 0) {
+        CHECK(0);
+        return;
+    }
+    char csv[] = "/tmp/coreml_cli_XXXXXX";
+    int fd = mkstemp(csv);
+    CHECK(fd >= 0);
+    f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f) {
+        for (size_t j = 0; j < r.cols; j++)
+            fprintf(f, "%spx%zu", j ? "," : "", j);
+        fprintf(f, "\n");
+        for (size_t i = 0; i < 2; i++)
+            for (size_t j = 0; j < r.cols; j++)
+                fprintf(f, "%.17g%s", r.x[i * r.cols + j], j + 1 < r.cols ? "," : "\n");
+        fclose(f);
+        snprintf(cmd, sizeof(cmd), "%s predict %s/nn_mlp_digits.mlmodel --input %s --format csv",
+                 exe, DIR_GOLDEN, csv);
+        p = popen(cmd, "r");
+        n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+        out[n] = '\0';
+        CHECK(p && pclose(p) == 0);
+        /* header, then one line per row ending in the label */
+        char *l1 = strchr(out, '\n'), *l2 = l1 ? strchr(l1 + 1, '\n') : NULL;
+        CHECK(l1 && l2);
+        if (l1 && l2) {
+            *l2 = '\0';
+            char *last = strrchr(l1 + 1, ',');
+            CHECK_MSG(last && strcmp(last + 1, r.label[0]) == 0, "%s vs %s", l1 + 1, r.label[0]);
+        }
+        unlink(csv);
+    }
+    ref_free(&r);
+}
+
 int main(void)
 {
     RUN(test_describe);
@@ -384,5 +445,6 @@ int main(void)
     RUN(test_bad_inputs);
     RUN(test_dict_vectorizer);
     RUN(test_threads);
+    RUN(test_cli);
     return test_done();
 }
