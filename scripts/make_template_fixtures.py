@@ -29,6 +29,7 @@ error. Usage: python3 scripts/make_template_fixtures.py (from anywhere).
 import json
 import os
 import sys
+import warnings
 
 import jinja2
 from jinja2 import nodes
@@ -409,6 +410,8 @@ def make_env():
 
 
 ENV = make_env()
+# Jinja compiles constant slices such as 1[1:] into Python that warns.
+warnings.filterwarnings("ignore", category=SyntaxWarning)
 
 
 def render(template, messages, add_generation_prompt, bos, eos):
@@ -591,6 +594,25 @@ EXPR_CASES = [
     ("ws_after_minus_lstrip", "{% if true -%}\n   {% if true %}\n  z\n{% endif %}{% endif %}"),
     ("ws_unicode_space", "a\u00a0{{- 'b' -}}\u2003\u00a0c"),
     ("ws_tabs", "x\n\t\t{% for i in [1, 2] %}\n\t{{ i }}\n\t\t{% endfor %}\ny"),
+    # Python objects that are not lists: generators, iterators, ranges, dict views
+    ("generators", "{{ [1, 2]|map('string') is iterable }}|{% if []|select %}always true{% endif %}|{{ [3, 1]|select('odd')|list }}|{{ [1, 2]|map('string')|first }}|{{ messages|selectattr('role', 'eq', 'user')|list|length }}|{{ ['a', 'a']|unique|list }}|{{ {'a': 1}|items|list }}|{{ [1, 2]|map('string') is sequence }}"),
+    ("reverse_iter", "{{ [1, 2, 3]|reverse|list }}|{% for x in 'ab'|list|reverse %}{{ x }}{% endfor %}|{% if []|reverse %}true{% endif %}|{{ ([1]|map('string')|reverse)[0] }}"),
+    ("range_obj", "{{ range(3) }}|{{ range(1, 10, 3) }}|{{ range(5)[1:] }}|{{ range(5)[::-1] }}|{{ range(4)[2] }}|{{ range(3) == range(3) }}|{{ range(0) is true }}|{{ range(3)|length }}|{{ range(2) is sequence }}"),
+    ("dict_views", "{{ {'a': 1}.items() }}|{{ {'a': 1}.keys() }}|{{ {'a': 1}.values() }}|{{ {'a': 1, 'b': 2}.keys()|length }}|[{{ {'a': 1}.keys()[0] }}]|{{ {}.items() is true }}|{{ 'a' in {'a': 1}.keys() }}|{{ {'a': 1}.keys() is sequence }}"),
+    ("lazy_errors", "{% set g = 5|map('string') %}{% set h = [1, 'x']|select('odd') %}{% if g and h %}lazy{% endif %}|{{ none|items is defined }}"),
+    ("list_methods", "{{ [1, 2, 1].count(1) }}|{{ ['a', 'b'].index('b') }}|{{ 2.0 is even }}|{{ 3.5 is odd }}|{{ 1.0 is odd }}"),
+    ("const_slice_folded", "[{{ 1[1:] }}][{{ none[::-1] }}][{{ (true)[:2] }}][{{ [none[1:], 2] }}]"),
+    ("err_slice_none", "{% set x = none %}{{ x[1:] }}"),
+    ("err_slice_in_if", "{% if 0[1:] %}x{% endif %}"),
+    ("err_length_generator", "{{ [1]|map('string')|length }}"),
+    ("err_last_generator", "{{ [1]|map('string')|last }}"),
+    ("err_lazy_used", "{{ 5|map('string')|list }}"),
+    ("err_generator_index_json", "{{ [1]|select|tojson }}"),
+    ("err_dictsort_list", "{{ [1]|dictsort }}"),
+    ("err_indent_number", "{{ 1.5|indent }}"),
+    ("err_float_undefined", "{{ nothing|float }}"),
+    ("err_slice_dict", "{% set d = {'a': 1} %}{{ d[1:] }}"),
+    ("err_list_index_missing", "{{ [1, 2].index(3) }}"),
     # errors (outcome codes only)
     ("err_unclosed_var", "{{ 'x' "),
     ("err_unclosed_block", "{% if true %}x"),

@@ -339,7 +339,8 @@ int cai__tv_getitem(struct cai__tctx *c, const struct cai__tv *obj, const struct
     case CAI__TV_UNDEF:
         return cai__tmpl_fail(c, CAI_EFORMAT, off, "subscript of an undefined value");
     case CAI__TV_LIST:
-        if (seq_index(key, v->u.l->n, &idx))
+        /* Generators, iterators and dict views have no items by index. */
+        if (cai__tl_is_seq(v->u.l) && seq_index(key, v->u.l->n, &idx))
             *out = v->u.l->v[idx];
         return 0;
     case CAI__TV_STR: {
@@ -373,7 +374,7 @@ int cai__tv_getitem(struct cai__tctx *c, const struct cai__tv *obj, const struct
 
 /* Python's slice.indices(): the first index, the count, the step. */
 static int slice_indices(struct cai__tctx *c, const struct cai__tv *b[3], size_t n, uint32_t off,
-                         int64_t *start_out, size_t *count, int64_t *step_out)
+                         int64_t *start_out, int64_t *stop_out, size_t *count, int64_t *step_out)
 {
     int64_t v[3] = {0, 0, 1};
     bool given[3];
@@ -419,31 +420,53 @@ static int slice_indices(struct cai__tctx *c, const struct cai__tv *b[3], size_t
     else if (step < 0 && start > stop)
         cnt = (size_t)((start - stop - 1) / (-step) + 1);
     *start_out = start;
+    *stop_out = stop;
     *count = cnt;
     *step_out = step;
     return 0;
 }
 
 static int do_slice(struct cai__tctx *c, const struct cai__tv *v, const struct cai__tv *b[3],
-                    uint32_t off, struct cai__tv *out)
+                    bool folded, uint32_t off, struct cai__tv *out)
 {
-    int64_t start, step;
+    int64_t start, stop, step;
     size_t cnt;
     int rc;
     if (v->t == CAI__TV_UNDEF)
         return cai__tmpl_fail(c, CAI_EFORMAT, off, "slice of an undefined value");
+    /* Jinja compiles a slice to Python's own subscript, so a value that
+     * cannot be sliced is an error; only when it folds a constant {{ }} at
+     * compile time does it go through getitem, which gives undefined. */
+    if (v->t != CAI__TV_STR && (v->t != CAI__TV_LIST || !cai__tl_is_seq(v->u.l))) {
+        out->t = CAI__TV_UNDEF;
+        return folded ? 0
+                      : cai__tmpl_fail(c, CAI_EFORMAT, off, "'%s' object is not subscriptable",
+                                       cai__tv_type_name(v));
+    }
     if (v->t == CAI__TV_LIST) {
-        if ((rc = slice_indices(c, b, v->u.l->n, off, &start, &cnt, &step)) ||
-            (rc = cai__tv_new_list(c, cnt, v->u.l->tuple, off, out)))
+        const struct cai__tlist *l = v->u.l;
+        if ((rc = slice_indices(c, b, l->n, off, &start, &stop, &cnt, &step)) ||
+            (rc = cai__tv_new_list(c, cnt, l->tuple, off, out)))
             return rc;
         for (size_t k = 0; k < cnt; k++)
-            out->u.l->v[k] = v->u.l->v[start + (int64_t)k * step];
+            out->u.l->v[k] = l->v[start + (int64_t)k * step];
+        if (l->view == CAI__TL_RANGE) { /* a range slices into a range */
+            struct cai__tlist *r = out->u.l;
+            int64_t a, z;
+            r->view = CAI__TL_RANGE;
+            if (__builtin_mul_overflow(start, l->r_step, &a) ||
+                __builtin_add_overflow(l->r_start, a, &r->r_start) ||
+                __builtin_mul_overflow(stop, l->r_step, &z) ||
+                __builtin_add_overflow(l->r_start, z, &r->r_stop) ||
+                __builtin_mul_overflow(l->r_step, step, &r->r_step))
+                return cai__tmpl_fail(c, CAI_ERANGE, off, "integer overflow");
+        }
         return 0;
     }
     if (v->t == CAI__TV_STR) {
         const char *s = v->u.s.p;
         size_t n = v->u.s.n, n_cp = cai__utf8_count(s, n);
-        if ((rc = slice_indices(c, b, n_cp, off, &start, &cnt, &step)))
+        if ((rc = slice_indices(c, b, n_cp, off, &start, &stop, &cnt, &step)))
             return rc;
         if (step == 1) {
             size_t i = 0, k = 0;
@@ -487,6 +510,56 @@ struct frame {
 static int eval(struct cai__tctx *c, const struct frame *f, const struct cai__tnode *n,
                 struct cai__tv *out);
 static int exec(struct cai__tctx *c, const struct frame *f, const struct cai__tnode *n);
+
+/* Whether Jinja's compile-time folding (Node.as_const) succeeds for `n`:
+ * literals and what operators, filters, tests and subscripts make of them
+ * (no names, no calls); a conditional needs only its test and the branch
+ * taken, `and`/`or` only what they evaluate. Tests are evaluated here, as
+ * Jinja does, with folding on. */
+static bool foldable(struct cai__tctx *c, const struct frame *f, const struct cai__tnode *n)
+{
+    struct cai__tv v;
+    bool t;
+    if (!n)
+        return true;
+    switch (n->kind) {
+    case CAI__TN_CONST:
+        return true;
+    case CAI__TN_LIST:
+    case CAI__TN_TUPLE:
+    case CAI__TN_DICT:
+    case CAI__TN_CONCAT:
+    case CAI__TN_COMPARE:
+    case CAI__TN_FILTER:
+    case CAI__TN_TEST:
+        for (uint32_t i = 0; i < n->n_kids; i++)
+            if (!foldable(c, f, n->kids[i]))
+                return false;
+        for (uint32_t i = 0; i < n->n_kids2; i++)
+            if (!foldable(c, f, n->kids2[i]))
+                return false;
+        return foldable(c, f, n->a);
+    case CAI__TN_BINARY:
+        if (n->op != CAI__TOP_AND && n->op != CAI__TOP_OR)
+            return foldable(c, f, n->a) && foldable(c, f, n->b);
+        if (!foldable(c, f, n->a) || eval(c, f, n->a, &v))
+            return false;
+        t = cai__tv_truthy(&v);
+        return (n->op == CAI__TOP_AND) != t || foldable(c, f, n->b);
+    case CAI__TN_COND:
+        if (!foldable(c, f, n->b) || eval(c, f, n->b, &v))
+            return false;
+        return cai__tv_truthy(&v) ? foldable(c, f, n->a) : n->c && foldable(c, f, n->c);
+    case CAI__TN_UNARY:
+    case CAI__TN_ATTR:
+    case CAI__TN_INDEX:
+    case CAI__TN_SLICE:
+        return foldable(c, f, n->a) && foldable(c, f, n->b) && foldable(c, f, n->c) &&
+               foldable(c, f, n->d);
+    default:
+        return false;
+    }
+}
 
 static int eval_args(struct cai__tctx *c, const struct frame *f, const struct cai__tnode *n,
                      struct cai__targs *args)
@@ -619,14 +692,19 @@ static int call_global(struct cai__tctx *c, int fn, const struct cai__targs *arg
     if (step > 0 && start < stop)
         cnt = ((uint64_t)stop - (uint64_t)start - 1) / (uint64_t)step + 1;
     else if (step < 0 && start > stop)
-        cnt = ((uint64_t)start - (uint64_t)stop - 1) / (uint64_t)(-(step + 1) + 1) + 1;
+        cnt = ((uint64_t)start - (uint64_t)stop - 1) / ((uint64_t)0 - (uint64_t)step) + 1;
     if (cnt > c->lim.max_loop_iters)
         return cai__tmpl_fail(c, CAI_ERANGE, off, "range() of more than %llu items",
                               (unsigned long long)c->lim.max_loop_iters);
     if ((rc = cai__tv_new_list(c, (size_t)cnt, false, off, out)))
         return rc;
     for (uint64_t i = 0; i < cnt; i++)
-        out->u.l->v[i] = cai__tv_int(start + (int64_t)i * step);
+        out->u.l->v[i] = /* wraps back into range: the value lies between start and stop */
+            cai__tv_int((int64_t)((uint64_t)start + i * (uint64_t)step));
+    out->u.l->view = CAI__TL_RANGE;
+    out->u.l->r_start = start;
+    out->u.l->r_stop = stop;
+    out->u.l->r_step = step;
     return 0;
 }
 
@@ -764,7 +842,7 @@ static int eval(struct cai__tctx *c, const struct frame *f, const struct cai__tn
             if (pn[k] && !(rc = eval(c, f, pn[k], &parts[k])))
                 pp[k] = &parts[k];
         if (!rc)
-            rc = do_slice(c, &a, pp, n->off, out);
+            rc = do_slice(c, &a, pp, c->folding, n->off, out);
         break;
     }
     case CAI__TN_CALL:
@@ -986,7 +1064,13 @@ static int exec(struct cai__tctx *c, const struct frame *f, const struct cai__tn
         rc = cai__tbuf_put(c, c->out, n->s.p, n->s.n, n->off);
         break;
     case CAI__TN_OUTPUT:
-        if (!(rc = eval(c, f, n->a, &v)))
+        /* Jinja evaluates a constant {{ }} at compile time, where a failed
+         * slice gives undefined instead of an error (see do_slice). */
+        c->folding = true;
+        c->folding = foldable(c, f, n->a);
+        rc = eval(c, f, n->a, &v);
+        c->folding = false;
+        if (!rc)
             rc = cai__tv_write(c, c->out, &v, false, 0, n->a->off);
         break;
     case CAI__TN_IF: {

@@ -166,6 +166,32 @@ static int sorted(struct cai__tctx *c, const struct cai__tlist *items, struct so
 typedef int (*filter_fn)(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
                          uint32_t off, struct cai__tv *out);
 
+/* Jinja's map, select, reject, unique and items filters are generators:
+ * they run only when their result is used. These run at once, but an
+ * error of the template's own (CAI_EFORMAT) is kept in the result, which
+ * raises it when iterated; bounds and out of memory fail at once. */
+static int lazy(struct cai__tctx *c, filter_fn fn, const struct cai__tv *v,
+                const struct cai__targs *a, uint32_t off, struct cai__tv *out)
+{
+    int rc = fn(c, v, a, off, out);
+    if (rc != CAI_EFORMAT)
+        return rc;
+    const char *msg = "chat template: error in a generator filter";
+    if (c->err) {
+        size_t n = strlen(c->err->msg);
+        char *copy = cai__tmpl_alloc(c->arena, n + 1);
+        if (!copy)
+            return cai__tmpl_fail_mem(c, off);
+        memcpy(copy, c->err->msg, n + 1);
+        msg = copy;
+    }
+    if ((rc = cai__tv_new_list(c, 0, false, off, out)))
+        return rc;
+    out->u.l->view = CAI__TL_GEN;
+    out->u.l->fails = msg;
+    return 0;
+}
+
 static int f_abs(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
                  uint32_t off, struct cai__tv *out)
 {
@@ -269,6 +295,8 @@ static int f_length(struct cai__tctx *c, const struct cai__tv *v, const struct c
         *out = cai__tv_int((int64_t)cai__utf8_count(v->u.s.p, v->u.s.n));
         return 0;
     case CAI__TV_LIST:
+        if (v->u.l->view == CAI__TL_GEN || v->u.l->view == CAI__TL_ITER)
+            break;
         *out = cai__tv_int((int64_t)v->u.l->n);
         return 0;
     case CAI__TV_DICT:
@@ -278,9 +306,10 @@ static int f_length(struct cai__tctx *c, const struct cai__tv *v, const struct c
         *out = cai__tv_int((int64_t)v->u.loop->n);
         return 0;
     default:
-        return cai__tmpl_fail(c, CAI_EFORMAT, off, "object of type '%s' has no len()",
-                              cai__tv_type_name(v));
+        break;
     }
+    return cai__tmpl_fail(c, CAI_EFORMAT, off, "object of type '%s' has no len()",
+                          cai__tv_type_name(v));
 }
 
 static int f_default(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
@@ -306,7 +335,14 @@ static int f_first_last(struct cai__tctx *c, const struct cai__tv *v, const stru
 {
     struct cai__tlist items;
     int rc = check_args(c, a, 0, NULL, last ? "last" : "first", off);
-    if (rc || (rc = cai__tv_iterate(c, v, off, &items)))
+    if (rc)
+        return rc;
+    /* last is next(reversed(seq)): generators and iterators cannot. */
+    if (last && v->t == CAI__TV_LIST &&
+        (v->u.l->view == CAI__TL_GEN || v->u.l->view == CAI__TL_ITER))
+        return cai__tmpl_fail(c, CAI_EFORMAT, off, "'%s' object is not reversible",
+                              cai__tv_type_name(v));
+    if ((rc = cai__tv_iterate(c, v, off, &items)))
         return rc;
     if (items.n == 0)
         out->t = CAI__TV_UNDEF;
@@ -454,6 +490,8 @@ static int f_int(struct cai__tctx *c, const struct cai__tv *v, const struct cai_
     int rc = check_args(c, a, 2, names, "int", off);
     if (rc)
         return rc;
+    if (v->t == CAI__TV_UNDEF) /* int(Undefined) and float(Undefined) raise */
+        return cai__tmpl_fail(c, CAI_EFORMAT, off, "%s of an undefined value", "int");
     if (v->t == CAI__TV_INT || v->t == CAI__TV_BOOL) {
         *out = cai__tv_int(cai__tv_num_i(v));
         return 0;
@@ -498,6 +536,8 @@ static int f_float(struct cai__tctx *c, const struct cai__tv *v, const struct ca
     int rc = check_args(c, a, 1, names, "float", off);
     if (rc)
         return rc;
+    if (v->t == CAI__TV_UNDEF) /* int(Undefined) and float(Undefined) raise */
+        return cai__tmpl_fail(c, CAI_EFORMAT, off, "%s of an undefined value", "float");
     if (cai__tv_is_num(v)) {
         *out = cai__tv_float(cai__tv_num_f(v));
         return 0;
@@ -570,22 +610,27 @@ static int f_reverse(struct cai__tctx *c, const struct cai__tv *v, const struct 
         return rc;
     for (size_t i = 0; i < items.n; i++)
         out->u.l->v[i] = items.v[items.n - 1 - i];
+    /* Python's reversed() gives an iterator; a generator cannot be
+     * reversed, so Jinja makes it a list first. */
+    if (v->t != CAI__TV_LIST || (v->u.l->view != CAI__TL_GEN && v->u.l->view != CAI__TL_ITER))
+        out->u.l->view = CAI__TL_ITER;
     return 0;
 }
 
-static int f_items(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
-                   uint32_t off, struct cai__tv *out)
+static int f_items_now(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
+                       uint32_t off, struct cai__tv *out)
 {
     int rc = check_args(c, a, 0, NULL, "items", off);
     if (rc)
         return rc;
-    if (v->t == CAI__TV_UNDEF)
-        return cai__tv_new_list(c, 0, false, off, out);
-    if (v->t != CAI__TV_DICT)
-        return cai__tmpl_fail(c, CAI_EFORMAT, off, "items needs a mapping");
-    const struct cai__tdict *d = v->u.d;
+    if (v->t != CAI__TV_DICT && v->t != CAI__TV_UNDEF)
+        return cai__tmpl_fail(c, CAI_EFORMAT, off, "items needs a mapping, not %s",
+                              cai__tv_type_name(v));
+    static const struct cai__tdict empty;
+    const struct cai__tdict *d = v->t == CAI__TV_DICT ? v->u.d : &empty;
     if ((rc = cai__tv_new_list(c, d->n, false, off, out)))
         return rc;
+    out->u.l->view = CAI__TL_GEN; /* Jinja's items filter is a generator */
     for (size_t i = 0; i < d->n; i++) {
         struct cai__tv *pair = &out->u.l->v[i];
         if ((rc = cai__tv_new_list(c, 2, true, off, pair)))
@@ -594,6 +639,12 @@ static int f_items(struct cai__tctx *c, const struct cai__tv *v, const struct ca
         pair->u.l->v[1] = d->v[i];
     }
     return 0;
+}
+
+static int f_items(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
+                   uint32_t off, struct cai__tv *out)
+{
+    return lazy(c, f_items_now, v, a, off, out);
 }
 
 static int f_dictsort(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
@@ -605,7 +656,12 @@ static int f_dictsort(struct cai__tctx *c, const struct cai__tv *v, const struct
     struct cai__targs none = {0};
     struct cai__tv pairs;
     int rc = check_args(c, a, 3, names, "dictsort", off);
-    if (rc || (rc = f_items(c, v, &none, off, &pairs)))
+    if (rc)
+        return rc;
+    if (v->t != CAI__TV_DICT)
+        return cai__tmpl_fail(c, CAI_EFORMAT, off, "dictsort needs a dict, not %s",
+                              cai__tv_type_name(v));
+    if ((rc = f_items(c, v, &none, off, &pairs)))
         return rc;
     struct cai__tv idx = cai__tv_int(by && by->t == CAI__TV_STR && cai__tstr_eq(by->u.s, "value"));
     struct sort_ctx s = {
@@ -630,8 +686,8 @@ static int f_sort(struct cai__tctx *c, const struct cai__tv *v, const struct cai
     return sorted(c, &items, &s, rev && cai__tv_truthy(rev), off, out);
 }
 
-static int f_unique(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
-                    uint32_t off, struct cai__tv *out)
+static int f_unique_now(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
+                        uint32_t off, struct cai__tv *out)
 {
     static const char *const names[] = {"case_sensitive", "attribute", NULL};
     const struct cai__tv *cs = arg(a, 0, "case_sensitive"), *attr = arg(a, 1, "attribute");
@@ -662,7 +718,14 @@ static int f_unique(struct cai__tctx *c, const struct cai__tv *v, const struct c
         }
     }
     out->u.l->n = n;
+    out->u.l->view = CAI__TL_GEN;
     return 0;
+}
+
+static int f_unique(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
+                    uint32_t off, struct cai__tv *out)
+{
+    return lazy(c, f_unique_now, v, a, off, out);
 }
 
 static int f_minmax(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
@@ -804,8 +867,12 @@ static int f_indent(struct cai__tctx *c, const struct cai__tv *v, const struct c
     char spaces[257];
     struct cai__tbuf b = {0};
     int rc = check_args(c, a, 3, names, "indent", off);
-    if (rc || (rc = cai__tv_to_str(c, v, off, &s)))
+    if (rc)
         return rc;
+    if (v->t != CAI__TV_STR) /* Jinja appends "\n" to it: only text works */
+        return cai__tmpl_fail(c, CAI_EFORMAT, off, "indent needs a string, not %s",
+                              cai__tv_type_name(v));
+    s = v->u.s;
     if (width && width->t == CAI__TV_STR) {
         ind = width->u.s;
     } else {
@@ -872,13 +939,15 @@ static int f_wordcount(struct cai__tctx *c, const struct cai__tv *v, const struc
     return 0;
 }
 
-static int f_map(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
-                 uint32_t off, struct cai__tv *out)
+static int f_map_now(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
+                     uint32_t off, struct cai__tv *out)
 {
     struct cai__tlist items;
-    int rc = cai__tv_iterate(c, v, off, &items);
-    if (rc || (rc = cai__tv_new_list(c, items.n, false, off, out)))
+    int rc;
+    if ((rc = cai__tv_iterate(c, v, off, &items)) ||
+        (rc = cai__tv_new_list(c, items.n, false, off, out)))
         return rc;
+    out->u.l->view = CAI__TL_GEN;
     if (a->n_pos == 0) {
         static const char *const names[] = {"attribute", "default", NULL};
         const struct cai__tv *attr = arg(a, 99, "attribute"), *def = arg(a, 99, "default");
@@ -905,6 +974,12 @@ static int f_map(struct cai__tctx *c, const struct cai__tv *v, const struct cai_
         if ((rc = cai__tmpl_filter(c, a->pos[0].u.s, &items.v[i], &rest, off, &out->u.l->v[i])))
             return rc;
     return 0;
+}
+
+static int f_map(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
+                 uint32_t off, struct cai__tv *out)
+{
+    return lazy(c, f_map_now, v, a, off, out);
 }
 
 /* select/reject(test, args...) and selectattr/rejectattr(attr, test, args...). */
@@ -949,31 +1024,56 @@ static int select_common(struct cai__tctx *c, const struct cai__tv *v, const str
             out->u.l->v[n++] = items.v[i];
     }
     out->u.l->n = n;
+    out->u.l->view = CAI__TL_GEN;
     return 0;
+}
+
+static int f_select_now(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
+                        uint32_t off, struct cai__tv *out)
+{
+    return select_common(c, v, a, off, out, true, false);
 }
 
 static int f_select(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
                     uint32_t off, struct cai__tv *out)
 {
-    return select_common(c, v, a, off, out, true, false);
+    return lazy(c, f_select_now, v, a, off, out);
+}
+
+static int f_reject_now(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
+                        uint32_t off, struct cai__tv *out)
+{
+    return select_common(c, v, a, off, out, false, false);
 }
 
 static int f_reject(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
                     uint32_t off, struct cai__tv *out)
 {
-    return select_common(c, v, a, off, out, false, false);
+    return lazy(c, f_reject_now, v, a, off, out);
+}
+
+static int f_selectattr_now(struct cai__tctx *c, const struct cai__tv *v,
+                            const struct cai__targs *a, uint32_t off, struct cai__tv *out)
+{
+    return select_common(c, v, a, off, out, true, true);
 }
 
 static int f_selectattr(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
                         uint32_t off, struct cai__tv *out)
 {
-    return select_common(c, v, a, off, out, true, true);
+    return lazy(c, f_selectattr_now, v, a, off, out);
+}
+
+static int f_rejectattr_now(struct cai__tctx *c, const struct cai__tv *v,
+                            const struct cai__targs *a, uint32_t off, struct cai__tv *out)
+{
+    return select_common(c, v, a, off, out, false, true);
 }
 
 static int f_rejectattr(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
                         uint32_t off, struct cai__tv *out)
 {
-    return select_common(c, v, a, off, out, false, true);
+    return lazy(c, f_rejectattr_now, v, a, off, out);
 }
 
 static int f_center(struct cai__tctx *c, const struct cai__tv *v, const struct cai__targs *a,
@@ -1138,8 +1238,8 @@ int cai__tmpl_test(struct cai__tctx *c, struct cai__tstr name, const struct cai_
         *out = v->t == CAI__TV_UNDEF || v->t == CAI__TV_STR || v->t == CAI__TV_LIST ||
                v->t == CAI__TV_DICT || v->t == CAI__TV_LOOP;
     } else if (cai__tstr_eq(name, "sequence")) {
-        *out = v->t == CAI__TV_UNDEF || v->t == CAI__TV_STR || v->t == CAI__TV_LIST ||
-               v->t == CAI__TV_DICT;
+        *out = v->t == CAI__TV_UNDEF || v->t == CAI__TV_STR || v->t == CAI__TV_DICT ||
+               (v->t == CAI__TV_LIST && cai__tl_is_seq(v->u.l));
     } else if (cai__tstr_eq(name, "callable")) {
         *out = v->t == CAI__TV_MACRO || v->t == CAI__TV_FUNC;
     } else if (cai__tstr_eq(name, "escaped")) {
@@ -1150,9 +1250,14 @@ int cai__tmpl_test(struct cai__tctx *c, struct cai__tstr name, const struct cai_
             return rc;
         *out = all_cased(s, cai__tstr_eq(name, "upper"));
     } else if (cai__tstr_eq(name, "odd") || cai__tstr_eq(name, "even")) {
-        if (v->t != CAI__TV_INT && v->t != CAI__TV_BOOL)
-            return cai__tmpl_fail(c, CAI_EFORMAT, off, "odd/even need an integer");
-        *out = (cai__tv_num_i(v) & 1) == cai__tstr_eq(name, "odd");
+        /* Jinja: value % 2 == 1 (or == 0), so floats work too. */
+        struct cai__tv two = cai__tv_int(2), m, want = cai__tv_int(cai__tstr_eq(name, "odd"));
+        if (!cai__tv_is_num(v))
+            return cai__tmpl_fail(c, CAI_EFORMAT, off, "odd/even need a number, not %s",
+                                  cai__tv_type_name(v));
+        if ((rc = cai__tv_arith(c, CAI__TOP_MOD, v, &two, off, &m)) ||
+            (rc = cai__tv_equal(c, &m, &want, off, out)))
+            return rc;
     } else if (cai__tstr_eq(name, "filter") || cai__tstr_eq(name, "test")) {
         *out = v->t == CAI__TV_STR && (cai__tstr_eq(name, "filter") ? cai__tmpl_filter_known(v->u.s)
                                                                     : cai__tmpl_test_known(v->u.s));
@@ -1385,7 +1490,10 @@ static int dict_method(struct cai__tctx *c, const struct cai__tv *obj, struct ca
     if (cai__tstr_eq(name, "items")) {
         if ((rc = check_args(c, a, 0, NULL, "items", off)))
             return rc;
-        return f_items(c, obj, &none, off, out);
+        if ((rc = f_items(c, obj, &none, off, out)))
+            return rc;
+        out->u.l->view = CAI__TL_ITEMS;
+        return 0;
     }
     if (cai__tstr_eq(name, "keys") || cai__tstr_eq(name, "values")) {
         if ((rc = check_args(c, a, 0, NULL, "keys", off)) ||
@@ -1393,6 +1501,7 @@ static int dict_method(struct cai__tctx *c, const struct cai__tv *obj, struct ca
             return rc;
         if (d->n)
             memcpy(out->u.l->v, name.p[0] == 'k' ? d->k : d->v, d->n * sizeof(struct cai__tv));
+        out->u.l->view = name.p[0] == 'k' ? CAI__TL_KEYS : CAI__TL_VALUES;
         return 0;
     }
     if (cai__tstr_eq(name, "get")) {
@@ -1430,6 +1539,29 @@ int cai__tmpl_method(struct cai__tctx *c, const struct cai__tv *obj, struct cai_
         if (args->n_pos == 0)
             return cai__tmpl_fail(c, CAI_EFORMAT, off, "loop.cycle needs arguments");
         *out = args->pos[obj->u.loop->i % args->n_pos];
+        return 0;
+    }
+    if (obj->t == CAI__TV_LIST && cai__tl_is_seq(obj->u.l) &&
+        (cai__tstr_eq(name, "count") || cai__tstr_eq(name, "index"))) {
+        /* The read-only list methods. */
+        const struct cai__tv *x = arg(args, 0, NULL);
+        int64_t n = 0, at = -1;
+        *found = true;
+        if ((rc = check_args(c, args, 1, NULL, name.p, off)))
+            return rc;
+        if (!x)
+            return cai__tmpl_fail(c, CAI_EFORMAT, off, "%s needs an argument", name.p);
+        for (size_t i = 0; i < obj->u.l->n; i++) {
+            bool eq;
+            if ((rc = cai__tv_equal(c, &obj->u.l->v[i], x, off, &eq)))
+                return rc;
+            if (eq && at < 0)
+                at = (int64_t)i;
+            n += eq;
+        }
+        if (name.p[0] == 'i' && at < 0)
+            return cai__tmpl_fail(c, CAI_EFORMAT, off, "value is not in list");
+        *out = cai__tv_int(name.p[0] == 'c' ? n : at);
         return 0;
     }
     if (obj->t == CAI__TV_LIST && (cai__tstr_eq(name, "append") || cai__tstr_eq(name, "pop") ||

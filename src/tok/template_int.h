@@ -86,11 +86,34 @@ struct cai__tv {
     } u;
 };
 
+/* What Python object a list value stands for. Lists, tuples and ranges are
+ * sequences; the others are what Jinja's filters and dict methods return:
+ * generators (map, select, unique, items, ...) and reverse iterators are
+ * always true and have no length, dict views have a length but no items by
+ * index, and none of them is JSON. All iterate like a list. */
+enum cai__tl_view {
+    CAI__TL_LIST,   /* list, or tuple with `tuple` set */
+    CAI__TL_GEN,    /* generator */
+    CAI__TL_ITER,   /* reversed() iterator */
+    CAI__TL_RANGE,  /* range(r_start, r_stop, r_step) */
+    CAI__TL_ITEMS,  /* dict.items() */
+    CAI__TL_KEYS,   /* dict.keys() */
+    CAI__TL_VALUES, /* dict.values() */
+};
+
 struct cai__tlist {
     size_t n;
     struct cai__tv *v;
     bool tuple;
+    uint8_t view;                    /* enum cai__tl_view */
+    const char *fails;               /* GEN: the error that iterating it raises, or NULL */
+    int64_t r_start, r_stop, r_step; /* RANGE, for repr() */
 };
+
+static inline bool cai__tl_is_seq(const struct cai__tlist *l)
+{
+    return l->view == CAI__TL_LIST || l->view == CAI__TL_RANGE;
+}
 
 /* Insertion-ordered; keys compare with Python equality. */
 struct cai__tdict {
@@ -293,6 +316,7 @@ struct cai__tctx {
     struct cai__tmpl_limits lim;
     uint64_t n_steps, n_iters;
     int depth;
+    bool folding; /* evaluating a constant {{ }} (Jinja folds it) */
     struct cai__tbuf *out;
     struct cai_error *err;
 };

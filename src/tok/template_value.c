@@ -32,7 +32,7 @@ bool cai__tv_truthy(const struct cai__tv *v)
     case CAI__TV_STR:
         return v->u.s.n != 0;
     case CAI__TV_LIST:
-        return v->u.l->n != 0;
+        return v->u.l->n != 0 || v->u.l->view == CAI__TL_GEN || v->u.l->view == CAI__TL_ITER;
     case CAI__TV_DICT:
         return v->u.d->n != 0;
     default:
@@ -56,7 +56,22 @@ const char *cai__tv_type_name(const struct cai__tv *v)
     case CAI__TV_STR:
         return "str";
     case CAI__TV_LIST:
-        return v->u.l->tuple ? "tuple" : "list";
+        switch (v->u.l->view) {
+        case CAI__TL_GEN:
+            return "generator";
+        case CAI__TL_ITER:
+            return "list_reverseiterator";
+        case CAI__TL_RANGE:
+            return "range";
+        case CAI__TL_ITEMS:
+            return "dict_items";
+        case CAI__TL_KEYS:
+            return "dict_keys";
+        case CAI__TL_VALUES:
+            return "dict_values";
+        default:
+            return v->u.l->tuple ? "tuple" : "list";
+        }
     case CAI__TV_DICT:
         return "dict";
     case CAI__TV_NS:
@@ -309,7 +324,33 @@ int cai__tv_write(struct cai__tctx *c, struct cai__tbuf *b, const struct cai__tv
                     : cai__tbuf_put(c, b, v->u.s.p, v->u.s.n, off);
     case CAI__TV_LIST: {
         const struct cai__tlist *l = v->u.l;
-        rc = cai__tbuf_puts(c, b, l->tuple ? "(" : "[", off);
+        const char *open = l->tuple ? "(" : "[", *close = l->tuple ? ")" : "]";
+        switch (l->view) {
+        case CAI__TL_GEN:
+            return cai__tbuf_puts(c, b, "<generator object>", off);
+        case CAI__TL_ITER:
+            return cai__tbuf_puts(c, b, "<list_reverseiterator object>", off);
+        case CAI__TL_RANGE:
+            if (l->r_step == 1)
+                snprintf(num, sizeof(num), "range(%lld, %lld)", (long long)l->r_start,
+                         (long long)l->r_stop);
+            else
+                snprintf(num, sizeof(num), "range(%lld, %lld, %lld)", (long long)l->r_start,
+                         (long long)l->r_stop, (long long)l->r_step);
+            return cai__tbuf_puts(c, b, num, off);
+        case CAI__TL_ITEMS:
+            open = "dict_items([", close = "])";
+            break;
+        case CAI__TL_KEYS:
+            open = "dict_keys([", close = "])";
+            break;
+        case CAI__TL_VALUES:
+            open = "dict_values([", close = "])";
+            break;
+        default:
+            break;
+        }
+        rc = cai__tbuf_puts(c, b, open, off);
         for (size_t i = 0; i < l->n && !rc; i++) {
             if (i)
                 rc = cai__tbuf_puts(c, b, ", ", off);
@@ -318,7 +359,7 @@ int cai__tv_write(struct cai__tctx *c, struct cai__tbuf *b, const struct cai__tv
         }
         if (!rc && l->tuple && l->n == 1)
             rc = cai__tbuf_puts(c, b, ",", off);
-        return rc ? rc : cai__tbuf_puts(c, b, l->tuple ? ")" : "]", off);
+        return rc ? rc : cai__tbuf_puts(c, b, close, off);
     }
     case CAI__TV_DICT:
     case CAI__TV_NS: {
@@ -484,6 +525,9 @@ int cai__tmpl_json(struct cai__tctx *c, struct cai__tbuf *b, const struct cai__t
         return json_str(c, b, v->u.s, off);
     case CAI__TV_LIST: {
         const struct cai__tlist *l = v->u.l;
+        if (l->view != CAI__TL_LIST)
+            return cai__tmpl_fail(c, CAI_EFORMAT, off, "object of type %s is not JSON serializable",
+                                  cai__tv_type_name(v));
         if (l->n == 0)
             return cai__tbuf_puts(c, b, "[]", off);
         rc = cai__tbuf_puts(c, b, "[", off);
@@ -579,7 +623,13 @@ static int equal_n(struct cai__tctx *c, const struct cai__tv *a, const struct ca
         return 0;
     case CAI__TV_LIST: {
         const struct cai__tlist *x = a->u.l, *y = b->u.l;
-        if (x->tuple != y->tuple || x->n != y->n)
+        if (x->tuple != y->tuple || x->view != y->view)
+            return 0;
+        if (x->view == CAI__TL_GEN || x->view == CAI__TL_ITER || x->view == CAI__TL_VALUES) {
+            *eq = x == y; /* compared by identity */
+            return 0;
+        }
+        if (x->n != y->n)
             return 0;
         for (size_t i = 0; i < x->n; i++) {
             bool e;
@@ -653,7 +703,8 @@ static int order_n(struct cai__tctx *c, const struct cai__tv *a, const struct ca
         *cmp = r ? (r < 0 ? -1 : 1) : a->u.s.n < b->u.s.n ? -1 : a->u.s.n > b->u.s.n;
         return 0;
     }
-    if (a->t == CAI__TV_LIST && b->t == CAI__TV_LIST && a->u.l->tuple == b->u.l->tuple) {
+    if (a->t == CAI__TV_LIST && b->t == CAI__TV_LIST && a->u.l->tuple == b->u.l->tuple &&
+        a->u.l->view == CAI__TL_LIST && b->u.l->view == CAI__TL_LIST) {
         const struct cai__tlist *x = a->u.l, *y = b->u.l;
         for (size_t i = 0; i < x->n && i < y->n; i++) {
             bool e;
@@ -731,8 +782,11 @@ int cai__tv_iterate(struct cai__tctx *c, const struct cai__tv *v, uint32_t off,
     case CAI__TV_UNDEF:
         return 0;
     case CAI__TV_LIST:
+        if (v->u.l->fails) /* a generator filter failed: now it shows */
+            return cai__fail(c->err, CAI_EFORMAT, "%s", v->u.l->fails);
         *out = *v->u.l;
         out->tuple = false;
+        out->view = CAI__TL_LIST;
         return 0;
     case CAI__TV_DICT:
         out->n = v->u.d->n;
@@ -820,7 +874,8 @@ int cai__tv_arith(struct cai__tctx *c, int op, const struct cai__tv *a, const st
             return 0;
         }
         if (op == CAI__TOP_ADD && a->t == CAI__TV_LIST && b->t == CAI__TV_LIST &&
-            a->u.l->tuple == b->u.l->tuple) {
+            a->u.l->tuple == b->u.l->tuple && a->u.l->view == CAI__TL_LIST &&
+            b->u.l->view == CAI__TL_LIST) {
             size_t n = a->u.l->n + b->u.l->n;
             if ((rc = cai__tv_new_list(c, n, a->u.l->tuple, off, out)))
                 return rc;
@@ -831,8 +886,10 @@ int cai__tv_arith(struct cai__tctx *c, int op, const struct cai__tv *a, const st
             return 0;
         }
         if (op == CAI__TOP_MUL) {
-            bool a_seq = a->t == CAI__TV_STR || a->t == CAI__TV_LIST;
-            bool b_seq = b->t == CAI__TV_STR || b->t == CAI__TV_LIST;
+            bool a_seq =
+                a->t == CAI__TV_STR || (a->t == CAI__TV_LIST && a->u.l->view == CAI__TL_LIST);
+            bool b_seq =
+                b->t == CAI__TV_STR || (b->t == CAI__TV_LIST && b->u.l->view == CAI__TL_LIST);
             if (a_seq && (b->t == CAI__TV_INT || b->t == CAI__TV_BOOL))
                 return repeat(c, a, cai__tv_num_i(b), off, out);
             if (b_seq && (a->t == CAI__TV_INT || a->t == CAI__TV_BOOL))
