@@ -297,6 +297,11 @@ int cai__chat_render(const char *tmpl, size_t tmpl_len, const struct cai_chat_ms
         if (rc != CAI_EFORMAT && rc != CAI_ERANGE)
             return rc;
     }
-    return cai__chat_render_family(cai__chat_detect(tmpl, tmpl_len), msgs, n_msgs,
-                                   add_generation_prompt, bos_token, eos_token, out, out_len, err);
+    rc = cai__chat_render_family(cai__chat_detect(tmpl, tmpl_len), msgs, n_msgs,
+                                 add_generation_prompt, bos_token, eos_token, out, out_len, err);
+    if (rc == 0 && err) { /* the template's error is not the result */
+        err->code = 0;
+        err->msg[0] = '\0';
+    }
+    return rc;
 }

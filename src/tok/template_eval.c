@@ -1255,6 +1255,10 @@ int cai__chat_render_jinja(const char *tmpl, size_t tmpl_len, const struct cai_c
         memcpy(*out, buf.p, buf.n);
     (*out)[buf.n] = '\0';
     *out_len = buf.n;
+    if (err) { /* errors met on the way (folding attempts, lazy filters) were not the result */
+        err->code = 0;
+        err->msg[0] = '\0';
+    }
 done:
     cai__tmpl_arena_free(&arena);
     return rc;

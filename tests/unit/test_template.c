@@ -244,8 +244,8 @@ static int render_lim(const char *tmpl, const struct cai__tmpl_limits *lim, char
 {
     size_t n;
     memset(err, 0, sizeof(*err));
-    return cai__chat_render_jinja(tmpl, strlen(tmpl), conv_multi, CAI_ARRAY_LEN(conv_multi),
-                                  true, "<s>", "</s>", lim, out, &n, err);
+    return cai__chat_render_jinja(tmpl, strlen(tmpl), conv_multi, CAI_ARRAY_LEN(conv_multi), true,
+                                  "<s>", "</s>", lim, out, &n, err);
 }
 
 static int render(const char *tmpl, char **out, struct cai_error *err)
@@ -280,8 +280,7 @@ static void expect_error_lim(const char *tmpl, const struct cai__tmpl_limits *li
     char want[48];
     if (off >= 0) {
         snprintf(want, sizeof(want), "offset %ld:", off);
-        CHECK_MSG(strstr(err.msg, want) != NULL, "%.60s: want '%s' in '%s'", tmpl, want,
-                  err.msg);
+        CHECK_MSG(strstr(err.msg, want) != NULL, "%.60s: want '%s' in '%s'", tmpl, want, err.msg);
     } else {
         CHECK_MSG(strstr(err.msg, "offset ") != NULL, "%.60s: no offset in '%s'", tmpl, err.msg);
     }
@@ -310,7 +309,8 @@ static char *repeat_str(const char *head, const char *unit, size_t n, const char
 
 static void test_expressions(void)
 {
-    expect_render("{{ 1 + 2 * 3 }}|{{ 7 // 2 }}|{{ -7 % 3 }}|{{ 2 ** 10 }}|{{ 7 / 2 }}", "7|3|2|1024|3.5");
+    expect_render("{{ 1 + 2 * 3 }}|{{ 7 // 2 }}|{{ -7 % 3 }}|{{ 2 ** 10 }}|{{ 7 / 2 }}",
+                  "7|3|2|1024|3.5");
     expect_render("{{ 'a' ~ 1 ~ none }}|{{ 'x' + 'y' }}|{{ [1] + [2] }}", "a1None|xy|[1, 2]");
     expect_render("{{ 1 < 2 < 3 }}{{ 'b' in 'abc' }}{{ 3 not in [1, 2] }}{{ not none }}",
                   "TrueTrueTrueTrue");
@@ -328,31 +328,40 @@ static void test_expressions(void)
 
 static void test_filters(void)
 {
-    expect_render("[{{ '  hi  '|trim }}]{{ 'Ab'|upper }}{{ 'Ab'|lower }}{{ [1, 2]|length }}", "[hi]ABab2");
-    expect_render("{{ {'k': ['v', 1.5, none, false]}|tojson }}", "{\"k\": [\"v\", 1.5, null, false]}");
+    expect_render("[{{ '  hi  '|trim }}]{{ 'Ab'|upper }}{{ 'Ab'|lower }}{{ [1, 2]|length }}",
+                  "[hi]ABab2");
+    expect_render("{{ {'k': ['v', 1.5, none, false]}|tojson }}",
+                  "{\"k\": [\"v\", 1.5, null, false]}");
     expect_render("{{ 'caf\xc3\xa9 \"q\"\n'|tojson }}", "\"caf\xc3\xa9 \\\"q\\\"\\n\"");
     expect_render("{{ [3, 1, 2]|first }}{{ [3, 1, 2]|last }}{{ ['a', 'b']|join('-') }}", "32a-b");
-    expect_render("{{ 'aXbX'|replace('X', '.') }}|{{ nothing|default('u') }}|{{ ''|default('e', true) }}",
-                  "a.b.|u|e");
+    expect_render(
+        "{{ 'aXbX'|replace('X', '.') }}|{{ nothing|default('u') }}|{{ ''|default('e', true) }}",
+        "a.b.|u|e");
     expect_render("{{ ' a b '.strip() }}|{{ 'xhix'.lstrip('x') }}|{{ 'a,b'.split(',') }}|"
                   "{{ 'abc'.startswith('ab') }}{{ 'abc'.endswith('bc') }}",
                   "a b|hix|['a', 'b']|TrueTrue");
-    expect_render("{{ messages|selectattr('role', 'equalto', 'user')|map(attribute='content')|join(';') }}",
-                  "What is the capital of France?;And of Italy?");
+    expect_render(
+        "{{ messages|selectattr('role', 'equalto', 'user')|map(attribute='content')|join(';') }}",
+        "What is the capital of France?;And of Italy?");
 }
 
 static void test_statements(void)
 {
-    expect_render("{% for m in messages %}{{ loop.index }}{{ m.role[0] }}{% if not loop.last %},{% endif %}{% endfor %}",
+    expect_render("{% for m in messages %}{{ loop.index }}{{ m.role[0] }}{% if not loop.last %},{% "
+                  "endif %}{% endfor %}",
                   "1s,2u,3a,4u");
-    expect_render("{% for m in messages if m.role != 'system' %}{{ loop.index0 }}/{{ loop.length }} {% endfor %}",
+    expect_render("{% for m in messages if m.role != 'system' %}{{ loop.index0 }}/{{ loop.length "
+                  "}} {% endfor %}",
                   "0/3 1/3 2/3 ");
-    expect_render("{% set ns = namespace(x=false) %}{% for m in messages %}{% set ns.x = true %}{% endfor %}{{ ns.x }}",
+    expect_render("{% set ns = namespace(x=false) %}{% for m in messages %}{% set ns.x = true %}{% "
+                  "endfor %}{{ ns.x }}",
                   "True");
     expect_render("{% set x = 1 %}{% for m in messages %}{% set x = 2 %}{% endfor %}{{ x }}", "1");
-    expect_render("{% macro tag(n, v='x') %}<{{ n }}={{ v }}>{% endmacro %}{{ tag('a') }}{{ tag('b', v=2) }}",
-                  "<a=x><b=2>");
-    expect_render("{% for i in range(10) %}{% if i > 2 %}{% break %}{% endif %}{{ i }}{% endfor %}", "012");
+    expect_render(
+        "{% macro tag(n, v='x') %}<{{ n }}={{ v }}>{% endmacro %}{{ tag('a') }}{{ tag('b', v=2) }}",
+        "<a=x><b=2>");
+    expect_render("{% for i in range(10) %}{% if i > 2 %}{% break %}{% endif %}{{ i }}{% endfor %}",
+                  "012");
     expect_render("a{# comment #}b{% raw %}{{ c }}{% endraw %}", "ab{{ c }}");
 }
 
@@ -377,8 +386,8 @@ static void test_content_is_literal(void)
     char *out = NULL;
     size_t n;
     struct cai_error err;
-    int rc = cai__chat_render_jinja(tmpl, strlen(tmpl), msgs, 1, false, NULL, NULL, NULL, &out,
-                                    &n, &err);
+    int rc = cai__chat_render_jinja(tmpl, strlen(tmpl), msgs, 1, false, NULL, NULL, NULL, &out, &n,
+                                    &err);
     CHECK_EQ_INT(rc, 0);
     CHECK_STR(out, "[{{ not code }} {% if x %}y{% endif %} {# c #} {{ raise_exception('x') }}]");
     cai__free(out);
@@ -388,11 +397,11 @@ static void test_content_is_literal(void)
 
 static void test_syntax_errors(void)
 {
-    expect_error("abc{{ 'x' ", CAI_EFORMAT, 3);               /* unclosed {{ */
-    expect_error("abc{% if true %}x", CAI_EFORMAT, 17);        /* expected endif at the end */
-    expect_error("ab{# open", CAI_EFORMAT, 2);                 /* unclosed comment */
-    expect_error("{{ 'abc }}", CAI_EFORMAT, 3);                /* unterminated string */
-    expect_error("{% raw %}x", CAI_EFORMAT, 0);                /* missing endraw */
+    expect_error("abc{{ 'x' ", CAI_EFORMAT, 3);         /* unclosed {{ */
+    expect_error("abc{% if true %}x", CAI_EFORMAT, 17); /* expected endif at the end */
+    expect_error("ab{# open", CAI_EFORMAT, 2);          /* unclosed comment */
+    expect_error("{{ 'abc }}", CAI_EFORMAT, 3);         /* unterminated string */
+    expect_error("{% raw %}x", CAI_EFORMAT, 0);         /* missing endraw */
     expect_error("{{ 1 + }}", CAI_EFORMAT, 7);
     expect_error("{{ (1 ] }}", CAI_EFORMAT, 6);
     expect_error("{{ a.b.c( }}", CAI_EFORMAT, -1);
@@ -431,8 +440,8 @@ static void test_render_errors(void)
     /* raise_exception is the template rejecting the conversation. */
     char *out = NULL;
     struct cai_error err;
-    int rc = render("ok{{ raise_exception('Only user and assistant roles are supported!') }}",
-                    &out, &err);
+    int rc = render("ok{{ raise_exception('Only user and assistant roles are supported!') }}", &out,
+                    &err);
     CHECK_EQ_INT(rc, CAI_EINVAL);
     CHECK(out == NULL);
     CHECK(strstr(err.msg, "offset 5: Only user and assistant roles are supported!") != NULL);
@@ -471,11 +480,14 @@ static void test_depth_bombs(void)
     expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", CAI_ERANGE, -1);
     /* Values nested by a loop, then printed or serialized. */
     expect_error("{% set ns = namespace(v=[]) %}{% for i in range(5000) %}{% set ns.v = [ns.v] %}"
-                 "{% endfor %}{{ ns.v|tojson }}", CAI_ERANGE, -1);
+                 "{% endfor %}{{ ns.v|tojson }}",
+                 CAI_ERANGE, -1);
     expect_error("{% set ns = namespace(v=[]) %}{% for i in range(5000) %}{% set ns.v = [ns.v] %}"
-                 "{% endfor %}{{ ns.v }}", CAI_ERANGE, -1);
+                 "{% endfor %}{{ ns.v }}",
+                 CAI_ERANGE, -1);
     expect_error("{% set ns = namespace(v=[]) %}{% for i in range(5000) %}{% set ns.v = [ns.v] %}"
-                 "{% endfor %}{{ ns.v == ns.v }}", CAI_ERANGE, -1);
+                 "{% endfor %}{{ ns.v == ns.v }}",
+                 CAI_ERANGE, -1);
 }
 
 static void test_limits(void)
@@ -492,8 +504,8 @@ static void test_limits(void)
 
     memset(&lim, 0, sizeof(lim));
     lim.max_loop_iters = 100;
-    expect_error_lim("{% for i in range(50) %}{% for j in range(3) %}{% endfor %}{% endfor %}", &lim,
-                     CAI_ERANGE, -1);
+    expect_error_lim("{% for i in range(50) %}{% for j in range(3) %}{% endfor %}{% endfor %}",
+                     &lim, CAI_ERANGE, -1);
     expect_error_lim("{{ range(1000)|length }}", &lim, CAI_ERANGE, -1);
 
     memset(&lim, 0, sizeof(lim));
@@ -503,13 +515,15 @@ static void test_limits(void)
     memset(&lim, 0, sizeof(lim));
     lim.max_memory_bytes = 1 << 20;
     expect_error_lim("{% set ns = namespace(s='') %}{% for i in range(100000) %}"
-                     "{% set ns.s = ns.s + 'xxxxxxxxxx' %}{% endfor %}", &lim, CAI_ERANGE, -1);
+                     "{% set ns.s = ns.s + 'xxxxxxxxxx' %}{% endfor %}",
+                     &lim, CAI_ERANGE, -1);
 
     /* Defaults: 10^6 iterations, 16 MiB of output, 10^7 steps. */
     expect_error("{{ 'x' * 100000000 }}", CAI_ERANGE, -1);
     expect_error("{% for i in range(100000000) %}{% endfor %}", CAI_ERANGE, -1);
     expect_error("{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(10) %}"
-                 "{% endfor %}{% endfor %}{% endfor %}", CAI_ERANGE, -1);
+                 "{% endfor %}{% endfor %}{% endfor %}",
+                 CAI_ERANGE, -1);
     /* Superlinear filters count their comparisons as steps. */
     expect_error("{{ range(200000)|unique|list|length }}", CAI_ERANGE, -1);
     expect_error("{% set ns = namespace(l=[]) %}{% for i in range(300000) %}"
@@ -565,20 +579,31 @@ static void test_arguments(void)
     CHECK_EQ_INT(cai__chat_render("x", 1, conv_multi, 1, false, NULL, NULL, NULL, &n, &err),
                  CAI_EINVAL);
     /* A NULL content is none; NULL bos/eos are empty. */
-    const char *t = "{{ bos_token }}[{{ messages[0].content }}]{{ messages[0].content is none }}{{ eos_token }}";
+    const char *t = "{{ bos_token }}[{{ messages[0].content }}]{{ messages[0].content is none }}{{ "
+                    "eos_token }}";
     CHECK_EQ_INT(cai__chat_render_jinja(t, strlen(t), none_content, 1, false, NULL, NULL, NULL,
-                                        &out, &n, &err), 0);
+                                        &out, &n, &err),
+                 0);
     CHECK_STR(out, "[None]True");
     CHECK_EQ_INT(n, 10);
     cai__free(out);
     /* No messages at all, and a template that is not NUL-terminated. */
     const char buf[] = {'a', 'b', '{', '{', ' ', '1', ' ', '}', '}', 'X'};
-    CHECK_EQ_INT(cai__chat_render_jinja(buf, 9, NULL, 0, true, NULL, NULL, NULL, &out, &n, &err), 0);
+    CHECK_EQ_INT(cai__chat_render_jinja(buf, 9, NULL, 0, true, NULL, NULL, NULL, &out, &n, &err),
+                 0);
     CHECK_STR(out, "ab1");
     cai__free(out);
+    /* Errors met on the way to a success do not stay in err. */
+    const char *lazy = "{% set g = 5|map('string') %}{% if g %}ok{% endif %}";
+    CHECK_EQ_INT(
+        cai__chat_render_jinja(lazy, strlen(lazy), NULL, 0, true, NULL, NULL, NULL, &out, &n, &err),
+        0);
+    CHECK_STR(out, "ok");
+    CHECK(err.code == 0 && err.msg[0] == '\0');
+    cai__free(out);
     /* An empty render is an empty string, not NULL. */
-    CHECK_EQ_INT(cai__chat_render_jinja("{# #}", 5, NULL, 0, true, NULL, NULL, NULL, &out, &n, &err),
-                 0);
+    CHECK_EQ_INT(
+        cai__chat_render_jinja("{# #}", 5, NULL, 0, true, NULL, NULL, NULL, &out, &n, &err), 0);
     CHECK(out && out[0] == '\0' && n == 0);
     cai__free(out);
 }
@@ -625,10 +650,10 @@ static void test_families(void)
 static void test_families_match_templates(void)
 {
     static const struct {
-        const char           *file;
+        const char *file;
         enum cai__chat_family fam;
-        const char           *bos, *eos;
-        bool                  agp_only;
+        const char *bos, *eos;
+        bool agp_only;
     } cmp[] = {
         {"gemma3.jinja", CAI__CHAT_GEMMA, "<bos>", "<eos>", false},
         {"llama2.jinja", CAI__CHAT_LLAMA2, "<s>", "</s>", false},
@@ -654,8 +679,8 @@ static void test_families_match_templates(void)
                 char *want = NULL, *got;
                 size_t n;
                 struct cai_error err;
-                int rc = cai__chat_render_jinja(tmpl, n_tmpl, convs[c], n_convs[c], agp,
-                                                cmp[i].bos, cmp[i].eos, NULL, &want, &n, &err);
+                int rc = cai__chat_render_jinja(tmpl, n_tmpl, convs[c], n_convs[c], agp, cmp[i].bos,
+                                                cmp[i].eos, NULL, &want, &n, &err);
                 CHECK_MSG(rc == 0, "%s: %s", cmp[i].file, err.msg);
                 got = family(cmp[i].fam, convs[c], n_convs[c], agp, cmp[i].bos, cmp[i].eos);
                 if (rc == 0 && got)
@@ -672,7 +697,7 @@ static void test_families_match_templates(void)
 static void test_detect(void)
 {
     static const struct {
-        const char           *tmpl;
+        const char *tmpl;
         enum cai__chat_family want;
     } cases[] = {
         {"{{ '<|im_start|>' + role }}", CAI__CHAT_CHATML},
@@ -684,8 +709,8 @@ static void test_detect(void)
         {"", CAI__CHAT_CHATML},
     };
     for (size_t i = 0; i < CAI_ARRAY_LEN(cases); i++)
-        CHECK_MSG(cai__chat_detect(cases[i].tmpl, strlen(cases[i].tmpl)) == cases[i].want,
-                  "%s", cases[i].tmpl);
+        CHECK_MSG(cai__chat_detect(cases[i].tmpl, strlen(cases[i].tmpl)) == cases[i].want, "%s",
+                  cases[i].tmpl);
     CHECK(cai__chat_detect(NULL, 0) == CAI__CHAT_CHATML);
     /* Markers past tmpl_len do not count. */
     CHECK(cai__chat_detect("ab<start_of_turn>", 2) == CAI__CHAT_CHATML);
@@ -704,16 +729,19 @@ static void test_fallback(void)
     cai__free(want);
     /* A Llama 3 template the interpreter cannot run: the native Llama 3. */
     const char *broken = "{{ '<|start_header_id|>' + m|nosuchfilter }}";
-    CHECK_EQ_INT(cai__chat_render(broken, strlen(broken), conv_nosys, 3, true, "<b>", "", &out, &n,
-                                  &err), 0);
+    CHECK_EQ_INT(
+        cai__chat_render(broken, strlen(broken), conv_nosys, 3, true, "<b>", "", &out, &n, &err),
+        0);
     want = family(CAI__CHAT_LLAMA3, conv_nosys, 3, true, "<b>", "");
     CHECK_STR(out, want);
     cai__free(out);
     cai__free(want);
+    CHECK(err.code == 0 && err.msg[0] == '\0'); /* a fallback is a success */
     /* A Gemma template that fails while rendering. */
     const char *fails = "{{ '<start_of_turn>' + 1 }}";
-    CHECK_EQ_INT(cai__chat_render(fails, strlen(fails), conv_nosys, 3, false, "<bos>", "", &out, &n,
-                                  &err), 0);
+    CHECK_EQ_INT(
+        cai__chat_render(fails, strlen(fails), conv_nosys, 3, false, "<bos>", "", &out, &n, &err),
+        0);
     want = family(CAI__CHAT_GEMMA, conv_nosys, 3, false, "<bos>", "");
     CHECK_STR(out, want);
     cai__free(out);
@@ -727,8 +755,9 @@ static void test_fallback(void)
     /* raise_exception is the template's verdict: no fallback. */
     const char *raises = "<|im_start|>{{ raise_exception('no system role') }}";
     out = (char *)1;
-    CHECK_EQ_INT(cai__chat_render(raises, strlen(raises), conv_multi, 4, true, "", "", &out, &n,
-                                  &err), CAI_EINVAL);
+    CHECK_EQ_INT(
+        cai__chat_render(raises, strlen(raises), conv_multi, 4, true, "", "", &out, &n, &err),
+        CAI_EINVAL);
     CHECK(out == NULL);
     CHECK(strstr(err.msg, "no system role") != NULL);
     /* A working template is used as is. */
