@@ -218,7 +218,11 @@ static int f_attr(struct cai__tctx *c, const struct cai__tv *v, const struct cai
     static const char *const names[] = {"name", NULL};
     const struct cai__tv *name = arg(a, 0, "name");
     int rc = check_args(c, a, 1, names, "attr", off);
-    if (rc || (rc = need_str(c, name ? name : v, "attr", off)))
+    if (rc)
+        return rc;
+    if (!name)
+        return cai__tmpl_fail(c, CAI_EFORMAT, off, "attr needs a name");
+    if ((rc = need_str(c, name, "attr", off)))
         return rc;
     if (v->t == CAI__TV_DICT) { /* a Python attribute, not an item */
         out->t = CAI__TV_UNDEF;

@@ -437,6 +437,7 @@ static void test_render_errors(void)
     expect_error("{% if true %}{{ 'x'|nosuchfilter }}{% endif %}", CAI_EFORMAT, 20);
     expect_error("{% set l = [] %}{{ l.append(1) }}", CAI_EFORMAT, -1);
     expect_error("{{ 9223372036854775807 + 1 }}", CAI_ERANGE, -1);
+    expect_error("{{ '<i>'|attr }}", CAI_EFORMAT, 9); /* found by fuzz_template */
     /* raise_exception is the template rejecting the conversation. */
     char *out = NULL;
     struct cai_error err;
