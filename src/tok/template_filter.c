@@ -1168,9 +1168,18 @@ int cai__tmpl_filter(struct cai__tctx *c, struct cai__tstr name, const struct ca
     int rc = cai__tmpl_step(c, off);
     if (rc)
         return rc;
-    for (size_t i = 0; i < CAI_ARRAY_LEN(filters); i++)
-        if (cai__tstr_eq(name, filters[i].name))
-            return filters[i].fn(c, v, args, off, out);
+    for (size_t i = 0; i < CAI_ARRAY_LEN(filters); i++) {
+        if (!cai__tstr_eq(name, filters[i].name))
+            continue;
+        /* map('map', 'map', ...) nests filters as deep as it has arguments. */
+        if (++c->depth > CAI__TMPL_MAX_EVAL_DEPTH)
+            rc = cai__tmpl_fail(c, CAI_ERANGE, off, "filters nested deeper than %d",
+                                CAI__TMPL_MAX_EVAL_DEPTH);
+        else
+            rc = filters[i].fn(c, v, args, off, out);
+        c->depth--;
+        return rc;
+    }
     return cai__tmpl_fail(c, CAI_EFORMAT, off, "no filter named '%.*s'", (int)CAI_MIN(name.n, 40),
                           name.p);
 }

@@ -473,6 +473,11 @@ static void test_depth_bombs(void)
     t = repeat_str("{{ ", "not ", 100000, "x }}");
     expect_error(t, CAI_ERANGE, -1);
     free(t);
+    t = repeat_str("{% set ns = namespace(v=[1]) %}{% for i in range(3000) %}{% set ns.v = [ns.v] %}"
+                   "{% endfor %}{{ ns.v|map('map'",
+                   ", 'map'", 3000, ")|list }}");
+    expect_error(t, CAI_ERANGE, -1);
+    free(t);
     /* A long elif chain and a long flat body are fine: not nesting. */
     t = repeat_str("{% if false %}", "{% elif false %}", 20000, "{% else %}ok{% endif %}");
     expect_render(t, "ok");
