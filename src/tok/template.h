@@ -18,7 +18,8 @@
  * Safety. A template is hostile input. It has no access to anything but
  * the values passed in; parsing bounds nesting depth, and rendering bounds
  * the steps, loop iterations, memory and output size (struct
- * cai__tmpl_limits). Nothing here prints, exits or aborts.
+ * cai__tmpl_limits); the nesting bounds keep the stack under about 256 KiB.
+ * Nothing here prints, exits or aborts.
  *
  * Errors. A syntax error, or an evaluation error such as an unknown filter,
  * is CAI_EFORMAT with the byte offset into the template; a resource limit is

@@ -24,7 +24,7 @@
 /* Bounds that are not in struct cai__tmpl_limits. */
 #define CAI__TMPL_MAX_SOURCE     ((size_t)4 << 20) /* template bytes */
 #define CAI__TMPL_MAX_PARSE_NEST 200               /* nested expressions and blocks */
-#define CAI__TMPL_MAX_EVAL_DEPTH 1500              /* nested evaluations, macros included */
+#define CAI__TMPL_MAX_EVAL_DEPTH 600               /* nested evaluations, macros included */
 #define CAI__TMPL_MAX_VALUE_NEST 200               /* nested lists/dicts when printed or compared */
 
 /* ---- arena ------------------------------------------------------------- */
