@@ -102,8 +102,12 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     size_t kv_elems;
     if (!cai__mul_size((size_t)hp->n_layer * (size_t)n_ctx, (size_t)f->kv_dim, &kv_elems))
         ok = false;
+    f->n_ctx_pad = (n_ctx + 63) & ~63;
+    size_t v_elems;
+    if (!cai__mul_size((size_t)hp->n_layer * (size_t)f->n_ctx_pad, (size_t)f->kv_dim, &v_elems))
+        ok = false;
     f->k_cache = zalloc_f(kv_elems, sizeof(cai_half), &ok);
-    f->v_cache = zalloc_f(kv_elems, sizeof(cai_half), &ok);
+    f->v_cache = zalloc_f(v_elems, sizeof(cai_half), &ok);
     size_t wide = (size_t)CAI_MAX(hp->n_embd, f->q_dim);
     f->x = zalloc_f(nb * (size_t)hp->n_embd, sizeof(float), &ok);
     f->xb = zalloc_f(nb * wide, sizeof(float), &ok);
@@ -115,7 +119,9 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     f->tmp = zalloc_f(nb * (size_t)hp->n_embd, sizeof(float), &ok);
     f->xq_stride = max_xq_row(m, CAI_MAX((int64_t)wide, (int64_t)hp->n_ff));
     f->xq = zalloc_f(nb, f->xq_stride, &ok);
-    f->scores = zalloc_f((size_t)n_threads * (size_t)n_ctx, sizeof(float), &ok);
+    /* Per thread: scores [n_ctx_pad] floats, then probabilities [n_ctx_pad] f16. */
+    f->scores = zalloc_f((size_t)n_threads * (size_t)f->n_ctx_pad, sizeof(float) + sizeof(cai_half),
+                         &ok);
     f->inv_freq = zalloc_f((size_t)hp->n_rot / 2, sizeof(float), &ok);
     f->rope_cs = zalloc_f(nb * (size_t)hp->n_rot, sizeof(float), &ok);
     if (!ok) {
@@ -247,15 +253,25 @@ static void matmul1(struct cai__fwd *f, const struct cai__weight *w, float *y, c
 
 /* ---- rotary embedding -------------------------------------------------- */
 
+/* cos/sin of every rotary pair for the batch's positions. The angle is
+ * built the way llama.cpp builds it (a float running product of
+ * base^(-2/n_rot), divided by the frequency factor, times the linear scale)
+ * so positions round identically: this model family amplifies last-bit
+ * differences through 8-bit activation quantization. */
 static void rope_prepare(struct cai__fwd *f, int n, int pos0)
 {
-    int half = f->m->hp.n_rot / 2;
+    const struct cai__hparams *hp = &f->m->hp;
+    const float *ff = f->m->rope_freqs.data;
+    const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    int half = hp->n_rot / 2;
     for (int t = 0; t < n; t++) {
-        float *cs = f->rope_cs + (size_t)t * f->m->hp.n_rot;
+        float *cs = f->rope_cs + (size_t)t * hp->n_rot;
+        float theta = (float)(pos0 + t);
         for (int i = 0; i < half; i++) {
-            float theta = (float)(pos0 + t) * f->inv_freq[i];
-            cs[2 * i] = cosf(theta);
-            cs[2 * i + 1] = sinf(theta);
+            float th = hp->rope_scale * (ff ? theta / ff[i] : theta);
+            cs[2 * i] = cosf(th);
+            cs[2 * i + 1] = sinf(th);
+            theta *= theta_scale;
         }
     }
 }
@@ -272,8 +288,10 @@ static void rope_apply(const struct cai__fwd *f, float *v, int n_heads, int t)
             int b = hp->rope_type == CAI__ROPE_NEOX ? i + half : 2 * i + 1;
             float c = cs[2 * i], s = cs[2 * i + 1];
             float x0 = x[a], x1 = x[b];
-            x[a] = x0 * c - x1 * s;
-            x[b] = x0 * s + x1 * c;
+            /* The fused forms llama.cpp's compiled rotation uses (checked
+             * bit for bit against it). */
+            x[a] = fmaf(x0, c, -(x1 * s));
+            x[b] = fmaf(x0, s, x1 * c);
         }
     }
 }
@@ -290,26 +308,38 @@ static void att_worker(void *ctx, int ith, int nth)
     const struct att_job *j = ctx;
     struct cai__fwd *f = j->f;
     const struct cai__hparams *hp = &f->m->hp;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *sc = f->scores + (size_t)ith * f->n_ctx;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, np = f->n_ctx_pad;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *sc = (float *)((uint8_t *)f->scores + (size_t)ith * np * (sizeof(float) + 2));
+    cai_half *ph = (cai_half *)(sc + np);
     const cai_half *kc = f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim;
-    const cai_half *vc = f->v_cache + (size_t)j->layer * f->n_ctx * f->kv_dim;
+    const cai_half *vt = f->v_cache + (size_t)j->layer * f->kv_dim * np;
     int64_t n_items = (int64_t)j->n_tok * hp->n_head;
     int64_t i0 = n_items * ith / nth, i1 = n_items * (ith + 1) / nth;
     for (int64_t it = i0; it < i1; it++) {
         int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
         int kvh = h / group;
         int n_pos = j->pos0 + t + 1; /* causal: positions 0..pos0+t */
-        const float *q = f->q + (size_t)t * f->q_dim + (size_t)h * hd;
+        /* As llama.cpp without flash attention: Q and the probabilities are
+         * rounded to f16 for their products with the f16 cache, the scores
+         * scaled after the dot product, the softmax over the row. Its f16
+         * products are summed in one order in a batch (its GEMM) and in
+         * another for a single token (its dot product); we follow both. The
+         * positions past n_pos hold zero probabilities. */
+        bool batch = j->n_tok > 1 && hd % 16 == 0;
+        float (*dot)(const cai_half *, const cai_half *, int64_t) =
+            batch ? f->k->dot_f16_chain : f->k->dot_f16;
+        int n_pad = batch ? (n_pos + 15) & ~15 : (n_pos + 63) & ~63;
+        cai_half qh[CAI__MAX_HEAD_DIM];
+        f->k->f32_to_f16(f->q + (size_t)t * f->q_dim + (size_t)h * hd, qh, hd);
         for (int p = 0; p < n_pos; p++)
-            sc[p] = f->k->dot_f16_f32(kc + (size_t)p * f->kv_dim + (size_t)kvh * hd, q, hd) *
-                    scale;
+            sc[p] = dot(kc + (size_t)p * f->kv_dim + (size_t)kvh * hd, qh, hd) * scale;
         f->k->softmax(sc, n_pos);
+        f->k->f32_to_f16(sc, ph, n_pos);
+        memset(ph + n_pos, 0, (size_t)(n_pad - n_pos) * sizeof(cai_half));
         float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < n_pos; p++)
-            f->k->axpy_f16(out, sc[p], vc + (size_t)p * f->kv_dim + (size_t)kvh * hd, hd);
+        for (int dd = 0; dd < hd; dd++)
+            out[dd] = dot(vt + ((size_t)kvh * hd + (size_t)dd) * np, ph, n_pad);
     }
 }
 
@@ -370,7 +400,10 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
             rope_apply(f, f->kt + (size_t)t * f->kv_dim, hp->n_head_kv, t);
             size_t off = layer_off + (size_t)(pos0 + t) * f->kv_dim;
             k->f32_to_f16(f->kt + (size_t)t * f->kv_dim, f->k_cache + off, f->kv_dim);
-            k->f32_to_f16(f->vt + (size_t)t * f->kv_dim, f->v_cache + off, f->kv_dim);
+            cai_half *vt = f->v_cache + (size_t)il * f->kv_dim * f->n_ctx_pad + (size_t)(pos0 + t);
+            const float *vsrc = f->vt + (size_t)t * f->kv_dim;
+            for (int i = 0; i < f->kv_dim; i++)
+                vt[(size_t)i * f->n_ctx_pad] = cai__f32_to_fp16(vsrc[i]);
         }
         prof_end(f, il, CAI__OP_ROPE_KV, t0, (uint64_t)n * (f->q_dim + 2u * f->kv_dim) * 4u,
                  (uint64_t)n * (f->q_dim + f->kv_dim) * 3u);

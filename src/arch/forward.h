@@ -45,7 +45,10 @@ struct cai__fwd {
     int       kv_dim;      /* n_head_kv * head_dim */
     int       q_dim;       /* n_head * head_dim */
     cai_half *k_cache;     /* [n_layer][n_ctx][kv_dim] */
-    cai_half *v_cache;     /* [n_layer][n_ctx][kv_dim] */
+    cai_half *v_cache;     /* [n_layer][kv_dim][n_ctx_pad] transposed, as llama.cpp keeps V
+                            * without flash attention, so the weighted sum over positions
+                            * is one contiguous dot product per dimension */
+    int       n_ctx_pad;   /* n_ctx rounded up to 64 */
     float    *x;           /* [n_batch][n_embd] residual stream */
     float    *xb;          /* [n_batch][max(n_embd, q_dim)] normed input / attention output */
     float    *q;           /* [n_batch][q_dim] */

@@ -91,7 +91,7 @@ static int load_hparams(struct cai_model *m, struct cai_error *err)
                          "%s: %s.attention.head_count (%d) is not a multiple of head_count_kv (%d)",
                          m->path, m->arch, hp->n_head, hp->n_head_kv);
     v = 0;
-    if ((rc = get_hp(m, "attention.key_length", false, &v, 1, 4096, err)) < 0)
+    if ((rc = get_hp(m, "attention.key_length", false, &v, 1, CAI__MAX_HEAD_DIM, err)) < 0)
         return rc;
     if (v == 0) {
         if (hp->n_embd % hp->n_head != 0)
@@ -100,6 +100,9 @@ static int load_hparams(struct cai_model *m, struct cai_error *err)
                              "attention.head_count (%d)",
                              m->path, m->arch, hp->n_embd, hp->n_head);
         v = (uint32_t)(hp->n_embd / hp->n_head);
+        if (v > CAI__MAX_HEAD_DIM)
+            return cai__fail(err, CAI_EFORMAT, "%s: head dimension %u is larger than %d", m->path,
+                             v, CAI__MAX_HEAD_DIM);
     }
     hp->head_dim = (int)v;
     if (hp->head_dim % 2 != 0)
@@ -227,16 +230,17 @@ static int get_special(const struct cai_model *m, const char *key, uint32_t n_vo
                        struct cai_error *err)
 {
     uint32_t v;
-    *out = -1;
-    int rc = cai__gguf_get_u32(m->gguf, key, false, &v, err);
+    int rc = cai__gguf_get_u32(m->gguf, key, false, &v, err); /* absent: keep the default */
     if (rc < 0)
         return rc;
     if (rc == 1)
         return 0;
     if (v >= n_vocab) {
         /* Some converters write -1 as u32 for "none". */
-        if (v == UINT32_MAX)
+        if (v == UINT32_MAX) {
+            *out = -1;
             return 0;
+        }
         return cai__fail(err, CAI_EFORMAT, "%s: %s = %u is out of range (vocabulary has %u "
                          "tokens)", m->path, key, v, n_vocab);
     }
@@ -336,6 +340,7 @@ static int load_tokenizer(struct cai_model *m, struct cai_error *err)
         mt[i] = s.ptr;
         ml[i] = (uint32_t)s.len;
     }
+    cai__tok_spec_defaults(&spec); /* what llama.cpp assumes for absent keys */
     spec.texts = texts;
     spec.text_lens = lens;
     spec.scores = sc;
@@ -352,9 +357,6 @@ static int load_tokenizer(struct cai_model *m, struct cai_error *err)
         (rc = get_special(m, "tokenizer.ggml.padding_token_id", nv, &spec.pad, err)) < 0 ||
         (rc = get_special(m, "tokenizer.ggml.seperator_token_id", nv, &spec.sep, err)) < 0)
         goto out;
-    spec.add_bos = kind == CAI_TOK_SPM;
-    spec.add_eos = false;
-    spec.add_space_prefix = kind == CAI_TOK_SPM;
     if ((rc = cai__gguf_get_bool(m->gguf, "tokenizer.ggml.add_bos_token", false, &spec.add_bos,
                                  err)) < 0 ||
         (rc = cai__gguf_get_bool(m->gguf, "tokenizer.ggml.add_eos_token", false, &spec.add_eos,

@@ -11,7 +11,8 @@
 #include "../tensor/types.h"
 #include "../tok/tok.h"
 
-#define CAI__MAX_LAYERS 512
+#define CAI__MAX_LAYERS   512
+#define CAI__MAX_HEAD_DIM 512
 
 /* A weight matrix or vector: ne[0] is the row length (input features). */
 struct cai__weight {

@@ -14,7 +14,12 @@
 #include "base.h"
 #include "pool.h"
 
-#define SPIN_ITERS 200000 /* roughly 50-100 us of pause loops before sleeping */
+/* Spin budget before sleeping, in nanoseconds. Long enough to bridge the
+ * gap between the dispatches of one decode step (a few microseconds), short
+ * enough that an oversubscribed machine is not starved by spinners. The clock
+ * is read every SPIN_CHECK pause instructions. */
+#define SPIN_NS    50000
+#define SPIN_CHECK 32
 
 struct cai_pool {
     int          n_threads;
@@ -51,6 +56,17 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* True once the spin budget is used up. */
+static inline bool spin_over(int *spins, int64_t *start)
+{
+    if (++*spins % SPIN_CHECK)
+        return false;
+    int64_t now = cai__now_ns();
+    if (*start == 0)
+        *start = now;
+    return now - *start > SPIN_NS;
+}
+
 static void *worker_main(void *argp)
 {
     struct worker_arg *arg = argp;
@@ -61,8 +77,9 @@ static void *worker_main(void *argp)
     for (;;) {
         unsigned g;
         int spins = 0;
+        int64_t spin_start = 0;
         while ((g = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE)) == seen) {
-            if (++spins < SPIN_ITERS) {
+            if (!spin_over(&spins, &spin_start)) {
                 cpu_relax();
                 continue;
             }
@@ -71,6 +88,7 @@ static void *worker_main(void *argp)
                 futex_wait(&p->gen, seen);
             __atomic_sub_fetch(&p->n_sleepers, 1, __ATOMIC_SEQ_CST);
             spins = 0;
+            spin_start = 0;
         }
         seen = g;
         if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
@@ -146,8 +164,9 @@ void cai__pool_run(struct cai_pool *p, cai_pool_fn fn, void *ctx)
         futex_wake(&p->gen);
     fn(ctx, 0, p->n_threads);
     int spins = 0;
+    int64_t spin_start = 0;
     while (__atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) != 0) {
-        if (++spins < SPIN_ITERS) {
+        if (!spin_over(&spins, &spin_start)) {
             cpu_relax();
             continue;
         }
@@ -155,5 +174,6 @@ void cai__pool_run(struct cai_pool *p, cai_pool_fn fn, void *ctx)
         if (d != g)
             futex_wait(&p->done_gen, d);
         spins = 0;
+        spin_start = 0;
     }
 }

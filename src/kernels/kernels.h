@@ -49,6 +49,15 @@ struct cai_kernels {
 
     /* ---- f16 helpers for the KV cache ---- */
     float (*dot_f16_f32)(const cai_half *a, const float *b, int64_t n);
+    /* Dot product of two f16 vectors in llama.cpp's order (16-lane float
+     * accumulators four wide over chunks of 64, reduced as (a0+a2)+(a1+a3)
+     * then across lanes; the n % 64 tail added in double). Every table
+     * returns the same bits, so attention matches llama.cpp's. */
+    float (*dot_f16)(const cai_half *a, const cai_half *b, int64_t n);
+    /* The same product as llama.cpp's batched f16 GEMM computes it: one
+     * 16-lane accumulator chained over chunks of 16, then reduced across
+     * lanes. n must be a multiple of 16. */
+    float (*dot_f16_chain)(const cai_half *a, const cai_half *b, int64_t n);
     /* y[i] += a * x[i] with x in f16 */
     void (*axpy_f16)(float *y, float a, const cai_half *x, int64_t n);
     void (*f32_to_f16)(const float *x, cai_half *y, int64_t n);

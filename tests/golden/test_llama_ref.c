@@ -107,26 +107,26 @@ static void test_smollm2_vs_llamacpp(void)
             CHECK(rd(&f, ids, K * 4) == 0 && rd(&f, lp, K * 4) == 0 && rd(&f, &rest, 4) == 0);
             const float *lg = cai_session_logits(s, (int)p);
             /* coreai log-softmax */
-            double mx = lg[0];
+            double mx = (double)lg[0];
             for (uint32_t i = 1; i < n_vocab; i++)
-                mx = lg[i] > mx ? lg[i] : mx;
+                mx = (double)lg[i] > mx ? (double)lg[i] : mx;
             double se = 0;
             for (uint32_t i = 0; i < n_vocab; i++)
-                se += exp(lg[i] - mx);
+                se += exp((double)lg[i] - mx);
             double lse = mx + log(se);
             double kl = 0, q_top = 0;
             for (uint32_t k = 0; k < K; k++) {
                 double pk = exp((double)lp[k]);
-                double lq = lg[ids[k]] - lse;
+                double lq = (double)lg[ids[k]] - lse;
                 q_top += exp(lq);
                 kl += pk * ((double)lp[k] - lq);
             }
             double q_rest = 1.0 - q_top;
             if (rest > 0 && q_rest > 0)
-                kl += rest * (log(rest) - log(q_rest));
+                kl += (double)rest * (log((double)rest) - log(q_rest));
             kl_sum += kl;
             kl_max = kl > kl_max ? kl : kl_max;
-            rest_max = rest > rest_max ? rest : rest_max;
+            rest_max = (double)rest > rest_max ? (double)rest : rest_max;
             n_top1 += argmax(lg, (int)n_vocab) == ids[0];
             n_pos++;
         }

@@ -162,8 +162,12 @@ static int tiny_model_build(const struct tiny_opts *o, uint8_t **buf, size_t *n)
         if (o->skip_tensor && !strcmp(o->skip_tensor, ts[i].name))
             continue;
         int64_t ne0 = ts[i].ne0, ne1 = ts[i].ne1 ? ts[i].ne1 : 1;
-        if (o->bad_shape && !strcmp(o->bad_shape, ts[i].name))
-            ne1 += 1;
+        if (o->bad_shape && !strcmp(o->bad_shape, ts[i].name)) {
+            if (ts[i].ne1)
+                ne1 += 1;
+            else
+                ne0 += 1;
+        }
         uint32_t type = ts[i].matrix ? wt : CAI_TYPE_F32;
         size_t rb;
         cai__row_bytes(type, ne0, &rb);

@@ -105,7 +105,10 @@ void cai__ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float
         y[i] = (x[i] * scale) * w[i];
 }
 
-/* x: [n], in place: x = exp(x - max) / sum */
+/* x: [n], in place: x = exp(x - max) / sum, with llama.cpp's numerics:
+ * exp as ggml_v_expf; the sum built from chunks of 16 values, each reduced
+ * in the order of _mm512_reduce_add_ps, accumulated in double; the result
+ * multiplied by (float)(1 / sum). */
 void cai__ref_softmax(float *x, int64_t n)
 {
     if (n <= 0)
@@ -114,20 +117,23 @@ void cai__ref_softmax(float *x, int64_t n)
     for (int64_t i = 1; i < n; i++)
         max = x[i] > max ? x[i] : max;
     double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += (double)x[i];
+    for (int64_t i = 0; i < n; i += 16) {
+        float v[16] = {0};
+        for (int64_t j = 0; j < 16 && i + j < n; j++)
+            v[j] = x[i + j] = cai__ref_expf_ggml(x[i + j] - max);
+        sum += (double)cai__ref_hsum16(v);
     }
     float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++)
         x[i] *= inv;
 }
 
-/* y, g, u: [n]; y = g / (1 + exp(-g)) * u */
+/* y, g, u: [n]; y = g / (1 + exp(-g)) * u, exp as ggml_v_expf (llama.cpp's
+ * swiglu). */
 void cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        y[i] = g[i] / (1.0f + cai__ref_expf_ggml(-g[i])) * u[i];
 }
 
 /* a: [n] f16, b: [n] f32 */
@@ -137,6 +143,36 @@ float cai__ref_dot_f16_f32(const cai_half *a, const float *b, int64_t n)
     for (int64_t i = 0; i < n; i++)
         sum += (double)(cai__fp16_to_f32(a[i]) * b[i]);
     return (float)sum;
+}
+
+/* a, b: [n] f16; see kernels.h for the order. */
+float cai__ref_dot_f16(const cai_half *a, const cai_half *b, int64_t n)
+{
+    float acc[4][16] = {{0}};
+    int64_t np = n & ~(int64_t)63;
+    for (int64_t i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++) {
+                int64_t k = i + 16 * j + l;
+                acc[j][l] = fmaf(cai__fp16_to_f32(a[k]), cai__fp16_to_f32(b[k]), acc[j][l]);
+            }
+    float r[16];
+    for (int l = 0; l < 16; l++)
+        r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    double sum = (double)cai__ref_hsum16(r);
+    for (int64_t i = np; i < n; i++)
+        sum += (double)(cai__fp16_to_f32(a[i]) * cai__fp16_to_f32(b[i]));
+    return (float)sum;
+}
+
+/* a, b: [n] f16, n % 16 == 0; see kernels.h for the order. */
+float cai__ref_dot_f16_chain(const cai_half *a, const cai_half *b, int64_t n)
+{
+    float acc[16] = {0};
+    for (int64_t i = 0; i < n; i += 16)
+        for (int l = 0; l < 16; l++)
+            acc[l] = fmaf(cai__fp16_to_f32(a[i + l]), cai__fp16_to_f32(b[i + l]), acc[l]);
+    return cai__ref_hsum16(acc);
 }
 
 /* y: [n] f32, x: [n] f16; y += a * x */

@@ -16,6 +16,15 @@
 
 #include "ref.h"
 
+/* Round half to even, independent of the current rounding mode. */
+static inline float rint_even(float v)
+{
+    float r = roundf(v);
+    if (fabsf(v - truncf(v)) == 0.5f && fmodf(r, 2.0f) != 0.0f)
+        r -= copysignf(1.0f, v);
+    return r;
+}
+
 static inline float h2f(cai_half h)
 {
     return cai__fp16_to_f32(h);
@@ -134,21 +143,35 @@ void cai__ref_q4_1_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w: [n/32] q4_1 blocks, x: [n/32] q8_1 blocks */
+/* w: [n/32] q4_1 blocks, x: [n/32] q8_1 blocks.
+ * Summation order as llama.cpp's x86 kernel, so results match it bit for
+ * bit: eight float lanes, lane k holding the integer sum of elements
+ * 4k..4k+3 of each block (low nibbles are elements 0..15, high 16..31),
+ * accumulated as acc[k] = fma(d_w * d_x, isum[k], acc[k]); the lanes are
+ * reduced as ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)); the min terms go into
+ * a separate fma chain added at the end. */
 float cai__ref_q4_1_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q4_1 *w = vw;
     const struct cai_block_q8_1 *x = vx;
-    float sumf = 0.0f;
+    float acc[8] = {0};
+    float summs = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK; i++) {
-        int sumi = 0;
+        int q[32];
         for (int j = 0; j < 16; j++) {
-            sumi += (w[i].qs[j] & 0x0f) * x[i].qs[j];
-            sumi += (w[i].qs[j] >> 4) * x[i].qs[j + 16];
+            q[j] = w[i].qs[j] & 0x0f;
+            q[j + 16] = w[i].qs[j] >> 4;
         }
-        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d)) + h2f(w[i].m) * h2f(x[i].s);
+        float dd = h2f(w[i].d) * h2f(x[i].d);
+        summs = fmaf(h2f(w[i].m), h2f(x[i].s), summs);
+        for (int k = 0; k < 8; k++) {
+            int isum = 0;
+            for (int j = 4 * k; j < 4 * k + 4; j++)
+                isum += q[j] * x[i].qs[j];
+            acc[k] = fmaf(dd, (float)isum, acc[k]);
+        }
     }
-    return sumf;
+    return cai__ref_hsum8(acc) + summs;
 }
 
 /* ---- Q5_0: y = (q - 16) * d, q = nibble | bit << 4 ---------------------- */
@@ -288,21 +311,30 @@ void cai__ref_q8_0_to_f32(const void *vx, float *y, int64_t n)
     }
 }
 
-/* As ggml's quantize_row_q8_0_ref: d = amax / 127, q = roundf(x * (1 / d))
- * (ties away from zero), so q is always in [-127, 127]. A block whose 1 / d
- * overflows (amax below ~2^-121) gets zero quants (see inv_or_zero). */
+/* llama.cpp's x86 activation quantizer (the one its matmuls use here):
+ * d = amax / 127, q = round-half-even(x * (127 / amax)), so q is always in
+ * [-127, 127]. The multiplier is 127 / amax, not 1 / d: the two differ in
+ * the last bit, and this model family turns last-bit differences into
+ * visible logit differences. A block whose multiplier overflows (amax below
+ * ~2^-121) gets zero quants. */
+static inline float act_scale(const float *x, float *id)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < CAI_QK; j++)
+        amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    float m = amax != 0.0f ? 127.0f / amax : 0.0f;
+    *id = m <= FLT_MAX ? m : 0.0f;
+    return amax / 127.0f;
+}
+
 void cai__ref_q8_0_from_f32(const float *x, void *vy, int64_t n)
 {
     struct cai_block_q8_0 *y = vy;
     for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
-        float amax = 0.0f;
-        for (int j = 0; j < CAI_QK; j++)
-            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-        float d = amax / 127.0f;
-        float id = inv_or_zero(d);
+        float id, d = act_scale(x, &id);
         y[i].d = f2h(d);
         for (int j = 0; j < CAI_QK; j++)
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
+            y[i].qs[j] = (int8_t)rint_even(x[j] * id);
     }
 }
 
@@ -333,23 +365,19 @@ void cai__ref_q8_1_to_f32(const void *vx, float *y, int64_t n)
     }
 }
 
-/* As ggml's quantize_row_q8_1_ref; s is stored as fp16(d * sum(q)). */
+/* As Q8_0 (same rule), plus s = fp16(d * sum(q)). */
 void cai__ref_q8_1_from_f32(const float *x, void *vy, int64_t n)
 {
     struct cai_block_q8_1 *y = vy;
     for (int64_t i = 0; i < n / CAI_QK; i++, x += CAI_QK) {
-        float amax = 0.0f;
-        for (int j = 0; j < CAI_QK; j++)
-            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-        float d = amax / 127.0f;
-        float id = inv_or_zero(d);
+        float id, d = act_scale(x, &id);
         int sum = 0;
         for (int j = 0; j < CAI_QK; j++) {
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
+            y[i].qs[j] = (int8_t)rint_even(x[j] * id);
             sum += y[i].qs[j];
         }
         y[i].d = f2h(d);
-        y[i].s = f2h((float)sum * d);
+        y[i].s = f2h(d * (float)sum);
     }
 }
 

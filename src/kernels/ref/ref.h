@@ -13,6 +13,7 @@
 #ifndef CAI_KERNELS_REF_H
 #define CAI_KERNELS_REF_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "../kernels.h"
@@ -37,6 +38,45 @@ CAI__REF_TYPE_DECL(q5_k)
 CAI__REF_TYPE_DECL(q6_k)
 CAI__REF_TYPE_DECL(q8_k)
 
+/* llama.cpp's order for reducing eight float lanes (its hsum_float_8):
+ * ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). */
+static inline float cai__ref_hsum8(const float a[8])
+{
+    float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
+    return (r0 + r2) + (r1 + r3);
+}
+
+/* The order of _mm512_reduce_add_ps (as GCC implements it) on 16 lanes:
+ * halves of 8, then of 4, then pairs (0,2),(1,3), then the two. */
+static inline float cai__ref_hsum16(const float a[16])
+{
+    float t[8], q[4];
+    for (int i = 0; i < 8; i++)
+        t[i] = a[i + 8] + a[i];
+    for (int i = 0; i < 4; i++)
+        q[i] = t[i + 4] + t[i];
+    return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
+/* exp(x) exactly as llama.cpp's vectorized ggml_v_expf computes it (an
+ * Arm optimized-routines style polynomial, max error about 1.5 ulp), one
+ * lane at a time; the SIMD tables compute the same operations, so all
+ * agree bit for bit. */
+static inline float cai__ref_expf_ggml(float x)
+{
+    const float r = 0x1.8p23f;
+    float z = fmaf(x, 0x1.715476p+0f, r);
+    float n = z - r;
+    float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    float u = b * b;
+    float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                        fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                   u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+    if (fabsf(n) > 192.0f)
+        return n > 0.0f ? (float)INFINITY : 0.0f;
+    return ldexpf(j, (int)n);
+}
+
 float cai__ref_dot_f32(const float *a, const float *b, int64_t n);
 void  cai__ref_axpy_f32(float *y, float a, const float *x, int64_t n);
 void  cai__ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
@@ -44,6 +84,8 @@ void  cai__ref_softmax(float *x, int64_t n);
 void  cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n);
 float cai__ref_dot_f16_f32(const cai_half *a, const float *b, int64_t n);
 void  cai__ref_axpy_f16(float *y, float a, const cai_half *x, int64_t n);
+float cai__ref_dot_f16(const cai_half *a, const cai_half *b, int64_t n);
+float cai__ref_dot_f16_chain(const cai_half *a, const cai_half *b, int64_t n);
 void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
 
 /* A type entry made of ref functions, e.g. CAI__REF_TYPE(q4_0, CAI_TYPE_Q8_0). */
@@ -77,6 +119,7 @@ void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
         .dot_f32 = cai__ref_dot_f32, .axpy_f32 = cai__ref_axpy_f32, .rmsnorm = cai__ref_rmsnorm,   \
         .softmax = cai__ref_softmax, .silu_mul = cai__ref_silu_mul,                                \
         .dot_f16_f32 = cai__ref_dot_f16_f32, .axpy_f16 = cai__ref_axpy_f16,                        \
+        .dot_f16 = cai__ref_dot_f16, .dot_f16_chain = cai__ref_dot_f16_chain,                      \
         .f32_to_f16 = cai__ref_f32_to_f16,                                                         \
     }
 

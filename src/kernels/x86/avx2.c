@@ -201,29 +201,21 @@ static void q4_1_to_f32(const void *vx, float *y, int64_t n)
         store_mul_add(y, nibbles_32(x[i].qs), h2f(x[i].d), h2f(x[i].m));
 }
 
+/* In ref's (llama.cpp's) order, bit for bit: one 8-lane accumulator of
+ * 4-element integer sums per block; min terms in their own fma chain. */
 static float q4_1_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q4_1 *w = vw;
     const struct cai_block_q8_1 *x = vx;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
-    int64_t nb = n / CAI_QK, i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
-        __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(nibbles_32(w[i].qs), y0));
-        __m256 s1 = _mm256_cvtepi32_ps(dot_u8s8(nibbles_32(w[i + 1].qs), y1));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
-        summs += h2f(w[i].m) * h2f(x[i].s) + h2f(w[i + 1].m) * h2f(x[i + 1].s);
-    }
-    for (; i < nb; i++) {
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
         __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
         __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(nibbles_32(w[i].qs), y0));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
-        summs += h2f(w[i].m) * h2f(x[i].s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
+        summs = fmaf(h2f(w[i].m), h2f(x[i].s), summs);
     }
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
+    return hsum_ps(acc) + summs;
 }
 
 /* ---- Q5_0 --------------------------------------------------------------- */
@@ -315,7 +307,8 @@ static void q8_0_to_f32(const void *vx, float *y, int64_t n)
         store_mul(y, _mm256_loadu_si256((const __m256i *)x[i].qs), h2f(x[i].d));
 }
 
-/* Quantizes 32 floats with ref's Q8_0 rule; returns d, writes 32 quants and
+/* Quantizes 32 floats with ref's rule (d = amax / 127, q = round-half-even(x *
+ * (127 / amax))); returns d, writes 32 quants and
  * (when sum != NULL) their sum. */
 static inline float quantize_32(const float *x, int8_t *qs, int *sum)
 {
@@ -325,13 +318,14 @@ static inline float quantize_32(const float *x, int8_t *qs, int *sum)
         v[k] = _mm256_loadu_ps(x + 8 * k);
         amax = _mm256_max_ps(amax, abs_ps(v[k]));
     }
-    float d = hmax_ps(amax) / 127.0f;
-    float id = d != 0.0f ? 1.0f / d : 0.0f;
-    id = id <= FLT_MAX && id >= -FLT_MAX ? id : 0.0f; /* as ref's inv_or_zero */
+    float am = hmax_ps(amax), d = am / 127.0f;
+    float id = am != 0.0f ? 127.0f / am : 0.0f;
+    id = id <= FLT_MAX ? id : 0.0f; /* as ref: tiny blocks quantize to zero */
     __m256 vid = _mm256_set1_ps(id);
     __m256i q[4];
     for (int k = 0; k < 4; k++)
-        q[k] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[k], vid)));
+        q[k] = _mm256_cvttps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], vid),
+                                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     _mm256_storeu_si256((__m256i *)qs, pack_i32x32(q[0], q[1], q[2], q[3]));
     if (sum)
         *sum = hsum_epi32(
@@ -737,6 +731,53 @@ static inline __m256 load_bf16x8(const uint16_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
+/* f16 · f16 in llama.cpp's AVX-512 order (see kernels.h), each 16-lane
+ * accumulator held as a low and a high 8-lane half, so the bits match. */
+static float dot_f16(const cai_half *a, const cai_half *b, int64_t n)
+{
+    __m256 lo[4], hi[4];
+    for (int j = 0; j < 4; j++)
+        lo[j] = hi[j] = _mm256_setzero_ps();
+    int64_t np = n & ~(int64_t)63, i = 0;
+    for (; i < np; i += 64)
+        for (int j = 0; j < 4; j++) {
+            const cai_half *pa = a + i + 16 * j, *pb = b + i + 16 * j;
+            lo[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)pa)),
+                                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)pb)), lo[j]);
+            hi[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pa + 8))),
+                                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pb + 8))),
+                                    hi[j]);
+        }
+    __m256 l = _mm256_add_ps(_mm256_add_ps(lo[0], lo[2]), _mm256_add_ps(lo[1], lo[3]));
+    __m256 h = _mm256_add_ps(_mm256_add_ps(hi[0], hi[2]), _mm256_add_ps(hi[1], hi[3]));
+    /* _mm512_reduce_add_ps: upper 8 + lower 8, then upper 4 + lower 4, then
+     * (q0+q2) + (q1+q3). */
+    __m256 t = _mm256_add_ps(h, l);
+    __m128 q = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    double sum = (double)_mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+    for (; i < n; i++)
+        sum += (double)(h2f(a[i]) * h2f(b[i]));
+    return (float)sum;
+}
+
+/* One 16-lane accumulator held as two 8-lane halves; reduced in the
+ * _mm512_reduce_add_ps order. */
+static float dot_f16_chain(const cai_half *a, const cai_half *b, int64_t n)
+{
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        lo = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i))),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), lo);
+        hi = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8))),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8))), hi);
+    }
+    __m256 t = _mm256_add_ps(hi, lo);
+    __m128 q = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+
 static float dot_f16_f32(const cai_half *a, const float *b, int64_t n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
@@ -861,87 +902,79 @@ static void axpy_f16(float *y, float a, const cai_half *x, int64_t n)
         y[i] += a * h2f(x[i]);
 }
 
-static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
-{
-    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        __m256 sq = _mm256_mul_ps(v, v);
-        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
-        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
-    }
-    __m256d s = _mm256_add_pd(s0, s1);
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-    double sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-    for (; i < n; i++)
-        sum += (double)(x[i] * x[i]);
-    float mean = (float)(sum / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
-    __m256 vs = _mm256_set1_ps(scale);
-    for (i = 0; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(v, _mm256_loadu_ps(w + i)));
-    }
-    for (; i < n; i++)
-        y[i] = (x[i] * scale) * w[i];
-}
-
-/* exp(x) for 8 floats: x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial for
- * e^r (Cephes expf coefficients), times 2^k. Relative error about 2 ulp.
- * Inputs below -87.3 give 0 (true results are < 1.2e-38). */
+/* exp(x) for 8 floats with llama.cpp's AVX-512 ggml_v_expf operations (see
+ * the ref's cai__ref_expf_ggml), so results match the other tables. The
+ * final scaling by 2^n is exact for n >= -126; below that (results under
+ * 2^-126, which never survive the additions and f16 roundings they feed)
+ * it is done in two steps. */
 static inline __m256 exp_ps(__m256 x)
 {
-    const __m256 hi = _mm256_set1_ps(88.72283f), lo = _mm256_set1_ps(-87.33654f);
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    __m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
-    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    /* 2^k in two steps so k = 128 (x near the top) does not overflow the exponent */
-    __m256i ki = _mm256_cvtps_epi32(k);
-    __m256i k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
-    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, _mm256_set1_epi32(127)), 23));
-    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
-    p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-    p = _mm256_andnot_ps(under, p);
-    return _mm256_blendv_ps(p, _mm256_set1_ps(INFINITY), over);
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+                                        _mm256_set1_ps(0x1.573e2ep-5f)),
+                        u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+                                        _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    /* 2^n for n in [-192, 192]: n in [-126, 127] directly; below, as
+     * 2^(n+128) times the exact subnormal constant 2^-128 (one rounding, as
+     * vscalefps); above, as 2^(n-128) times 2^64 twice (exact or inf). */
+    __m256 nc = _mm256_max_ps(_mm256_min_ps(n, _mm256_set1_ps(192.0f)), _mm256_set1_ps(-192.0f));
+    __m256 low = _mm256_cmp_ps(nc, _mm256_set1_ps(-126.0f), _CMP_LT_OQ);
+    __m256 high = _mm256_cmp_ps(nc, _mm256_set1_ps(127.0f), _CMP_GT_OQ);
+    __m256 n1 = _mm256_blendv_ps(nc, _mm256_add_ps(nc, _mm256_set1_ps(128.0f)), low);
+    n1 = _mm256_blendv_ps(n1, _mm256_sub_ps(nc, _mm256_set1_ps(128.0f)), high);
+    __m256i e1 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n1), _mm256_set1_epi32(127)), 23);
+    __m256 res = _mm256_mul_ps(j, _mm256_castsi256_ps(e1));
+    res = _mm256_blendv_ps(res, _mm256_mul_ps(res, _mm256_set1_ps(0x1p-128f)), low);
+    __m256 two64 = _mm256_set1_ps(0x1p64f);
+    res = _mm256_blendv_ps(res, _mm256_mul_ps(_mm256_mul_ps(res, two64), two64), high);
+    __m256 big = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), n), _mm256_set1_ps(192.0f),
+                               _CMP_GT_OQ);
+    __m256 alt = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), _mm256_setzero_ps(),
+                                  _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ));
+    return _mm256_blendv_ps(res, alt, big);
 }
 
+/* As ref: exp per element, the sum over chunks of 16 in the order of
+ * _mm512_reduce_add_ps (two 8-lane halves here), accumulated in double. */
 static void softmax(float *x, int64_t n)
 {
     if (n <= 0)
         return;
-    __m256 vmax = _mm256_set1_ps(x[0]);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
-    float max = hmax_ps(vmax);
-    for (; i < n; i++)
+    float max = x[0];
+    for (int64_t i = 1; i < n; i++)
         max = x[i] > max ? x[i] : max;
-    __m256 vm = _mm256_set1_ps(max), vsum = _mm256_setzero_ps();
-    for (i = 0; i + 8 <= n; i += 8) {
-        __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, e);
-        vsum = _mm256_add_ps(vsum, e);
-    }
-    double sum = (double)hsum_ps(vsum);
-    for (; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += (double)x[i];
+    __m256 vm = _mm256_set1_ps(max);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i += 16) {
+        float buf[16] = {0};
+        int64_t m = n - i < 16 ? n - i : 16;
+        memcpy(buf, x + i, (size_t)m * sizeof(float));
+        __m256 lo = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(buf), vm));
+        __m256 hi = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(buf + 8), vm));
+        _mm256_storeu_ps(buf, lo);
+        _mm256_storeu_ps(buf + 8, hi);
+        for (int64_t k = m; k < 16; k++)
+            buf[k] = 0.0f;
+        memcpy(x + i, buf, (size_t)m * sizeof(float));
+        lo = _mm256_loadu_ps(buf);
+        hi = _mm256_loadu_ps(buf + 8);
+        __m256 t = _mm256_add_ps(hi, lo);
+        __m128 q = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+        __m128 rr = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        sum += (double)_mm_cvtss_f32(_mm_add_ss(rr, _mm_movehdup_ps(rr)));
     }
     float inv = (float)(1.0 / sum);
     __m256 vi = _mm256_set1_ps(inv);
-    for (i = 0; i + 8 <= n; i += 8)
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vi));
     for (; i < n; i++)
         x[i] *= inv;
@@ -958,7 +991,7 @@ static void silu_mul(float *y, const float *g, const float *u, int64_t n)
         _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
     }
     for (; i < n; i++)
-        y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        y[i] = g[i] / (1.0f + cai__ref_expf_ggml(-g[i])) * u[i];
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -989,11 +1022,13 @@ const struct cai_kernels cai__kernels_avx2 = {
         },
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,
-    .rmsnorm = rmsnorm,
+    .rmsnorm = cai__ref_rmsnorm, /* sequential double sum, as llama.cpp: exact match */
     .softmax = softmax,
     .silu_mul = silu_mul,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
+    .dot_f16 = dot_f16,
+    .dot_f16_chain = dot_f16_chain,
     .f32_to_f16 = f32_to_f16,
 };
 

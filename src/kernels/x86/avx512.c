@@ -277,7 +277,22 @@ VEC_DOT_32(q4_0_vec_dot, struct cai_block_q4_0, struct cai_block_q8_0, Q4_0_PAIR
 VEC_DOT_32(q5_0_vec_dot, struct cai_block_q5_0, struct cai_block_q8_0, Q5_0_PAIR, Q5_0_ONE, NO_MIN)
 VEC_DOT_32(q8_0_vec_dot, struct cai_block_q8_0, struct cai_block_q8_0, Q8_PAIR, Q8_ONE, NO_MIN)
 VEC_DOT_32(q8_1_vec_dot, struct cai_block_q8_1, struct cai_block_q8_1, Q8_PAIR, Q8_ONE, NO_MIN)
-VEC_DOT_32(q4_1_vec_dot, struct cai_block_q4_1, struct cai_block_q8_1, Q4_1_PAIR, Q4_1_ONE, MIN)
+/* Q4_1 in ref's (llama.cpp's) order, bit for bit: 8 lanes of 4-element
+ * integer sums per block, fma-accumulated; min terms in their own fma chain. */
+static float q4_1_vec_dot(int64_t n, const void *vw, const void *vx)
+{
+    const struct cai_block_q4_1 *w = vw;
+    const struct cai_block_q8_1 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
+        float dd = h2f(w[i].d) * h2f(x[i].d);
+        summs = fmaf(h2f(w[i].m), h2f(x[i].s), summs);
+        __m256i isum = dot_u8s8_256(nibbles_32(w[i].qs), load_32(x[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc);
+    }
+    return hsum_256(acc) + summs;
+}
 VEC_DOT_32(q5_1_vec_dot, struct cai_block_q5_1, struct cai_block_q8_1, Q5_1_PAIR, Q5_1_ONE, MIN)
 
 /* ---- dequantization of the 32-element formats --------------------------- */
@@ -327,23 +342,24 @@ static void q8_1_to_f32(const void *vx, float *y, int64_t n)
 
 /* ---- activation quantizers ---------------------------------------------- */
 
-/* Quantizes 32 floats with ref's Q8_0 rule (d = amax / 127, q = roundf(x /
- * d)); returns d, writes 32 quants and (when sum != NULL) their sum. */
+/* Quantizes 32 floats with ref's rule (llama.cpp's: d = amax / 127,
+ * q = round-half-even(x * (127 / amax))); returns d, writes 32 quants and
+ * (when sum != NULL) their sum. */
 static inline float quantize_32(const float *x, int8_t *qs, int *sum)
 {
     __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
     float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-    float d = amax / 127.0f;
-    float id = d != 0.0f ? 1.0f / d : 0.0f;
-    id = id <= FLT_MAX && id >= -FLT_MAX ? id : 0.0f; /* as ref's inv_or_zero */
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    id = id <= FLT_MAX ? id : 0.0f; /* as ref: tiny blocks quantize to zero */
     __m512 vid = _mm512_set1_ps(id);
-    __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, vid)));
-    __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, vid)));
+    const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    __m512i q0 = _mm512_cvttps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v0, vid), rn));
+    __m512i q1 = _mm512_cvttps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v1, vid), rn));
     _mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(q0));
     _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(q1));
     if (sum)
         *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-    return d;
+    return amax / 127.0f;
 }
 
 static void q8_0_from_f32(const float *x, void *vy, int64_t n)
@@ -362,7 +378,7 @@ static void q8_1_from_f32(const float *x, void *vy, int64_t n)
         int sum;
         float d = quantize_32(x, y[i].qs, &sum);
         y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        y[i].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
+        y[i].s = _cvtss_sh(d * (float)sum, _MM_FROUND_TO_NEAREST_INT);
     }
 }
 
@@ -718,6 +734,33 @@ static inline __m512 maskz_load_bf16(__mmask16 m, const uint16_t *p)
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
 }
 
+/* f16 · f16 in llama.cpp's order (see kernels.h): four 16-lane
+ * accumulators over chunks of 64, (a0+a2)+(a1+a3), reduce_add, tail in double. */
+static float dot_f16(const cai_half *a, const cai_half *b, int64_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t np = n & ~(int64_t)63, i = 0;
+    for (; i < np; i += 64) {
+        s0 = _mm512_fmadd_ps(load_f16x16(a + i), load_f16x16(b + i), s0);
+        s1 = _mm512_fmadd_ps(load_f16x16(a + i + 16), load_f16x16(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(load_f16x16(a + i + 32), load_f16x16(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(load_f16x16(a + i + 48), load_f16x16(b + i + 48), s3);
+    }
+    s0 = _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+    double sum = (double)_mm512_reduce_add_ps(s0);
+    for (; i < n; i++)
+        sum += (double)(h2f(a[i]) * h2f(b[i]));
+    return (float)sum;
+}
+
+static float dot_f16_chain(const cai_half *a, const cai_half *b, int64_t n)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16)
+        acc = _mm512_fmadd_ps(load_f16x16(a + i), load_f16x16(b + i), acc);
+    return _mm512_reduce_add_ps(acc);
+}
+
 static float dot_f16_f32(const cai_half *a, const float *b, int64_t n)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(),
@@ -855,46 +898,31 @@ static void axpy_f16(float *y, float a, const cai_half *x, int64_t n)
     }
 }
 
-static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
-{
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    int64_t i = 0;
-    for (; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        __m512 sq = _mm512_mul_ps(v, v);
-        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
-        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sq, 1)));
-    }
-    double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-    float mean = (float)(sum / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
-    __m512 vs = _mm512_set1_ps(scale);
-    for (i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
-        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i)));
-    }
-}
-
-/* exp(x) for 16 floats: x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial
- * for e^r (Cephes expf coefficients), scaled by 2^k with vscalefps (which
- * handles overflow to inf and gradual underflow). Relative error ~2 ulp. */
+/* exp(x) for 16 floats exactly as llama.cpp's ggml_v_expf (see the ref's
+ * cai__ref_expf_ggml): the same operations, so the same bits. */
 static inline __m512 exp_ps(__m512 x)
 {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)), _mm512_set1_ps(-104.0f));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, k);
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b,
+                                        _mm512_set1_ps(0x1.573e2ep-5f)),
+                        u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b,
+                                        _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (!big)
+        return res;
+    const __m512 alt = _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ), _mm512_set1_ps(INFINITY),
+        _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(big, res, alt);
 }
 
 static void softmax(float *x, int64_t n)
@@ -906,14 +934,15 @@ static void softmax(float *x, int64_t n)
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
         vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, x + i));
     }
-    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), vsum = _mm512_setzero_ps();
+    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    double sum = 0.0;
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
-        __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
+        __m512 e = _mm512_maskz_mov_ps(m, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm)));
         _mm512_mask_storeu_ps(x + i, m, e);
-        vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
+        sum += (double)_mm512_reduce_add_ps(e);
     }
-    float inv = (float)(1.0 / (double)_mm512_reduce_add_ps(vsum));
+    float inv = (float)(1.0 / sum);
     __m512 vi = _mm512_set1_ps(inv);
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
@@ -961,11 +990,13 @@ const struct cai_kernels cai__kernels_avx512 = {
         },
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,
-    .rmsnorm = rmsnorm,
+    .rmsnorm = cai__ref_rmsnorm, /* sequential double sum, as llama.cpp: exact match */
     .softmax = softmax,
     .silu_mul = silu_mul,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
+    .dot_f16 = dot_f16,
+    .dot_f16_chain = dot_f16_chain,
     .f32_to_f16 = f32_to_f16,
 };
 
