@@ -130,6 +130,22 @@ CAI_API bool cai_model_tensor(const struct cai_model *m, int i, const char **nam
 /* The model's chat template source, or NULL. */
 CAI_API const char *cai_model_chat_template(const struct cai_model *m);
 
+/* ---- files ------------------------------------------------------------- */
+
+/* Progress of a long file operation: bytes done of the total. */
+typedef void (*cai_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+/* Imports a GGUF file losslessly into a .coreaimodel (docs/FORMAT.md). The
+ * output appears only when complete (temporary file, fsync, rename). */
+CAI_API int cai_convert_gguf(const char *in_path, const char *out_path, cai_progress_fn progress,
+                             void *user, struct cai_error *err);
+
+/* Checks every checksum of a .coreaimodel. Returns 0 when all match; else
+ * a negative code with err naming the first tensor that fails. The counts
+ * go to n_tensors and n_bad when not NULL. */
+CAI_API int cai_verify(const char *path, uint64_t *n_tensors, uint64_t *n_bad,
+                       struct cai_error *err);
+
 /* ---- tokens ------------------------------------------------------------ */
 
 /* Tokenizes n_bytes of text. add_special: BOS/EOS as the model asks;

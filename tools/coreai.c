@@ -7,6 +7,7 @@
  *
  * Uses only the public API in coreai.h. */
 #include <errno.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -777,6 +778,72 @@ static int cmd_profile(int argc, char **argv)
     return 0;
 }
 
+
+/* ---- convert / verify -------------------------------------------------- */
+
+static bool progress_tty;
+
+static void progress_bar(void *user, uint64_t done, uint64_t total)
+{
+    (void)user;
+    if (!progress_tty || total == 0)
+        return;
+    int width = 40, filled = (int)((double)done / (double)total * width);
+    fprintf(stderr, "\r[");
+    for (int i = 0; i < width; i++)
+        fputc(i < filled ? '#' : '.', stderr);
+    fprintf(stderr, "] %5.1f%% %8.1f MB", 100.0 * (double)done / (double)total,
+            (double)done / 1e6);
+    if (done >= total)
+        fputc('\n', stderr);
+}
+
+static int cmd_convert(int argc, char **argv)
+{
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: %s convert IN.gguf OUT.coreaimodel\n\n"
+               "Imports a GGUF model losslessly into the .coreaimodel format (docs/FORMAT.md):\n"
+               "same tensors and metadata, page-aligned for mmap, a checksum per tensor. The\n"
+               "output appears only when complete. For PyTorch / safetensors models use\n"
+               "coreai-torch convert.\n",
+               prog);
+        return 0;
+    }
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s convert IN.gguf OUT.coreaimodel\n", prog);
+        return 2;
+    }
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit becomes a clear error */
+    progress_tty = isatty(2);
+    struct cai_error err = {0};
+    if (cai_convert_gguf(argv[1], argv[2], progress_bar, NULL, &err) < 0)
+        die("%s", err.msg);
+    fprintf(stderr, "wrote %s\n", argv[2]);
+    return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: %s verify FILE.coreaimodel\n\n"
+               "Checks the metadata checksum and every tensor's checksum; exits non-zero and\n"
+               "names the first bad tensor when any fails.\n",
+               prog);
+        return 0;
+    }
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s verify FILE.coreaimodel\n", prog);
+        return 2;
+    }
+    struct cai_error err = {0};
+    uint64_t n = 0, bad = 0;
+    if (cai_verify(argv[1], &n, &bad, &err) < 0)
+        die("%s (%llu of %llu tensors bad)", err.msg, (unsigned long long)bad,
+            (unsigned long long)n);
+    printf("%s: OK, %llu tensors\n", argv[1], (unsigned long long)n);
+    return 0;
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -787,8 +854,11 @@ static void usage(FILE *f)
                "  chat MODEL            interactive chat\n"
                "  tokenize MODEL [TEXT] print token ids\n"
                "  inspect MODEL         architecture, metadata and tensors\n"
-               "  profile MODEL         time, bytes and GB/s per layer and operation\n\n"
-               "Run '%s COMMAND --help' for a command's options. MODEL is a GGUF file.\n"
+               "  profile MODEL         time, bytes and GB/s per layer and operation\n"
+               "  convert IN.gguf OUT   import a GGUF file into .coreaimodel\n"
+               "  verify FILE           check every checksum of a .coreaimodel\n\n"
+               "Run '%s COMMAND --help' for a command's options. MODEL is a GGUF or\n"
+               ".coreaimodel file.\n"
                "Environment: COREAI_ISA=ref|avx2|avx512 forces a kernel set.\n",
             prog, prog);
 }
@@ -818,6 +888,10 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "profile"))
         return cmd_profile(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert"))
+        return cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify"))
+        return cmd_verify(argc - 1, argv + 1);
     fprintf(stderr, "%s: unknown command \"%s\"\n", prog, cmd);
     usage(stderr);
     return 2;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../format/coreaimodel.h"
 #include "../kernels/kernels.h"
 #include "model.h"
 
@@ -435,7 +436,16 @@ int cai_model_open(struct cai_model **out, const char *path, const struct cai_mo
         rc = cai__fail(err, CAI_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    if ((rc = cai__gguf_open(&m->gguf, path, err)) < 0)
+    /* .coreaimodel files carry the same directory as GGUF (docs/FORMAT.md). */
+    bool cam = false;
+    {
+        struct cai_map hm;
+        if (cai__map_open(&hm, path, NULL) == 0) {
+            cam = cai__cam_is_file(hm.data, hm.n_bytes);
+            cai__map_close(&hm);
+        }
+    }
+    if ((rc = cam ? cai__cam_open(&m->gguf, path, err) : cai__gguf_open(&m->gguf, path, err)) < 0)
         goto fail;
     if ((rc = copy_names(m, err)) < 0)
         goto fail;
