@@ -803,7 +803,7 @@ static void test_f32_ops(void)
             continue;
         const struct cai_kernels *r = &cai__kernels_ref;
         int bad_dot = 0, bad_axpy = 0, bad_rms = 0, bad_soft = 0, bad_silu = 0, bad_h = 0,
-            bad_hc = 0, bad_hd = 0;
+            bad_hc = 0, bad_hd = 0, bad_hx = 0, bad_hx_first = 1;
         for (size_t l = 0; l < CAI_ARRAY_LEN(lens); l++) {
             int64_t n = lens[l];
             rnd_floats(xf, n, 1.0f);
@@ -824,6 +824,31 @@ static void test_f32_ops(void)
                 Sh += fabs((double)cai__fp16_to_f32(h1[i]) * (double)wf[i]);
             bad_hd += !(fabs((double)k->dot_f16_f32(h1, wf, n) - (double)r->dot_f16_f32(h1, wf, n)) <=
                        TOL_DOT_F32 * Sh);
+            /* f16 x f16 dots: llama.cpp's summation orders, so bit-exact */
+            {
+                static cai_half h3[4200];
+                r->f32_to_f16(wf, h3, n);
+                bad_hx += k->dot_f16(h1, h3, n) != r->dot_f16(h1, h3, n);
+                int64_t n16 = n & ~(int64_t)15;
+                bad_hx += k->dot_f16_chain(h1, h3, n16) != r->dot_f16_chain(h1, h3, n16);
+                /* and the ref against a double-precision dot */
+                double dd = 0, d16 = 0, sa = 1e-30;
+                for (int64_t i = 0; i < n; i++) {
+                    double p = (double)cai__fp16_to_f32(h1[i]) * (double)cai__fp16_to_f32(h3[i]);
+                    dd += p;
+                    d16 += i < n16 ? p : 0.0;
+                    sa += fabs(p);
+                }
+                bad_hx += !(fabs((double)r->dot_f16(h1, h3, n) - dd) <= TOL_DOT_F32 * sa);
+                bad_hx += !(fabs((double)r->dot_f16_chain(h1, h3, n16) - d16) <= TOL_DOT_F32 * sa);
+                if (bad_hx && bad_hx_first) {
+                    bad_hx_first = 0;
+                    fprintf(stderr, "    %s n=%lld: dot_f16 %.9g ref %.9g, chain %.9g ref %.9g, "
+                            "double %.9g\n", k->isa, (long long)n, (double)k->dot_f16(h1, h3, n),
+                            (double)r->dot_f16(h1, h3, n), (double)k->dot_f16_chain(h1, h3, n16),
+                            (double)r->dot_f16_chain(h1, h3, n16), dd);
+                }
+            }
             memcpy(yf, wf, sizeof(float) * (size_t)n);
             memcpy(y2, wf, sizeof(float) * (size_t)n);
             r->axpy_f16(yf, 0.37f, h1, n);
@@ -859,7 +884,7 @@ static void test_f32_ops(void)
             r->softmax(yf, n);
             k->softmax(y2, n);
             for (int64_t i = 0; i < n; i++)
-                bad_soft += !close_rel(y2[i], yf[i], TOL_ELEMWISE, 1e-37);
+                bad_soft += memcmp(&y2[i], &yf[i], sizeof(float)) != 0; /* bit-exact */
             /* silu_mul, also in place (y aliases g) */
             for (int64_t i = 0; i < n; i++)
                 y3[i] = xf[i] * 20.0f;
@@ -867,8 +892,8 @@ static void test_f32_ops(void)
             k->silu_mul(y2, y3, wf, n);
             k->silu_mul(y3, y3, wf, n);
             for (int64_t i = 0; i < n; i++)
-                bad_silu += !close_rel(y2[i], yf[i], TOL_ELEMWISE, 1e-37) ||
-                            !close_rel(y3[i], yf[i], TOL_ELEMWISE, 1e-37);
+                bad_silu += memcmp(&y2[i], &yf[i], sizeof(float)) != 0 ||
+                            memcmp(&y3[i], &yf[i], sizeof(float)) != 0; /* bit-exact */
         }
         CHECK_MSG(bad_dot == 0, "%s dot_f32", k->isa);
         CHECK_MSG(bad_axpy == 0, "%s axpy_f32", k->isa);
@@ -878,6 +903,7 @@ static void test_f32_ops(void)
         CHECK_MSG(bad_h == 0, "%s axpy_f16", k->isa);
         CHECK_MSG(bad_hc == 0, "%s f32_to_f16", k->isa);
         CHECK_MSG(bad_hd == 0, "%s dot_f16_f32", k->isa);
+        CHECK_MSG(bad_hx == 0, "%s dot_f16 / dot_f16_chain", k->isa);
     }
 }
 
