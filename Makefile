@@ -65,6 +65,7 @@ $(B)/tests/%: tests/*/%.c $(B)/libcoreai.a tests/test.h
 tests: $(TESTS)
 
 test: all $(TESTS)
+	@scripts/get_model.sh >/dev/null 2>&1 || echo "note: default model not fetched; model tests will skip"
 	@B=$(B) scripts/run_tests.sh $(TESTS)
 
 # ASan + UBSan: the same suite in build-asan/.
