@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "coreai.h"
+#include "bench_cmd.h"
 
 static const char *prog = "coreai";
 
@@ -854,6 +855,7 @@ static void usage(FILE *f)
                "  chat MODEL            interactive chat\n"
                "  tokenize MODEL [TEXT] print token ids\n"
                "  inspect MODEL         architecture, metadata and tensors\n"
+               "  bench MODEL           prompt and generation speed (llama-bench terms)\n"
                "  profile MODEL         time, bytes and GB/s per layer and operation\n"
                "  convert IN.gguf OUT   import a GGUF file into .coreaimodel\n"
                "  verify FILE           check every checksum of a .coreaimodel\n\n"
@@ -888,6 +890,8 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "profile"))
         return cmd_profile(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert"))
         return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "verify"))
