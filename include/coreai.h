@@ -165,9 +165,11 @@ CAI_API bool cai_token_is_eog(const struct cai_model *m, int32_t id);
 struct cai_session;
 
 struct cai_session_params {
-    int n_ctx;     /* context length in tokens; 0: min(training context, 4096) */
-    int n_batch;   /* most tokens per forward pass; 0: 256 */
-    int n_threads; /* 0: one per online CPU */
+    int  n_ctx;     /* context length in tokens; 0: min(training context, 4096) */
+    int  n_batch;   /* most tokens per forward pass; 0: 256 */
+    int  n_threads; /* 0: one per online CPU */
+    bool kv_f32;    /* keep K/V and attention in f32 (exact; twice the cache memory).
+                     * Default false: an f16 cache with llama.cpp's arithmetic. */
 };
 CAI_API struct cai_session_params cai_session_params_default(void);
 

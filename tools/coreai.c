@@ -105,6 +105,7 @@ struct gen_opts {
     int         n_ctx;
     bool        chat;
     bool        verbose;
+    bool        kv_f32;
     const char *stop[16];
     int         n_stop;
     struct cai_sampling sampling;
@@ -124,6 +125,7 @@ static const char gen_opts_help[] =
     "  -s, --seed S           RNG seed (default 0; same seed + settings = same text)\n"
     "      --stop TEXT        stop when TEXT is generated (repeatable, up to 16)\n"
     "      --system TEXT      system message (chat mode)\n"
+    "      --kv-f32           f32 KV cache and attention (exact; default f16 as llama.cpp)\n"
     "  -v, --verbose          more statistics on stderr\n";
 
 /* Parses one generation option at argv[*i]; returns false if not one. */
@@ -163,6 +165,8 @@ static bool parse_gen_opt(struct gen_opts *o, int argc, char **argv, int *i)
         o->system = NEXT();
     else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
         o->verbose = true;
+    else if (!strcmp(a, "--kv-f32"))
+        o->kv_f32 = true;
     else
         return false;
 #undef NEXT
@@ -174,6 +178,7 @@ static struct cai_session *open_session(struct cai_model *m, const struct gen_op
     struct cai_session_params sp = cai_session_params_default();
     sp.n_threads = o->n_threads;
     sp.n_ctx = o->n_ctx;
+    sp.kv_f32 = o->kv_f32;
     struct cai_session *s;
     struct cai_error err = {0};
     if (cai_session_new(&s, m, &sp, &err) < 0)

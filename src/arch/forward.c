@@ -48,6 +48,10 @@ static uint64_t mm_flops(const struct cai__weight *w, int n_tok)
     return 2u * (uint64_t)w->ne[0] * (uint64_t)w->ne[1] * (uint64_t)n_tok;
 }
 
+/* Attention scratch: bytes per position per thread (scores, then f16
+ * probabilities). */
+#define ATT_SCRATCH (sizeof(float) + sizeof(cai_half))
+
 /* ---- setup ------------------------------------------------------------- */
 
 static size_t max_xq_row(const struct cai_model *m, int64_t n_cols)
@@ -83,7 +87,7 @@ static void *zalloc_f(size_t n_elem, size_t elem, bool *ok)
 }
 
 int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct cai_kernels *k,
-                  int n_ctx, int n_batch, int n_threads, struct cai_error *err)
+                  int n_ctx, int n_batch, int n_threads, bool kv_f32, struct cai_error *err)
 {
     const struct cai__hparams *hp = &m->hp;
     memset(f, 0, sizeof(*f));
@@ -92,6 +96,7 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     f->n_ctx = n_ctx;
     f->n_batch = n_batch;
     f->n_threads = n_threads;
+    f->kv_f32 = kv_f32;
     f->kv_dim = hp->n_head_kv * hp->head_dim;
     f->q_dim = hp->n_head * hp->head_dim;
     int rc = cai__pool_new(&f->pool, n_threads);
@@ -106,8 +111,9 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     size_t v_elems;
     if (!cai__mul_size((size_t)hp->n_layer * (size_t)f->n_ctx_pad, (size_t)f->kv_dim, &v_elems))
         ok = false;
-    f->k_cache = zalloc_f(kv_elems, sizeof(cai_half), &ok);
-    f->v_cache = zalloc_f(v_elems, sizeof(cai_half), &ok);
+    size_t kv_size = kv_f32 ? sizeof(float) : sizeof(cai_half);
+    f->k_cache = zalloc_f(kv_elems, kv_size, &ok);
+    f->v_cache = zalloc_f(v_elems, kv_size, &ok);
     size_t wide = (size_t)CAI_MAX(hp->n_embd, f->q_dim);
     f->x = zalloc_f(nb * (size_t)hp->n_embd, sizeof(float), &ok);
     f->xb = zalloc_f(nb * wide, sizeof(float), &ok);
@@ -120,8 +126,7 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     f->xq_stride = max_xq_row(m, CAI_MAX((int64_t)wide, (int64_t)hp->n_ff));
     f->xq = zalloc_f(nb, f->xq_stride, &ok);
     /* Per thread: scores [n_ctx_pad] floats, then probabilities [n_ctx_pad] f16. */
-    f->scores = zalloc_f((size_t)n_threads * (size_t)f->n_ctx_pad, sizeof(float) + sizeof(cai_half),
-                         &ok);
+    f->scores = zalloc_f((size_t)n_threads * (size_t)f->n_ctx_pad, ATT_SCRATCH, &ok);
     f->inv_freq = zalloc_f((size_t)hp->n_rot / 2, sizeof(float), &ok);
     f->rope_cs = zalloc_f(nb * (size_t)hp->n_rot, sizeof(float), &ok);
     if (!ok) {
@@ -298,6 +303,23 @@ static void rope_apply(const struct cai__fwd *f, float *v, int n_heads, int t)
 
 /* ---- attention --------------------------------------------------------- */
 
+/* f32 cache: exact products, no f16 roundings. */
+static void att_head_f32(const struct cai__fwd *f, int layer, int t, int h, int n_pos, float *sc)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    const int hd = hp->head_dim, kvh = h / (hp->n_head / hp->n_head_kv), np = f->n_ctx_pad;
+    const float *kc = (const float *)f->k_cache + (size_t)layer * f->n_ctx * f->kv_dim;
+    const float *vt = (const float *)f->v_cache + (size_t)layer * f->kv_dim * np;
+    const float *q = f->q + (size_t)t * f->q_dim + (size_t)h * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int p = 0; p < n_pos; p++)
+        sc[p] = f->k->dot_f32(kc + (size_t)p * f->kv_dim + (size_t)kvh * hd, q, hd) * scale;
+    f->k->softmax(sc, n_pos);
+    float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
+    for (int dd = 0; dd < hd; dd++)
+        out[dd] = f->k->dot_f32(vt + ((size_t)kvh * hd + (size_t)dd) * np, sc, n_pos);
+}
+
 struct att_job {
     struct cai__fwd *f;
     int              layer, n_tok, pos0;
@@ -310,16 +332,20 @@ static void att_worker(void *ctx, int ith, int nth)
     const struct cai__hparams *hp = &f->m->hp;
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, np = f->n_ctx_pad;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *sc = (float *)((uint8_t *)f->scores + (size_t)ith * np * (sizeof(float) + 2));
+    float *sc = (float *)((uint8_t *)f->scores + (size_t)ith * np * ATT_SCRATCH);
     cai_half *ph = (cai_half *)(sc + np);
-    const cai_half *kc = f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim;
-    const cai_half *vt = f->v_cache + (size_t)j->layer * f->kv_dim * np;
+    const cai_half *kc = (const cai_half *)f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim;
+    const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np;
     int64_t n_items = (int64_t)j->n_tok * hp->n_head;
     int64_t i0 = n_items * ith / nth, i1 = n_items * (ith + 1) / nth;
     for (int64_t it = i0; it < i1; it++) {
         int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
         int kvh = h / group;
         int n_pos = j->pos0 + t + 1; /* causal: positions 0..pos0+t */
+        if (f->kv_f32) {
+            att_head_f32(f, j->layer, t, h, n_pos, sc);
+            continue;
+        }
         /* As llama.cpp without flash attention: Q and the probabilities are
          * rounded to f16 for their products with the f16 cache, the scores
          * scaled after the dot product, the softmax over the row. Its f16
@@ -399,11 +425,21 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
             rope_apply(f, f->q + (size_t)t * f->q_dim, hp->n_head, t);
             rope_apply(f, f->kt + (size_t)t * f->kv_dim, hp->n_head_kv, t);
             size_t off = layer_off + (size_t)(pos0 + t) * f->kv_dim;
-            k->f32_to_f16(f->kt + (size_t)t * f->kv_dim, f->k_cache + off, f->kv_dim);
-            cai_half *vt = f->v_cache + (size_t)il * f->kv_dim * f->n_ctx_pad + (size_t)(pos0 + t);
+            size_t voff = (size_t)il * f->kv_dim * f->n_ctx_pad + (size_t)(pos0 + t);
             const float *vsrc = f->vt + (size_t)t * f->kv_dim;
-            for (int i = 0; i < f->kv_dim; i++)
-                vt[(size_t)i * f->n_ctx_pad] = cai__f32_to_fp16(vsrc[i]);
+            if (f->kv_f32) {
+                memcpy((float *)f->k_cache + off, f->kt + (size_t)t * f->kv_dim,
+                       (size_t)f->kv_dim * sizeof(float));
+                float *vt = (float *)f->v_cache + voff;
+                for (int i = 0; i < f->kv_dim; i++)
+                    vt[(size_t)i * f->n_ctx_pad] = vsrc[i];
+            } else {
+                k->f32_to_f16(f->kt + (size_t)t * f->kv_dim, (cai_half *)f->k_cache + off,
+                              f->kv_dim);
+                cai_half *vt = (cai_half *)f->v_cache + voff;
+                for (int i = 0; i < f->kv_dim; i++)
+                    vt[(size_t)i * f->n_ctx_pad] = cai__f32_to_fp16(vsrc[i]);
+            }
         }
         prof_end(f, il, CAI__OP_ROPE_KV, t0, (uint64_t)n * (f->q_dim + 2u * f->kv_dim) * 4u,
                  (uint64_t)n * (f->q_dim + f->kv_dim) * 3u);

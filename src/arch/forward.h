@@ -44,8 +44,9 @@ struct cai__fwd {
     int       n_ctx, n_batch, n_threads;
     int       kv_dim;      /* n_head_kv * head_dim */
     int       q_dim;       /* n_head * head_dim */
-    cai_half *k_cache;     /* [n_layer][n_ctx][kv_dim] */
-    cai_half *v_cache;     /* [n_layer][kv_dim][n_ctx_pad] transposed, as llama.cpp keeps V
+    bool      kv_f32;      /* caches hold f32 (else f16); see cai_session_params.kv_f32 */
+    void     *k_cache;     /* [n_layer][n_ctx][kv_dim] */
+    void     *v_cache;     /* [n_layer][kv_dim][n_ctx_pad] transposed, as llama.cpp keeps V
                             * without flash attention, so the weighted sum over positions
                             * is one contiguous dot product per dimension */
     int       n_ctx_pad;   /* n_ctx rounded up to 64 */
@@ -66,7 +67,7 @@ struct cai__fwd {
 const char *cai__op_name(int op);
 
 int  cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct cai_kernels *k,
-                   int n_ctx, int n_batch, int n_threads, struct cai_error *err);
+                   int n_ctx, int n_batch, int n_threads, bool kv_f32, struct cai_error *err);
 void cai__fwd_deinit(struct cai__fwd *f);
 
 /* Evaluates tokens[0..n) (n <= n_batch, all ids < n_vocab, pos0 + n <=

@@ -7,7 +7,7 @@
 
 struct cai_session_params cai_session_params_default(void)
 {
-    struct cai_session_params p = {.n_ctx = 0, .n_batch = 0, .n_threads = 0};
+    struct cai_session_params p = {.n_ctx = 0, .n_batch = 0, .n_threads = 0, .kv_f32 = false};
     return p;
 }
 
@@ -42,7 +42,7 @@ int cai_session_new(struct cai_session **out, struct cai_model *m,
     if (!s)
         return cai__fail(err, CAI_ENOMEM, "out of memory");
     s->m = m;
-    int rc = cai__fwd_init(&s->fwd, m, k, p.n_ctx, p.n_batch, p.n_threads, err);
+    int rc = cai__fwd_init(&s->fwd, m, k, p.n_ctx, p.n_batch, p.n_threads, p.kv_f32, err);
     if (rc < 0) {
         cai__free(s);
         return rc;
