@@ -86,7 +86,7 @@ static void test_malformed_models(void)
          "head_count_kv"},
         {"width disagrees with tensors", {.embd = 32}, CAI_EFORMAT, "has shape"},
         {"scores length", {.n_scores = 10}, CAI_EFORMAT, "tokenizer.ggml.scores"},
-        {"token types length", {.n_types = 300}, CAI_EFORMAT, "tokenizer.ggml.token_type"},
+        {"token types length", {.n_types = 100}, CAI_EFORMAT, "tokenizer.ggml.token_type"},
         {"bos out of range", {.bos = 5000}, CAI_EFORMAT, "bos_token_id"},
         {"unknown architecture", {.arch = "gpt9"}, CAI_EUNSUPPORTED, "gpt9"},
         {"unknown tokenizer", {.tok_model = "bert-ish"}, CAI_EUNSUPPORTED, "tokenizer.ggml.model"},
