@@ -778,7 +778,7 @@ static float *run_logits(const char *path, int *n_vocab, char *why, size_t cap)
 }
 
 /* The real SmolLM2 GGUF (when present): import, compare, verify, open cost,
- * and (once cai_model_open reads .coreaimodel) bit-identical logits. */
+ * and bit-identical logits from the engine on both files. */
 static void test_import_real_model(void)
 {
     const char *gpath = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -818,6 +818,7 @@ static void test_import_real_model(void)
     float *la = run_logits(gpath, &na, why, sizeof(why));
     float *lb = run_logits(cpath, &nb, why, sizeof(why));
     CHECK(la != NULL);
+    CHECK_MSG(lb != NULL, "engine cannot run the .coreaimodel: %s", why);
     if (la && lb) {
         CHECK(na == nb && memcmp(la, lb, (size_t)na * sizeof(float)) == 0);
         printf("  logits: .coreaimodel and GGUF bit-identical over %d values\n", na);
