@@ -59,6 +59,9 @@ struct cai_quant_params {
     int         awq_grid;         /* alpha grid points past 0 (default 20) */
     int         awq_rows;         /* rows per matrix in the AWQ error (default 64) */
     int         n_threads;        /* 0: all online CPUs */
+    int         embd_type;        /* token embedding / output matrix: a CAI type id
+                                   * (q8_0 = 8, f16 = 1, ...), or -1 for the default
+                                   * (q8_0; f16 for precision f16) */
     cai_quant_progress_fn progress;
     cai_quant_tensor_fn   on_tensor;
     void                 *user;

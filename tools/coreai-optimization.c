@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "coreai.h"
@@ -41,6 +42,8 @@ static const char usage_text[] =
     "                       use the canonical GGUF block layout today)\n"
     "  --output OUT         the file to write (atomically)\n"
     "\n"
+    "  --embd-type T        format of the token embedding and output matrix (default\n"
+    "                       q8_0): f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k\n"
     "  --no-awq             skip activation-aware scaling\n"
     "  --no-gptq            round to nearest (importance-weighted) instead of GPTQ\n"
     "  --calib-tokens N     most calibration tokens (default 4096)\n"
@@ -177,6 +180,18 @@ static int cmd_quantize(int argc, char **argv)
                 return 2;
             }
             p.target_device = v;
+        } else if (!strcmp(a, "--embd-type")) {
+            NEED_VALUE();
+            static const struct { const char *name; int type; } et[] = {
+                {"f32", 0}, {"f16", 1}, {"q4_0", 2}, {"q4_1", 3}, {"q5_0", 6}, {"q5_1", 7},
+                {"q8_0", 8}, {"q4_k", 12}, {"q5_k", 13}, {"q6_k", 14}};
+            p.embd_type = -1;
+            for (size_t e = 0; e < sizeof(et) / sizeof(et[0]); e++)
+                if (!strcasecmp(v, et[e].name))
+                    p.embd_type = et[e].type;
+            if (p.embd_type < 0)
+                return bad("--embd-type: \"%s\" is not one of f32, f16, q4_0, q4_1, q5_0, q5_1, "
+                           "q8_0, q4_k, q5_k, q6_k", v);
         } else if (!strcmp(a, "--no-awq")) {
             p.awq = false;
         } else if (!strcmp(a, "--no-gptq")) {

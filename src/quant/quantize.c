@@ -55,6 +55,7 @@ struct cai_quant_params cai_quant_params_default(void)
     p.damp = 0.01f;
     p.awq_grid = 20;
     p.awq_rows = 64;
+    p.embd_type = -1;
     return p;
 }
 
@@ -274,6 +275,17 @@ static int build_table(struct cai__qctx *c, struct cai_error *err)
             t->want = c->p->precision == CAI_QUANT_F16 ? CAI_TYPE_F16
                       : t->ne[0] % 32 == 0             ? CAI_TYPE_Q8_0
                                                        : CAI_TYPE_F16;
+            if (c->p->embd_type >= 0) {
+                uint32_t et = (uint32_t)c->p->embd_type;
+                const struct cai__qfmt *ef = cai__qfmt_get(et);
+                if (et != CAI_TYPE_F16 && et != CAI_TYPE_F32 && !ef)
+                    return cai__fail(err, CAI_EINVAL, "embedding type %u is not one this "
+                                     "quantizer writes", et);
+                if (ef && t->ne[0] % ef->group != 0)
+                    return cai__fail(err, CAI_EINVAL, "%s: rows of %lld do not fit %s", t->name,
+                                     (long long)t->ne[0], ef->name);
+                t->want = et;
+            }
         } else if (matrix && c->p->precision == CAI_QUANT_F16 && s->type != CAI_TYPE_F32) {
             t->quant = true;
             t->want = CAI_TYPE_F16;
