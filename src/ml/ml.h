@@ -71,6 +71,7 @@ struct cml_model {
     int                  label_output, probs_output, values_output;
     size_t               n_values;
     int                  class_node; /* node whose class index is the model's, or -1 */
+    bool                 simd; /* evaluate with the AVX-512 kernels of simd.h (set at open) */
 };
 
 /* Per-context execution state. */
@@ -111,6 +112,11 @@ int cml__bind_classifier(struct cml__build *b, struct cml__node *nd,
  * the first numeric output). */
 int cml__bind_regressor(struct cml__build *b, struct cml__node *nd,
                         const struct cml__mm_model *mm);
+/* For a regressor's batch kernel: true when the node's value output holds
+ * exactly n doubles per row (a DOUBLE scalar for n == 1, or a MULTIARRAY of
+ * n elements), so the kernel may write n values per row where the row-by-row
+ * path would have copied them. */
+bool cml__batch_values_ok(const struct cml__build *b, const struct cml__node *nd, size_t n);
 /* Element count of input `i` as declared (scalar 1, array shape product,
  * 0 when unknown). */
 size_t cml__input_elems(const struct cml__build *b, const struct cml__node *nd, size_t i);

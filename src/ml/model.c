@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "ml.h"
+#include "simd.h"
 
 /* Pipelines inside pipelines: deeper than this is refused (a nesting bomb). */
 #define MAX_PIPELINE_DEPTH 16
@@ -133,6 +134,18 @@ size_t cml__input_elems(const struct cml__build *b, const struct cml__node *nd, 
         if (!cai__mul_size(n, (size_t)f->shape[k], &n))
             return 0;
     return n;
+}
+
+static size_t slot_elems(const struct cml__slot *s);
+
+bool cml__batch_values_ok(const struct cml__build *b, const struct cml__node *nd, size_t n)
+{
+    if (nd->values_out < 0)
+        return false;
+    const struct cml__slot *s = &b->m->slots[nd->out[nd->values_out]];
+    if (s->desc.type == CML_TYPE_DOUBLE)
+        return n == 1;
+    return s->desc.type == CML_TYPE_MULTIARRAY && slot_elems(s) == n && s->cap >= n;
 }
 
 static int find_out(const struct cml__build *b, const struct cml__node *nd, const char *name)
@@ -372,6 +385,7 @@ static int open_buffer(struct cml_model **out, const void *data, size_t n_bytes,
     if (!m)
         return cai__fail(err, CAI_ENOMEM, "out of memory");
     struct cml__build b = {.m = m, .err = err, .depth = 0};
+    m->simd = cml__simd_supported();
     cml__pb_init(&r, data, n_bytes);
     int rc = cml__mm_model_decode(&m->top, &m->arena, &r, 0, err);
     if (rc)

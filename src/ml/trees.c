@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "ml.h"
+#include "simd.h"
 
 enum { OP_LE, OP_LT, OP_GE, OP_GT, OP_EQ, OP_NE, OP_LEAF };
 enum { TR_NONE, TR_SOFTMAX, TR_LOGISTIC, TR_SOFTMAX_ZERO };
@@ -49,9 +50,21 @@ struct trees {
     size_t        n_nodes, n_trees, n_eval, n_dims, n_feat, n_classes;
     int           transform;
     int           uniform_op; /* every branch uses this op, or -1 */
-    struct tnode *bnodes;     /* [n_nodes] nodes with absorbing leaves (batches) */
     size_t       *depth;      /* [n_trees] */
     bool          any_missing_yes;
+    /* Batches of an ensemble whose branches all use <= (or all <): */
+    struct wnode *wnodes;     /* [n_nodes] the lockstep walk's nodes */
+    struct cml__x512_forest *forest; /* AVX-512 compare-all layout (depth <= 4), or NULL */
+};
+
+/* A node of the lockstep walk: the true child of node i is i + 1 (depth
+ * first preorder), the false child `no`; leaves are absorbing (threshold
+ * NaN, which no test passes, and `no` the leaf itself). The top bit of
+ * `feat` is missingValueTracksTrueChild. */
+struct wnode {
+    double  thr;
+    int32_t feat;
+    int32_t no;
 };
 
 /* ---- evaluation ---------------------------------------------------------------- */
@@ -192,66 +205,210 @@ static int run_classifier(const struct cml__node *nd, struct cml__exec *x)
 #define BLOCK 16
 
 /* Rows are walked BLOCK at a time through each tree in lockstep, for the
- * tree's depth: `bnodes` is `nodes` with every leaf made absorbing (both
- * children itself, threshold +inf), so no row needs a leaf test and the
- * independent walks overlap in the CPU. Only for ensembles whose branches all
- * use <= or < (the converters' output). */
-#define WALK_BLOCK(CMP)                                                                            \
-    for (size_t d = 0; d < T->depth[t]; d++) {                                                     \
-        for (size_t r = 0; r < nb; r++) {                                                          \
-            const struct tnode *n = &T->bnodes[idx[r]];                                            \
-            double v = X[(r0 + r) * n_cols + (size_t)n->feat];                                     \
-            int go = (CMP) | ((v != v) & n->miss_yes);                                             \
-            idx[r] = go ? n->yes : n->no;                                                          \
-        }                                                                                          \
+ * tree's depth, without branches: the walks of different rows overlap in
+ * the CPU, and the leaves' absorption spares a leaf test. The same tests
+ * and the same leaves, in the same order, as a single row's walk. */
+static inline __attribute__((always_inline)) void
+walk_block_t(const struct trees *T, const double *X, size_t n_cols, size_t nb, double *raw,
+             const bool lt, const bool miss)
+{
+    size_t D = T->n_dims;
+    int32_t idx[BLOCK];
+    for (size_t r = 0; r < nb; r++)
+        memcpy(raw + r * D, T->base, D * sizeof(double));
+    for (size_t t = 0; t < T->n_trees; t++) {
+        for (size_t r = 0; r < nb; r++)
+            idx[r] = T->roots[t];
+        for (size_t d = 0; d < T->depth[t]; d++) {
+            for (size_t r = 0; r < nb; r++) {
+                const struct wnode *n = &T->wnodes[idx[r]];
+                uint32_t f = (uint32_t)n->feat;
+                double v = X[r * n_cols + (miss ? f & 0x7fffffffu : f)];
+                int go = lt ? v < n->thr : v <= n->thr;
+                if (miss)
+                    go |= (v != v) & (int)(f >> 31);
+                /* go ? idx + 1 : no, without a branch to mispredict */
+                idx[r] = n->no + ((idx[r] + 1 - n->no) & -go);
+            }
+        }
+        for (size_t r = 0; r < nb; r++)
+            leaf_add(T, &T->nodes[idx[r]], raw + r * D);
     }
+}
 
+static void walk_block(const struct trees *T, const double *X, size_t n_cols, size_t nb,
+                       double *raw)
+{
+    bool lt = T->uniform_op == OP_LT;
+    if (T->any_missing_yes) {
+        if (lt)
+            walk_block_t(T, X, n_cols, nb, raw, true, true);
+        else
+            walk_block_t(T, X, n_cols, nb, raw, false, true);
+    } else if (lt) {
+        walk_block_t(T, X, n_cols, nb, raw, true, false);
+    } else {
+        walk_block_t(T, X, n_cols, nb, raw, false, false);
+    }
+}
+
+/* Probabilities and label, or transformed values, of row r from its raw
+ * scores y[n_dims] (the single-row path's to_probs / transforms). */
+static void emit(const struct trees *T, double *y, double *p, size_t r,
+                 const struct cml_batch_out *out)
+{
+    size_t D = T->n_dims, K = T->n_classes;
+    if (K) {
+        to_probs(T, y, p);
+        size_t best = 0;
+        for (size_t k = 1; k < K; k++)
+            if (p[k] > p[best])
+                best = k;
+        if (out->class_index)
+            out->class_index[r] = (int32_t)best;
+        if (out->probs)
+            memcpy(out->probs + r * K, p, K * sizeof(double));
+        return;
+    }
+    if (T->transform == TR_LOGISTIC)
+        for (size_t k = 0; k < D; k++)
+            y[k] = cml__sigmoid(y[k]);
+    else if (T->transform == TR_SOFTMAX || T->transform == TR_SOFTMAX_ZERO)
+        softmax(y, D);
+    if (out->values)
+        memcpy(out->values + r * D, y, D * sizeof(double));
+}
+
+/* scratch: raw[BLOCK][n_dims] | p[n_classes + 2] | the forest kernel's */
 static int run_batch(const struct cml__node *nd, const double *X, size_t n_rows, size_t n_cols,
                      double *scratch, const struct cml_batch_out *out)
 {
     const struct trees *T = nd->impl;
     size_t D = T->n_dims, K = T->n_classes;
-    double *raw = scratch, *p = scratch + BLOCK * D;
+    double *raw = scratch, *p = scratch + BLOCK * D, *fs = p + K + 2;
     if (n_cols != T->n_feat)
         return CAI_EINVAL;
-    for (size_t r0 = 0; r0 < n_rows; r0 += BLOCK) {
-        size_t nb = n_rows - r0 < BLOCK ? n_rows - r0 : BLOCK;
+    size_t step = T->forest ? 8 : BLOCK;
+    for (size_t r0 = 0; r0 < n_rows; r0 += step) {
+        size_t nb = CAI_MIN(step, n_rows - r0);
+        const double *xb = X + r0 * n_cols;
+        if (T->forest)
+            cml__x512_forest_eval(T->forest, xb, n_cols, nb, T->base, raw, fs);
+        else
+            walk_block(T, xb, n_cols, nb, raw);
         for (size_t r = 0; r < nb; r++)
-            memcpy(raw + r * D, T->base, D * sizeof(double));
-        for (size_t t = 0; t < T->n_trees; t++) {
-            int32_t idx[BLOCK];
-            for (size_t r = 0; r < nb; r++)
-                idx[r] = T->roots[t];
-            if (T->uniform_op == OP_LE)
-                WALK_BLOCK(v <= n->thr)
-            else
-                WALK_BLOCK(v < n->thr)
-            for (size_t r = 0; r < nb; r++)
-                leaf_add(T, &T->nodes[idx[r]], raw + r * D);
-        }
-        for (size_t r = 0; r < nb; r++) {
-            double *y = raw + r * D;
-            if (K) {
-                to_probs(T, y, p);
-                size_t best = 0;
-                for (size_t k = 1; k < K; k++)
-                    if (p[k] > p[best])
-                        best = k;
-                if (out->class_index)
-                    out->class_index[r0 + r] = (int32_t)best;
-                if (out->probs)
-                    memcpy(out->probs + (r0 + r) * K, p, K * sizeof(double));
-            } else {
-                if (T->transform == TR_LOGISTIC)
-                    for (size_t k = 0; k < D; k++)
-                        y[k] = cml__sigmoid(y[k]);
-                else if (T->transform == TR_SOFTMAX || T->transform == TR_SOFTMAX_ZERO)
-                    softmax(y, D);
-                if (out->values)
-                    memcpy(out->values + (r0 + r) * D, y, D * sizeof(double));
-            }
-        }
+            emit(T, raw + r * D, p, r0 + r, out);
     }
+    return 0;
+}
+
+/* ---- batch layouts -------------------------------------------------------------- */
+
+/* Fills tree position `pos` (level order, true child 2 pos + 1) of depth-D
+ * complete tree `t` from compiled node `i`; a leaf above the last level
+ * becomes a node whose both children are that leaf. Returns false when a
+ * leaf does not add exactly one value (or none) to the tree's one
+ * dimension. */
+static bool fill(const struct trees *T, struct cml__x512_forest *F, size_t t, int32_t i,
+                 size_t pos, size_t level, int64_t *dim)
+{
+    const struct tnode *n = &T->nodes[i];
+    size_t nn = F->n_nodes;
+    int32_t *feat = (int32_t *)F->feat + t * nn;
+    double *thr = (double *)F->thr + t * nn;
+    uint8_t *miss = (uint8_t *)F->miss + t * nn;
+    if (level == F->depth) {
+        double *leaf = (double *)F->leaf + 16 * t;
+        if (n->feat >= 0 || n->no > 1)
+            return false;
+        leaf[pos - nn] = -0.0;
+        if (n->no == 1) {
+            int64_t d = T->eval_idx[n->yes];
+            if (*dim >= 0 && *dim != d)
+                return false;
+            *dim = d;
+            leaf[pos - nn] = T->eval_val[n->yes];
+        }
+        return true;
+    }
+    if (n->feat < 0) {
+        feat[pos] = 0;
+        thr[pos] = 0.0;
+        miss[pos] = 0;
+        return fill(T, F, t, i, 2 * pos + 1, level + 1, dim) &&
+               fill(T, F, t, i, 2 * pos + 2, level + 1, dim);
+    }
+    feat[pos] = n->feat;
+    thr[pos] = n->thr;
+    miss[pos] = n->miss_yes;
+    return fill(T, F, t, n->yes, 2 * pos + 1, level + 1, dim) &&
+           fill(T, F, t, n->no, 2 * pos + 2, level + 1, dim);
+}
+
+/* The compare-all layout, when every tree is at most 4 deep and adds one
+ * value to one dimension. Leaves *out NULL when the ensemble does not fit. */
+static int build_forest(struct cml__build *b, struct trees *T, size_t depth,
+                        struct cml__x512_forest **out)
+{
+    *out = NULL;
+    if (depth > 4 || !b->m->simd || (T->uniform_op != OP_LE && T->uniform_op != OP_LT))
+        return 0;
+    size_t D = depth ? depth : 1, nn = ((size_t)1 << D) - 1, nt = T->n_trees;
+    struct cml__arena *a = &b->m->arena;
+    struct cml__x512_forest *F = cml__arena_alloc(a, sizeof(*F));
+    int32_t *feat = cml__arena_array(a, nt * nn, sizeof(int32_t));
+    double *thr = cml__arena_array(a, nt * nn, sizeof(double));
+    uint8_t *miss = cml__arena_array(a, nt * nn, 1);
+    uint64_t *keep = cml__arena_array(a, nn, sizeof(uint64_t));
+    double *leaf = cml__arena_array(a, nt, 16 * sizeof(double));
+    uint32_t *dim = cml__arena_array(a, nt, sizeof(uint32_t));
+    if (!F || !feat || !thr || !miss || !keep || !leaf || !dim)
+        return cai__fail(b->err, CAI_ENOMEM, "out of memory");
+    *F = (struct cml__x512_forest){.n_trees = nt, .depth = D, .n_dims = T->n_dims,
+                                   .n_feat = T->n_feat, .n_nodes = nn,
+                                   .lt = T->uniform_op == OP_LT, .feat = feat, .thr = thr,
+                                   .miss = miss, .keep = keep, .leaf = leaf, .dim = dim};
+    for (size_t t = 0; t < nt; t++) {
+        int64_t d = -1;
+        if (!fill(T, F, t, T->roots[t], 0, 0, &d))
+            return 0;
+        dim[t] = d < 0 ? 0 : (uint32_t)d;
+    }
+    /* Node p at level l, i-th of its level: its subtree covers leaves
+     * [i 2^(D-l), (i+1) 2^(D-l)); a failed test removes the first half. */
+    uint64_t all = ((uint64_t)1 << (nn + 1)) - 1;
+    for (size_t p = 0; p < nn; p++) {
+        size_t l = 0;
+        while (((size_t)2 << l) - 1 <= p)
+            l++;
+        size_t i = p - (((size_t)1 << l) - 1), span = (size_t)1 << (D - l);
+        uint64_t half = (((uint64_t)1 << (span / 2)) - 1) << (i * span);
+        keep[p] = all & ~half;
+    }
+    *out = F;
+    return 0;
+}
+
+/* The lockstep walk's nodes; NULL when some true child is not its parent's
+ * next node (the compile step guarantees it, this only keeps it checked). */
+static int build_walk(struct cml__build *b, struct trees *T)
+{
+    struct wnode *w = cml__arena_array(&b->m->arena, T->n_nodes, sizeof(*w));
+    if (!w)
+        return cai__fail(b->err, CAI_ENOMEM, "out of memory");
+    for (size_t i = 0; i < T->n_nodes; i++) {
+        const struct tnode *n = &T->nodes[i];
+        if (n->feat < 0) {
+            w[i] = (struct wnode){.thr = NAN, .feat = 0, .no = (int32_t)i};
+            continue;
+        }
+        if ((size_t)n->yes != i + 1)
+            return 0;
+        w[i] = (struct wnode){.thr = n->thr,
+                              .feat = (int32_t)((uint32_t)n->feat | (n->miss_yes ? 1u << 31 : 0)),
+                              .no = n->no};
+    }
+    T->wnodes = w;
     return 0;
 }
 
@@ -730,18 +887,14 @@ int cml__load_tree(struct cml__build *b, const struct cml__mm_model *mm)
     }
     cai__free(stk);
     if (T->uniform_op == OP_LE || T->uniform_op == OP_LT) {
-        T->bnodes = cml__arena_array(&b->m->arena, T->n_nodes, sizeof(*T->bnodes));
-        if (!T->bnodes)
-            return cai__fail(b->err, CAI_ENOMEM, "out of memory");
-        for (size_t i = 0; i < T->n_nodes; i++) {
-            T->bnodes[i] = T->nodes[i];
-            if (T->nodes[i].feat < 0) {
-                T->bnodes[i].feat = 0;
-                T->bnodes[i].thr = INFINITY;
-                T->bnodes[i].yes = T->bnodes[i].no = (int32_t)i;
-            }
-        }
-        nd->run_batch = run_batch;
+        if ((rc = build_walk(b, T)) || (rc = build_forest(b, T, depth, &T->forest)))
+            return rc;
+        if (T->wnodes && (cls || cml__batch_values_ok(b, nd, T->n_dims)))
+            nd->run_batch = run_batch;
+        if (T->forest)
+            nd->n_scratch = CAI_MAX(nd->n_scratch, BLOCK * T->n_dims + T->n_classes + 2 +
+                                                       cml__x512_forest_scratch(T->n_feat,
+                                                                                T->n_dims));
     }
     static const char *const trn[] = {"none", "softmax", "logistic", "softmax-zero"};
     cml__node_info(b, nd, "%zu trees, %zu nodes, depth %zu, %zu features, %zu outputs, %s%s",
