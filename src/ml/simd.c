@@ -176,16 +176,23 @@ X512 void cml__x512_scale(double *x, size_t n, double s)
 }
 
 X512 void cml__x512_platt(const double *f, const double *a, const double *b, double *y, size_t n,
-                          double lo)
+                          size_t lanes, double lo)
 {
     const __m512d one = _mm512_set1_pd(1.0), vlo = _mm512_set1_pd(lo);
     const __m512d vhi = _mm512_set1_pd(1.0 - lo);
     const __m512i sign = _mm512_set1_epi64((long long)0x8000000000000000ull);
-    for (size_t i = 0; i < n; i += 8) {
-        __mmask8 m = tail8(n - i);
-        __m512d z = _mm512_add_pd(_mm512_mul_pd(_mm512_maskz_loadu_pd(m, f + i),
-                                                _mm512_maskz_loadu_pd(m, a + i)),
-                                  _mm512_maskz_loadu_pd(m, b + i));
+    size_t total = n * lanes;
+    for (size_t i = 0; i < total; i += 8) {
+        __mmask8 m = tail8(total - i);
+        __m512d av, bv;
+        if (lanes == 8) {
+            av = _mm512_set1_pd(a[i / 8]);
+            bv = _mm512_set1_pd(b[i / 8]);
+        } else {
+            av = _mm512_maskz_loadu_pd(m, a + i);
+            bv = _mm512_maskz_loadu_pd(m, b + i);
+        }
+        __m512d z = _mm512_add_pd(_mm512_mul_pd(_mm512_maskz_loadu_pd(m, f + i), av), bv);
         __m512d az = _mm512_castsi512_pd(_mm512_andnot_si512(sign, _mm512_castpd_si512(z)));
         __m512d e = exp8(neg8(az));
         __m512d den = _mm512_add_pd(one, e);
@@ -555,22 +562,25 @@ X512 void cml__x512_svm_kernel(const struct cml__x512_svm *s, const double *x, s
                                size_t n_rows, double *kv)
 {
     bool rbf = s->kernel == 2;
+    /* Support vectors outer, rows inner: a chunk of 32 vectors (n_feat x
+     * 256 bytes) is read from L2 once and reused from L1 by every row. */
     for (size_t s0 = 0; s0 < s->ld; s0 += 32) {
         int J = (int)CAI_MIN((size_t)4, (s->ld - s0) / 8);
-        int R = n_rows >= 4 ? 4 : (int)n_rows;
-        if (R == 4) {
-            switch (J * 2 + rbf) {
+        for (size_t r0 = 0; r0 < n_rows; r0 += 4) {
+            const double *xr = x + r0 * ldx;
+            double *kr = kv + r0 * s->ld;
+            if (n_rows - r0 >= 4) {
+                switch (J * 2 + rbf) {
 #define SVM4(JJ)                                                                                   \
-    case (JJ) * 2: svm_tile(4, JJ, false, s, x, ldx, s0, kv); break;                               \
-    case (JJ) * 2 + 1: svm_tile(4, JJ, true, s, x, ldx, s0, kv); break;
-                SVM4(1) SVM4(2) SVM4(3) SVM4(4)
+    case (JJ) * 2: svm_tile(4, JJ, false, s, xr, ldx, s0, kr); break;                              \
+    case (JJ) * 2 + 1: svm_tile(4, JJ, true, s, xr, ldx, s0, kr); break;
+                    SVM4(1) SVM4(2) SVM4(3) SVM4(4)
 #undef SVM4
-            default: break;
+                default: break;
+                }
+                continue;
             }
-        } else {
-            UNROLL for (int r = 0; r < R; r++) {
-                const double *xr = x + (size_t)r * ldx;
-                double *kr = kv + (size_t)r * s->ld;
+            for (size_t r = r0; r < n_rows; r++, xr += ldx, kr += s->ld) {
                 switch (J * 2 + rbf) {
 #define SVM1(JJ)                                                                                   \
     case (JJ) * 2: svm_tile(1, JJ, false, s, xr, ldx, s0, kr); break;                              \
@@ -810,9 +820,9 @@ void cml__x512_scale(double *x, size_t n, double s)
     (void)x, (void)n, (void)s;
 }
 void cml__x512_platt(const double *f, const double *a, const double *b, double *y, size_t n,
-                     double lo)
+                     size_t lanes, double lo)
 {
-    (void)f, (void)a, (void)b, (void)y, (void)n, (void)lo;
+    (void)f, (void)a, (void)b, (void)y, (void)n, (void)lanes, (void)lo;
 }
 void cml__x512_gemm_f64(size_t n_rows, size_t n_out, size_t n_in, const double *x, size_t ldx,
                         const double *w, size_t ldw, const double *b, double *y, size_t ldy)

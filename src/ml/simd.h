@@ -37,9 +37,10 @@ double cml__x512_sum(const double *x, size_t n);
 void cml__x512_scale(double *x, size_t n, double s);
 /* Platt's sigmoid as libsvm computes it, per element:
  * z = f * a + b; y = z >= 0 ? exp(-z) / (1 + exp(-z)) : 1 / (1 + exp(z)),
- * then clipped to [lo, 1 - lo]. */
+ * then clipped to [lo, 1 - lo]. lanes 1: f, y are [n] with a[i], b[i];
+ * lanes 8: f, y are [n][8] (rows in lanes) with a[i], b[i] for row i. */
 void cml__x512_platt(const double *f, const double *a, const double *b, double *y, size_t n,
-                     double lo);
+                     size_t lanes, double lo);
 
 /* ---- GEMM ---------------------------------------------------------------------------- */
 
@@ -92,8 +93,8 @@ struct cml__x512_svm {
     size_t        ld;  /* a multiple of 8, >= n_sv */
 };
 
-/* Kernel values of n_rows (<= 4) rows against every support vector:
- * kv[r][s] (rows ld apart; kv[r][n_sv..ld) is scratch). */
+/* Kernel values of n_rows rows against every support vector: kv[r][s]
+ * (rows ld apart; kv[r][n_sv..ld) is scratch). */
 void cml__x512_svm_kernel(const struct cml__x512_svm *s, const double *x, size_t ldx,
                           size_t n_rows, double *kv);
 /* sum_{s in [lo1,hi1)} c1[s] kv[s] + sum_{s in [lo2,hi2)} c2[s] kv[s] - rho,

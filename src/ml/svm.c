@@ -24,6 +24,10 @@
 #include <string.h>
 
 #include "ml.h"
+#include "simd.h"
+
+/* Rows per batch block (the coupling runs one row per lane). */
+#define BLOCK 8
 
 enum { K_LINEAR = 1, K_RBF = 2, K_POLY = 3, K_SIGMOID = 4 };
 
@@ -37,6 +41,10 @@ struct svm {
     double *rho;   /* [n_pairs] (regressor: 1) */
     double *prob_a, *prob_b; /* [n_pairs] or NULL */
     size_t *start; /* [n_classes + 1] first SV of each class */
+    /* SIMD path: the support vectors in columns (x512.svt), and kernel
+     * values computed for x512.ld >= n_sv vectors */
+    bool                  simd;
+    struct cml__x512_svm  x512;
 };
 
 /* ---- evaluation ------------------------------------------------------------------- */
@@ -111,6 +119,81 @@ static void couple(size_t k, const double *r, double *q, double *qp, double *p)
     }
 }
 
+/* The n_pairs decision values of one row from its kernel values kv, into
+ * dec[p * ls]; votes (K, zeroed here) count the wins. */
+static void decide(const struct svm *s, const double *kv, double *dec, size_t ls, double *votes)
+{
+    size_t K = s->n_classes, p = 0;
+    memset(votes, 0, K * sizeof(double));
+    for (size_t i = 0; i < K; i++) {
+        for (size_t j = i + 1; j < K; j++, p++) {
+            const double *ci = s->coef + (j - 1) * s->n_sv, *cj = s->coef + i * s->n_sv;
+            double sum;
+            if (s->simd) {
+                sum = cml__x512_svm_dot(kv, ci, s->start[i], s->start[i + 1], cj, s->start[j],
+                                        s->start[j + 1], s->rho[p]);
+            } else {
+                sum = 0.0;
+                for (size_t k = s->start[i]; k < s->start[i + 1]; k++)
+                    sum += ci[k] * kv[k];
+                for (size_t k = s->start[j]; k < s->start[j + 1]; k++)
+                    sum += cj[k] * kv[k];
+                sum -= s->rho[p];
+            }
+            dec[p * ls] = sum;
+            votes[sum > 0.0 ? i : j] += 1.0;
+        }
+    }
+}
+
+/* The class with the most votes, the first on ties. */
+static size_t vote_winner(const double *votes, size_t K)
+{
+    size_t best = 0;
+    for (size_t k = 1; k < K; k++)
+        if (votes[k] > votes[best])
+            best = k;
+    return best;
+}
+
+#define PLATT_LO 1e-7
+
+/* Pairwise probabilities r[K][K] from the decision values of one row:
+ * Platt's sigmoid, clipped. pv: n_pairs scratch. */
+static void pairwise(const struct svm *s, const double *dec, double *r, double *pv)
+{
+    const double lo = PLATT_LO;
+    size_t K = s->n_classes, p = 0;
+    if (s->simd)
+        cml__x512_platt(dec, s->prob_a, s->prob_b, pv, s->n_pairs, 1, lo);
+    for (size_t i = 0; i < K; i++) {
+        for (size_t j = i + 1; j < K; j++, p++) {
+            double v;
+            if (s->simd) {
+                v = pv[p];
+            } else {
+                v = platt(dec[p], s->prob_a[p], s->prob_b[p]);
+                v = v < lo ? lo : v > 1.0 - lo ? 1.0 - lo : v;
+            }
+            r[i * K + j] = v;
+            r[j * K + i] = 1.0 - v;
+        }
+    }
+}
+
+/* Kernel values of n_rows rows (ldx apart) into kv[n_rows][kv_ld]. */
+static void kernels(const struct svm *s, const double *x, size_t ldx, size_t n_rows, double *kv,
+                    size_t kv_ld)
+{
+    if (s->simd) {
+        cml__x512_svm_kernel(&s->x512, x, ldx, n_rows, kv);
+        return;
+    }
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t i = 0; i < s->n_sv; i++)
+            kv[r * kv_ld + i] = kernel(s, x + r * ldx, s->sv + i * s->n_feat);
+}
+
 static int run_classifier(const struct cml__node *nd, struct cml__exec *x)
 {
     const struct svm *s = nd->impl;
@@ -119,43 +202,16 @@ static int run_classifier(const struct cml__node *nd, struct cml__exec *x)
     const double *in = cml__gather(x, nd, s->n_feat, sc);
     if (!in)
         return x->err->code;
-    /* scratch: [n_feat] input | [n_sv] kernel | [n_pairs] dec | [K] votes |
-     * [K] probs | [K*K] r | [K*K] q | [K] qp */
-    double *kv = sc + s->n_feat, *dec = kv + s->n_sv, *votes = dec + s->n_pairs;
-    double *pfb = votes + K, *r = pfb + K, *q = r + K * K, *qp = q + K * K;
-    for (size_t i = 0; i < s->n_sv; i++)
-        kv[i] = kernel(s, in, s->sv + i * s->n_feat);
-    memset(votes, 0, K * sizeof(double));
-    size_t p = 0;
-    for (size_t i = 0; i < K; i++) {
-        for (size_t j = i + 1; j < K; j++, p++) {
-            const double *ci = s->coef + (j - 1) * s->n_sv, *cj = s->coef + i * s->n_sv;
-            double sum = 0.0;
-            for (size_t k = s->start[i]; k < s->start[i + 1]; k++)
-                sum += ci[k] * kv[k];
-            for (size_t k = s->start[j]; k < s->start[j + 1]; k++)
-                sum += cj[k] * kv[k];
-            sum -= s->rho[p];
-            dec[p] = sum;
-            votes[sum > 0.0 ? i : j] += 1.0;
-        }
-    }
-    size_t best = 0;
-    for (size_t k = 1; k < K; k++)
-        if (votes[k] > votes[best])
-            best = k;
+    /* scratch: [n_feat] input | [ld] kernel | [n_pairs] dec | [K] votes |
+     * [K] probs | [K*K] r | [K*K] q | [K] qp | [n_pairs] Platt */
+    double *kv = sc + s->n_feat, *dec = kv + s->x512.ld, *votes = dec + s->n_pairs;
+    double *pfb = votes + K, *r = pfb + K, *q = r + K * K, *qp = q + K * K, *pv = qp + K;
+    kernels(s, in, s->n_feat, 1, kv, s->x512.ld);
+    decide(s, kv, dec, 1, votes);
+    size_t best = vote_winner(votes, K);
     double *prob = cml__probs_buf(x, nd, pfb);
     if (s->prob_a) {
-        const double lo = 1e-7;
-        p = 0;
-        for (size_t i = 0; i < K; i++) {
-            for (size_t j = i + 1; j < K; j++, p++) {
-                double v = platt(dec[p], s->prob_a[p], s->prob_b[p]);
-                v = v < lo ? lo : v > 1.0 - lo ? 1.0 - lo : v;
-                r[i * K + j] = v;
-                r[j * K + i] = 1.0 - v;
-            }
-        }
+        pairwise(s, dec, r, pv);
         /* Coupling for two classes too: scikit-learn's libsvm does so
          * (libsvm 3.x itself returns r[0][1] and r[1][0] directly, which
          * differs by up to the coupling's stopping tolerance, 0.0025). */
@@ -182,18 +238,88 @@ static int run_classifier(const struct cml__node *nd, struct cml__exec *x)
     return 0;
 }
 
+static double regress(const struct svm *s, const double *kv)
+{
+    if (s->simd)
+        return cml__x512_svm_dot(kv, s->coef, 0, s->n_sv, NULL, 0, 0, s->rho[0]);
+    double sum = -s->rho[0];
+    for (size_t i = 0; i < s->n_sv; i++)
+        sum += s->coef[i] * kv[i];
+    return sum;
+}
+
 static int run_regressor(const struct cml__node *nd, struct cml__exec *x)
 {
     const struct svm *s = nd->impl;
     const double *in = cml__gather(x, nd, s->n_feat, x->scratch);
     if (!in)
         return x->err->code;
-    double sum = -s->rho[0];
-    for (size_t i = 0; i < s->n_sv; i++)
-        sum += s->coef[i] * kernel(s, in, s->sv + i * s->n_feat);
+    double *kv = x->scratch + s->n_feat;
+    kernels(s, in, s->n_feat, 1, kv, s->x512.ld);
     int32_t o = nd->out[nd->values_out];
-    x->buf[o][0] = sum;
+    x->buf[o][0] = regress(s, kv);
     cml__publish(x, o, 1);
+    return 0;
+}
+
+/* Batches of BLOCK rows: kernel values for the block, then per row the
+ * decision values and votes of a single prediction. The SIMD path then
+ * takes Platt's sigmoid of the block's decision values in lanes (rows of
+ * dec8[n_pairs][BLOCK]) and couples the rows in lanes, each lane doing the
+ * single-row operations. scratch: see the layout below. */
+static int run_batch(const struct cml__node *nd, const double *X, size_t n_rows, size_t n_cols,
+                     double *scratch, const struct cml_batch_out *out)
+{
+    const struct svm *s = nd->impl;
+    size_t K = s->n_classes, P = s->n_pairs, ld = s->x512.ld;
+    if (n_cols != s->n_feat)
+        return CAI_EINVAL;
+    double *kv = scratch, *dec8 = kv + BLOCK * ld, *votes = dec8 + BLOCK * P;
+    double *r8 = votes + K, *q8 = r8 + BLOCK * K * K, *qp8 = q8 + BLOCK * K * K;
+    double *p8 = qp8 + BLOCK * K, *pv = p8 + BLOCK * K, *pb = pv + BLOCK * P;
+    bool lanes = nd->labels && s->prob_a && s->simd;
+    for (size_t r0 = 0; r0 < n_rows; r0 += BLOCK) {
+        size_t nb = CAI_MIN((size_t)BLOCK, n_rows - r0);
+        kernels(s, X + r0 * n_cols, n_cols, nb, kv, ld);
+        for (size_t r = 0; r < nb; r++) {
+            const double *kr = kv + r * ld;
+            if (!nd->labels) {
+                if (out->values)
+                    out->values[r0 + r] = regress(s, kr);
+                continue;
+            }
+            decide(s, kr, lanes ? dec8 + r : dec8, lanes ? BLOCK : 1, votes);
+            if (out->class_index)
+                out->class_index[r0 + r] = (int32_t)vote_winner(votes, K);
+            double *p = out->probs ? out->probs + (r0 + r) * K : pb;
+            if (!s->prob_a) {
+                for (size_t k = 0; k < K; k++)
+                    p[k] = votes[k] / (double)P;
+            } else if (!lanes) {
+                pairwise(s, dec8, r8, pv);
+                couple(K, r8, q8, qp8, p);
+            }
+        }
+        if (!lanes)
+            continue;
+        /* Lanes past nb copy row 0, so that every lane converges. */
+        for (size_t p = 0; p < P; p++)
+            for (size_t r = nb; r < BLOCK; r++)
+                dec8[p * BLOCK + r] = dec8[p * BLOCK];
+        cml__x512_platt(dec8, s->prob_a, s->prob_b, pv, P, BLOCK, PLATT_LO);
+        for (size_t i = 0, p = 0; i < K; i++) {
+            for (size_t j = i + 1; j < K; j++, p++) {
+                for (size_t r = 0; r < BLOCK; r++) {
+                    double v = pv[p * BLOCK + r];
+                    r8[(i * K + j) * BLOCK + r] = v;
+                    r8[(j * K + i) * BLOCK + r] = 1.0 - v;
+                }
+            }
+        }
+        cml__x512_couple8(K, r8, q8, qp8, p8);
+        if (out->probs)
+            cml__x512_untranspose8(p8, K, nb, out->probs + r0 * K, K, q8);
+    }
     return 0;
 }
 
@@ -416,6 +542,28 @@ static int load_coef(struct cml__build *b, const struct cml__pb *msg, uint32_t f
     return rc;
 }
 
+/* The SIMD layout: support vectors in columns, [n_feat][ld], ld = n_sv
+ * rounded up to 8 (x512.ld is n_sv on the plain path). */
+static int setup_simd(struct cml__build *b, struct svm *s)
+{
+    struct cml__x512_svm *v = &s->x512;
+    *v = (struct cml__x512_svm){.kernel = s->kernel, .gamma = s->gamma, .c = s->c,
+                                .degree = s->degree, .n_sv = s->n_sv, .n_feat = s->n_feat,
+                                .ld = s->n_sv};
+    if (!b->m->simd)
+        return 0;
+    v->ld = (s->n_sv + 7) / 8 * 8;
+    double *t = cml__arena_array(&b->m->arena, s->n_feat, v->ld * sizeof(double));
+    if (!t)
+        return cai__fail(b->err, CAI_ENOMEM, "out of memory");
+    for (size_t i = 0; i < s->n_sv; i++)
+        for (size_t k = 0; k < s->n_feat; k++)
+            t[k * v->ld + i] = s->sv[i * s->n_feat + k];
+    v->svt = t;
+    s->simd = true;
+    return 0;
+}
+
 int cml__load_svm(struct cml__build *b, const struct cml__mm_model *mm)
 {
     bool cls = mm->type_field == CML__MM_SVC;
@@ -458,9 +606,13 @@ int cml__load_svm(struct cml__build *b, const struct cml__mm_model *mm)
             return rc;
         nd->impl = s;
         nd->run = run_regressor;
-        nd->n_scratch = s->n_feat;
+        if ((rc = setup_simd(b, s)))
+            return rc;
+        nd->n_scratch = CAI_MAX(s->n_feat + s->x512.ld, BLOCK * s->x512.ld);
         if ((rc = cml__bind_outputs(b, nd, mm, NULL, 1)) || (rc = cml__bind_regressor(b, nd, mm)))
             return rc;
+        if (cml__batch_values_ok(b, nd, 1))
+            nd->run_batch = run_batch;
     } else {
         uint64_t *nsv;
         size_t K, n;
@@ -509,7 +661,12 @@ int cml__load_svm(struct cml__build *b, const struct cml__mm_model *mm)
             s->prob_a = s->prob_b = NULL;
         nd->impl = s;
         nd->run = run_classifier;
-        nd->n_scratch = s->n_feat + s->n_sv + s->n_pairs + 3 * K + 2 * K * K;
+        nd->run_batch = run_batch;
+        if ((rc = setup_simd(b, s)))
+            return rc;
+        size_t ld = s->x512.ld;
+        nd->n_scratch = CAI_MAX(s->n_feat + ld + 2 * s->n_pairs + 3 * K + 2 * K * K,
+                                BLOCK * (ld + 2 * s->n_pairs + 2 * K * K + 2 * K + 8) + 2 * K);
         if ((rc = cml__bind_outputs(b, nd, mm, NULL, K)) ||
             (rc = cml__bind_classifier(b, nd, mm, labels)))
             return rc;
