@@ -180,25 +180,24 @@ struct mm_job {
     int64_t                   n_rows;    /* sum of the weights' rows */
 };
 
+/* Rows per work unit: a multiple of the kernels' 8-row tiles, and 64 bytes
+ * of output so neighbouring threads don't share output lines. */
+#define MM_ROW_CHUNK 16
+
 static void mm_worker(void *ctx, int ith, int nth)
 {
     const struct mm_job *j = ctx;
-    /* Rows in chunks of 4 so neighbouring threads don't share output lines. */
-    int64_t n_chunks = (j->n_rows + 3) / 4;
+    int64_t n_chunks = (j->n_rows + MM_ROW_CHUNK - 1) / MM_ROW_CHUNK;
     int64_t c0 = n_chunks * ith / nth, c1 = n_chunks * (ith + 1) / nth;
-    int64_t r0 = c0 * 4, r1 = CAI_MIN(c1 * 4, j->n_rows);
+    int64_t r0 = c0 * MM_ROW_CHUNK, r1 = CAI_MIN(c1 * MM_ROW_CHUNK, j->n_rows);
     int64_t base = 0;
     for (int wi = 0; wi < j->n_w; wi++) {
         const struct cai__weight *w = j->w[wi];
         int64_t rows = w->ne[1];
         int64_t a = CAI_MAX(r0 - base, 0), b = CAI_MIN(r1 - base, rows);
-        const struct cai_type_kernels *tk = &j->k->type[w->type];
-        for (int64_t r = a; r < b; r++) {
-            const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
-            for (int t = 0; t < j->n_tok; t++)
-                j->y[wi][(size_t)t * (size_t)rows + (size_t)r] =
-                    tk->vec_dot(w->ne[0], wr, j->xq + (size_t)t * j->xq_stride);
-        }
+        if (a < b)
+            j->k->type[w->type].mm(w->ne[0], w->data, w->row_bytes, a, b, j->xq, j->xq_stride,
+                                   j->n_tok, j->y[wi], (size_t)rows);
         base += rows;
     }
 }

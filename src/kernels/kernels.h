@@ -10,7 +10,8 @@
  * Matmuls on quantized weights work like this: the f32 activation row is
  * first converted with type[vdt].from_f32 (vdt = type[w].vec_dot_type, one of
  * Q8_0, Q8_1, Q8_K or F32), then type[w].vec_dot(n, w_row, x_row) gives one
- * output element. All kernels are pure: no allocation, no locks, no state. */
+ * output element; type[w].mm does the same for a block of rows and tokens.
+ * All kernels are pure: no allocation, no locks, no state. */
 #ifndef CAI_KERNELS_H
 #define CAI_KERNELS_H
 
@@ -30,7 +31,29 @@ struct cai_type_kernels {
     void (*from_f32)(const float *x, void *y, int64_t n);
     /* Dot product of n elements: w in this type, x in vec_dot_type. */
     float (*vec_dot)(int64_t n, const void *w, const void *x);
+    /* Matrix product, bit for bit the same as vec_dot on every element:
+     * for r in [r0, r1) and t in [0, n_tok),
+     *     y[t * y_stride + r] = vec_dot(n, w + r * w_stride, x + t * x_stride)
+     * (w_stride and x_stride in bytes, y_stride in floats). The SIMD tables
+     * compute tiles of rows x tokens at once, each output with its own
+     * accumulators in vec_dot's order, so weights are read once per tile. */
+    void (*mm)(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,
+               size_t x_stride, int n_tok, float *y, size_t y_stride);
 };
+
+/* An mm that calls vec_dot once per output (the definition of mm): the ref
+ * table's, and a SIMD table's for types without a tiled kernel. */
+#define CAI__MM_LOOP(name, vec_dot_fn)                                                             \
+    void name(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,    \
+              size_t x_stride, int n_tok, float *y, size_t y_stride)                               \
+    {                                                                                              \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            const void *wr = (const uint8_t *)w + (size_t)r * w_stride;                            \
+            for (int t = 0; t < n_tok; t++)                                                        \
+                y[(size_t)t * y_stride + (size_t)r] =                                              \
+                    vec_dot_fn(n, wr, (const uint8_t *)x + (size_t)t * x_stride);                  \
+        }                                                                                          \
+    }
 
 struct cai_kernels {
     const char *isa; /* "ref", "avx2", "avx512" */
@@ -77,5 +100,9 @@ int cai__kernels_supported(const char *isa);
 const struct cai_kernels *cai__kernels_get(void);
 /* The table named `isa` if the host supports it, else NULL. */
 const struct cai_kernels *cai__kernels_by_name(const char *isa);
+/* The same table with every mm replaced by one vec_dot call per output (the
+ * definition of mm), for tests and benchmarks of the tiled kernels; NULL
+ * when cai__kernels_by_name(isa) is. */
+const struct cai_kernels *cai__kernels_loop_by_name(const char *isa);
 
 #endif /* CAI_KERNELS_H */

@@ -714,10 +714,12 @@ static void test_tables_complete(void)
             const struct cai_type_info *ti = cai__type_info(ty);
             const struct cai_type_kernels *tk = &k->type[ty];
             if (ti && ti->computed) {
-                CHECK_MSG(tk->to_f32 && tk->from_f32 && tk->vec_dot, "%s type %u", k->isa, ty);
+                CHECK_MSG(tk->to_f32 && tk->from_f32 && tk->vec_dot && tk->mm, "%s type %u",
+                          k->isa, ty);
                 CHECK_EQ_INT(tk->vec_dot_type, cai__kernels_ref.type[ty].vec_dot_type);
             } else {
-                CHECK_MSG(!tk->to_f32 && !tk->from_f32 && !tk->vec_dot, "%s type %u", k->isa, ty);
+                CHECK_MSG(!tk->to_f32 && !tk->from_f32 && !tk->vec_dot && !tk->mm, "%s type %u",
+                          k->isa, ty);
             }
         }
         CHECK(k->dot_f32 && k->axpy_f32 && k->rmsnorm && k->softmax && k->silu_mul &&
@@ -750,6 +752,129 @@ static void test_types_all_tables(void)
             check_to_f32(k, type);
             check_from_f32(k, type);
             check_vec_dot(k, type);
+        }
+    }
+}
+
+/* One mm call against the same table's vec_dot, bit for bit: rows
+ * [r0, r0 + nr) of a weight matrix with row stride ws bytes, n_tok tokens
+ * with stride xs bytes, outputs with stride ys floats; outputs outside the
+ * rows must stay untouched. */
+static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, int64_t r0,
+                         int64_t nr, int n_tok, size_t w_pad, size_t x_pad, size_t y_pad)
+{
+    const struct cai_type_kernels *tk = &k->type[type];
+    uint32_t vdt = tk->vec_dot_type;
+    size_t rb = nbytes(type, n), xb = nbytes(vdt, n);
+    size_t ws = rb + w_pad, xs = xb + x_pad, ys = (size_t)(r0 + nr) + y_pad;
+    int64_t rows = r0 + nr;
+    uint8_t *w = malloc(ws * (size_t)rows), *x = malloc(xs * (size_t)n_tok);
+    float *y = malloc(ys * (size_t)n_tok * sizeof(float));
+    if (!w || !x || !y)
+        abort();
+    for (int64_t r = 0; r < rows; r++)
+        rnd_blocks(type, w + (size_t)r * ws, n);
+    for (int t = 0; t < n_tok; t++) {
+        if (vdt == CAI_TYPE_F32 || t % 3 == 2) {
+            rnd_floats(xf, n, t % 2 ? 30.0f : 1.0f);
+            k->type[vdt].from_f32(xf, x + (size_t)t * xs, n);
+        } else {
+            rnd_blocks(vdt, x + (size_t)t * xs, n);
+        }
+    }
+    const uint32_t sentinel = 0x7fc12345u; /* a NaN no kernel produces */
+    for (size_t i = 0; i < ys * (size_t)n_tok; i++)
+        memcpy(&y[i], &sentinel, sizeof(float));
+    tk->mm(n, w, ws, r0, r0 + nr, x, xs, n_tok, y, ys);
+    int bad = 0;
+    for (int t = 0; t < n_tok; t++) {
+        for (size_t r = 0; r < ys; r++) {
+            float got = y[(size_t)t * ys + r];
+            bool inside = (int64_t)r >= r0 && (int64_t)r < r0 + nr;
+            float want;
+            if (inside)
+                want = tk->vec_dot(n, w + r * ws, x + (size_t)t * xs);
+            else
+                memcpy(&want, &sentinel, sizeof(float));
+            if (memcmp(&got, &want, sizeof(float)) != 0) {
+                if (bad < 3)
+                    fprintf(stderr,
+                            "    %s %s mm n=%lld rows %lld+%lld tok %d: y[%d][%zu] = %.9g, "
+                            "vec_dot %.9g\n",
+                            k->isa, cai__type_info(type)->name, (long long)n, (long long)r0,
+                            (long long)nr, n_tok, t, r, (double)got, (double)want);
+                bad++;
+            }
+        }
+    }
+    free(w);
+    free(x);
+    free(y);
+    return bad;
+}
+
+/* mm equals vec_dot bit for bit, for every table and type, over shapes that
+ * cover partial row groups, token tails, token blocks, K chunks and strides. */
+static void test_mm_exact(void)
+{
+    static const int64_t rows[][2] = {{0, 1}, {0, 8}, {3, 5}, {1, 13}, {0, 17}, {5, 24}};
+    static const int toks[] = {1, 2, 3, 4, 5, 7, 9};
+    for (size_t ti = 0; ti < CAI_ARRAY_LEN(isas); ti++) {
+        const struct cai_kernels *k = cai__kernels_by_name(isas[ti]);
+        if (!k)
+            continue;
+        for (size_t j = 0; j < CAI_ARRAY_LEN(computed_types); j++) {
+            uint32_t type = computed_types[j];
+            int64_t blk = cai__type_info(type)->block;
+            if (blk < cai__type_info(k->type[type].vec_dot_type)->block)
+                blk = cai__type_info(k->type[type].vec_dot_type)->block;
+            int bad = 0;
+            for (size_t a = 0; a < CAI_ARRAY_LEN(rows); a++) {
+                for (size_t b = 0; b < CAI_ARRAY_LEN(toks); b++) {
+                    int64_t n = blk * (int64_t)(1 + (a + b) % 7);
+                    bad += check_mm_case(k, type, n, rows[a][0], rows[a][1], toks[b], a % 3,
+                                         b % 2 ? 5 : 0, a % 2);
+                }
+            }
+            /* a token count past one token block, and K past one chunk */
+            bad += check_mm_case(k, type, blk * 18, 2, 9, 70, 0, 0, 3);
+            if (blk == 32)
+                bad += check_mm_case(k, type, 32 * 259, 0, 11, 6, 1, 0, 0);
+            else
+                bad += check_mm_case(k, type, blk * 33, 0, 11, 6, 1, 0, 0);
+            CHECK_MSG(bad == 0, "%s %s mm: %d outputs differ from vec_dot", k->isa,
+                      cai__type_info(type)->name, bad);
+        }
+    }
+}
+
+/* The 32-element formats compute in one order in every table: SIMD vec_dot
+ * equals ref's bit for bit. */
+static void test_q32_orders_identical(void)
+{
+    static const uint32_t q32[] = {CAI_TYPE_Q4_0, CAI_TYPE_Q4_1, CAI_TYPE_Q5_0,
+                                   CAI_TYPE_Q5_1, CAI_TYPE_Q8_0, CAI_TYPE_Q8_1};
+    const struct cai_kernels *ref = &cai__kernels_ref;
+    for (size_t ti = 1; ti < CAI_ARRAY_LEN(isas); ti++) {
+        const struct cai_kernels *k = cai__kernels_by_name(isas[ti]);
+        if (!k)
+            continue;
+        for (size_t j = 0; j < CAI_ARRAY_LEN(q32); j++) {
+            uint32_t type = q32[j], vdt = ref->type[type].vec_dot_type;
+            int bad = 0;
+            for (int l = 0; l < n_lengths(type); l++) {
+                int64_t n = length_at(type, l);
+                for (int rep = 0; rep < 4; rep++) {
+                    rnd_blocks(type, wq, n);
+                    rnd_floats(xf, n, rep == 1 ? 100.0f : 1.0f);
+                    make_activation(ref, vdt, n, rep == 2);
+                    float a = ref->type[type].vec_dot(n, wq, xq);
+                    float b = k->type[type].vec_dot(n, wq, xq);
+                    bad += memcmp(&a, &b, sizeof(float)) != 0;
+                }
+            }
+            CHECK_MSG(bad == 0, "%s %s vec_dot differs from ref in %d cases", k->isa,
+                      cai__type_info(type)->name, bad);
         }
     }
 }
@@ -998,6 +1123,8 @@ int main(void)
     RUN(test_simd_conversions);
     RUN(test_tables_complete);
     RUN(test_types_all_tables);
+    RUN(test_mm_exact);
+    RUN(test_q32_orders_identical);
     RUN(test_quantizer_quality);
     RUN(test_f32_ops);
     RUN(test_ref_f32_ops);

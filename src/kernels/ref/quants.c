@@ -6,10 +6,11 @@
  * nibble of qs[j] for j < 16 and in the high nibble of qs[j - 16] otherwise;
  * Q5's fifth bit of element j is bit j of the little-endian u32 qh.
  *
- * vec_dot computes, per block, the exact integer sum of products, then
- * adds (float)sumi * (d_w * d_x) (plus m_w * s_x for the type-1 formats)
- * to a float accumulator; the SIMD kernels produce the same per-block terms
- * and differ only in the order they add them. */
+ * vec_dot computes, per block, exact integer sums of products over groups
+ * of four elements, then accumulates them in eight float lanes with one fma
+ * by d_w * d_x per block (plus m_w * s_x in a separate chain for the type-1
+ * formats): llama.cpp's x86 order (lanes8_fma). Every kernel table computes
+ * these bit for bit, in vec_dot and in mm. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -43,6 +44,22 @@ static inline uint32_t load_qh(const uint8_t qh[4])
 static inline int clampi(int v, int lo, int hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* The float order every 32-element format's vec_dot uses (llama.cpp's x86
+ * one: its Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 dot products all have it): eight
+ * float lanes, lane k holding the exact integer sum of elements 4k..4k+3 of
+ * each block, accumulated across blocks as acc[k] = fma(dd, isum[k], acc[k])
+ * with dd = d_w * d_x; the lanes are reduced with cai__ref_hsum8 at the end.
+ * q holds the block's 32 weight quants with their offset applied. */
+static inline void lanes8_fma(float acc[8], float dd, const int q[32], const int8_t *x)
+{
+    for (int k = 0; k < 8; k++) {
+        int isum = 0;
+        for (int j = 4 * k; j < 4 * k + 4; j++)
+            isum += q[j] * x[j];
+        acc[k] = fmaf(dd, (float)isum, acc[k]);
+    }
 }
 
 /* 1 / d, or 0 when d is 0 or so small (below ~2^-128) that 1 / d overflows:
@@ -91,21 +108,21 @@ void cai__ref_q4_0_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w: [n/32] q4_0 blocks, x: [n/32] q8_0 blocks */
+/* w: [n/32] q4_0 blocks, x: [n/32] q8_0 blocks (lanes8_fma's order) */
 float cai__ref_q4_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q4_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
-    float sumf = 0.0f;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / CAI_QK; i++) {
-        int sumi = 0;
+        int q[32];
         for (int j = 0; j < 16; j++) {
-            sumi += ((w[i].qs[j] & 0x0f) - 8) * x[i].qs[j];
-            sumi += ((w[i].qs[j] >> 4) - 8) * x[i].qs[j + 16];
+            q[j] = (w[i].qs[j] & 0x0f) - 8;
+            q[j + 16] = (w[i].qs[j] >> 4) - 8;
         }
-        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d));
+        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    return sumf;
+    return cai__ref_hsum8(acc);
 }
 
 /* ---- Q4_1: y = q * d + m ------------------------------------------------ */
@@ -145,11 +162,9 @@ void cai__ref_q4_1_from_f32(const float *x, void *vy, int64_t n)
 
 /* w: [n/32] q4_1 blocks, x: [n/32] q8_1 blocks.
  * Summation order as llama.cpp's x86 kernel, so results match it bit for
- * bit: eight float lanes, lane k holding the integer sum of elements
- * 4k..4k+3 of each block (low nibbles are elements 0..15, high 16..31),
- * accumulated as acc[k] = fma(d_w * d_x, isum[k], acc[k]); the lanes are
- * reduced as ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)); the min terms go into
- * a separate fma chain added at the end. */
+ * bit: lanes8_fma's eight lanes (low nibbles are elements 0..15, high
+ * 16..31), reduced as ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)); the min terms
+ * m_w * s_x go into a separate fma chain added at the end. */
 float cai__ref_q4_1_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q4_1 *w = vw;
@@ -162,14 +177,8 @@ float cai__ref_q4_1_vec_dot(int64_t n, const void *vw, const void *vx)
             q[j] = w[i].qs[j] & 0x0f;
             q[j + 16] = w[i].qs[j] >> 4;
         }
-        float dd = h2f(w[i].d) * h2f(x[i].d);
         summs = fmaf(h2f(w[i].m), h2f(x[i].s), summs);
-        for (int k = 0; k < 8; k++) {
-            int isum = 0;
-            for (int j = 4 * k; j < 4 * k + 4; j++)
-                isum += q[j] * x[i].qs[j];
-            acc[k] = fmaf(dd, (float)isum, acc[k]);
-        }
+        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
     return cai__ref_hsum8(acc) + summs;
 }
@@ -218,23 +227,22 @@ void cai__ref_q5_0_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w: [n/32] q5_0 blocks, x: [n/32] q8_0 blocks */
+/* w: [n/32] q5_0 blocks, x: [n/32] q8_0 blocks (lanes8_fma's order) */
 float cai__ref_q5_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q5_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
-    float sumf = 0.0f;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / CAI_QK; i++) {
         uint32_t qh = load_qh(w[i].qh);
-        int sumi = 0;
+        int q[32];
         for (int j = 0; j < 16; j++) {
-            int q0 = (w[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
-            int q1 = (w[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
-            sumi += (q0 - 16) * x[i].qs[j] + (q1 - 16) * x[i].qs[j + 16];
+            q[j] = ((w[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4) - 16;
+            q[j + 16] = ((w[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - 16;
         }
-        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d));
+        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    return sumf;
+    return cai__ref_hsum8(acc);
 }
 
 /* ---- Q5_1: y = q * d + m ------------------------------------------------ */
@@ -280,23 +288,24 @@ void cai__ref_q5_1_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w: [n/32] q5_1 blocks, x: [n/32] q8_1 blocks */
+/* w: [n/32] q5_1 blocks, x: [n/32] q8_1 blocks (as Q4_1) */
 float cai__ref_q5_1_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q5_1 *w = vw;
     const struct cai_block_q8_1 *x = vx;
-    float sumf = 0.0f;
+    float acc[8] = {0};
+    float summs = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK; i++) {
         uint32_t qh = load_qh(w[i].qh);
-        int sumi = 0;
+        int q[32];
         for (int j = 0; j < 16; j++) {
-            int q0 = (w[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
-            int q1 = (w[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
-            sumi += q0 * x[i].qs[j] + q1 * x[i].qs[j + 16];
+            q[j] = (w[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
+            q[j + 16] = (w[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
         }
-        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d)) + h2f(w[i].m) * h2f(x[i].s);
+        summs = fmaf(h2f(w[i].m), h2f(x[i].s), summs);
+        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    return sumf;
+    return cai__ref_hsum8(acc) + summs;
 }
 
 /* ---- Q8_0: y = q * d (also the activation format of Q4_0, Q5_0, Q8_0) --- */
@@ -338,19 +347,19 @@ void cai__ref_q8_0_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w, x: [n/32] q8_0 blocks */
+/* w, x: [n/32] q8_0 blocks (lanes8_fma's order) */
 float cai__ref_q8_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q8_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
-    float sumf = 0.0f;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / CAI_QK; i++) {
-        int sumi = 0;
+        int q[32];
         for (int j = 0; j < CAI_QK; j++)
-            sumi += w[i].qs[j] * x[i].qs[j];
-        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d));
+            q[j] = w[i].qs[j];
+        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    return sumf;
+    return cai__ref_hsum8(acc);
 }
 
 /* ---- Q8_1: Q8_0 plus s = d * sum(q) (activations of Q4_1, Q5_1) -------- */
@@ -381,17 +390,18 @@ void cai__ref_q8_1_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w, x: [n/32] q8_1 blocks (s is not used: both sides are signed) */
+/* w, x: [n/32] q8_1 blocks (s is not used: both sides are signed;
+ * lanes8_fma's order) */
 float cai__ref_q8_1_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q8_1 *w = vw;
     const struct cai_block_q8_1 *x = vx;
-    float sumf = 0.0f;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / CAI_QK; i++) {
-        int sumi = 0;
+        int q[32];
         for (int j = 0; j < CAI_QK; j++)
-            sumi += w[i].qs[j] * x[i].qs[j];
-        sumf += (float)sumi * (h2f(w[i].d) * h2f(x[i].d));
+            q[j] = w[i].qs[j];
+        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    return sumf;
+    return cai__ref_hsum8(acc);
 }

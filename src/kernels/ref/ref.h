@@ -18,11 +18,13 @@
 
 #include "../kernels.h"
 
-/* Declares to_f32, from_f32 and vec_dot of one type, e.g. cai__ref_q4_0_to_f32. */
+/* Declares to_f32, from_f32, vec_dot and mm of one type, e.g. cai__ref_q4_0_to_f32. */
 #define CAI__REF_TYPE_DECL(t)                                                                      \
     void  cai__ref_##t##_to_f32(const void *x, float *y, int64_t n);                               \
     void  cai__ref_##t##_from_f32(const float *x, void *y, int64_t n);                             \
-    float cai__ref_##t##_vec_dot(int64_t n, const void *w, const void *x);
+    float cai__ref_##t##_vec_dot(int64_t n, const void *w, const void *x);                         \
+    void  cai__ref_##t##_mm(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,     \
+                            const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride);
 
 CAI__REF_TYPE_DECL(f32)
 CAI__REF_TYPE_DECL(f16)
@@ -93,6 +95,7 @@ void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
     {                                                                                              \
         .vec_dot_type = (vdt), .to_f32 = cai__ref_##t##_to_f32,                                    \
         .from_f32 = cai__ref_##t##_from_f32, .vec_dot = cai__ref_##t##_vec_dot,                    \
+        .mm = cai__ref_##t##_mm,                                                                   \
     }
 
 /* The initializer of a whole table of ref functions named `isa_name`: the

@@ -163,33 +163,24 @@ static void q4_0_to_f32(const void *vx, float *y, int64_t n)
     }
 }
 
+/* The 32-element formats all use ref's order (lanes8_fma in ref/quants.c,
+ * llama.cpp's): one 8-lane accumulator of 4-element integer sums, one fma
+ * per block, hsum_ps at the end. maddubs pairs cannot saturate here (at
+ * most 2 * 31 * 127, or 2 * 128 * 127 with the sign trick). */
 static float q4_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q4_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
     const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / CAI_QK, i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
-        __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(w[i].qs), y0),
-                                      _mm256_maddubs_epi16(eight, y0));
-        __m256i p1 = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(w[i + 1].qs), y1),
-                                      _mm256_maddubs_epi16(eight, y1));
-        __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
-        __m256 s1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p1, _mm256_set1_epi16(1)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
-    }
-    for (; i < nb; i++) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
         __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
         __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(w[i].qs), y0),
                                       _mm256_maddubs_epi16(eight, y0));
         __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
     }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    return hsum_ps(acc);
 }
 
 /* ---- Q4_1 --------------------------------------------------------------- */
@@ -239,29 +230,15 @@ static float q5_0_vec_dot(int64_t n, const void *vw, const void *vx)
     const struct cai_block_q5_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
     const __m256i sixteen = _mm256_set1_epi8(16);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / CAI_QK, i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
-        __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q5_quants(w[i].qs, w[i].qh), y0),
-                                      _mm256_maddubs_epi16(sixteen, y0));
-        __m256i p1 =
-            _mm256_sub_epi16(_mm256_maddubs_epi16(q5_quants(w[i + 1].qs, w[i + 1].qh), y1),
-                             _mm256_maddubs_epi16(sixteen, y1));
-        __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
-        __m256 s1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p1, _mm256_set1_epi16(1)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
-    }
-    for (; i < nb; i++) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
         __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
         __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q5_quants(w[i].qs, w[i].qh), y0),
                                       _mm256_maddubs_epi16(sixteen, y0));
         __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
     }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    return hsum_ps(acc);
 }
 
 /* ---- Q5_1 --------------------------------------------------------------- */
@@ -277,25 +254,15 @@ static float q5_1_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q5_1 *w = vw;
     const struct cai_block_q8_1 *x = vx;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
-    int64_t nb = n / CAI_QK, i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
-        __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(q5_quants(w[i].qs, w[i].qh), y0));
-        __m256 s1 = _mm256_cvtepi32_ps(dot_u8s8(q5_quants(w[i + 1].qs, w[i + 1].qh), y1));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
-        summs += h2f(w[i].m) * h2f(x[i].s) + h2f(w[i + 1].m) * h2f(x[i + 1].s);
-    }
-    for (; i < nb; i++) {
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
         __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
         __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(q5_quants(w[i].qs, w[i].qh), y0));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
-        summs += h2f(w[i].m) * h2f(x[i].s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
+        summs = fmaf(h2f(w[i].m), h2f(x[i].s), summs);
     }
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
+    return hsum_ps(acc) + summs;
 }
 
 /* ---- Q8_0 --------------------------------------------------------------- */
@@ -346,25 +313,14 @@ static float q8_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q8_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / CAI_QK, i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)w[i + 1].qs);
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)x[i + 1].qs);
-        __m256 s0 = _mm256_cvtepi32_ps(dot_s8s8(w0, y0));
-        __m256 s1 = _mm256_cvtepi32_ps(dot_s8s8(w1, y1));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i + 1].d) * h2f(x[i + 1].d)), s1, acc1);
-    }
-    for (; i < nb; i++) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK; i++) {
         __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
         __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
         __m256 s0 = _mm256_cvtepi32_ps(dot_s8s8(w0, y0));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc0);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
     }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    return hsum_ps(acc);
 }
 
 /* ---- Q8_1 --------------------------------------------------------------- */
@@ -996,9 +952,25 @@ static void silu_mul(float *y, const float *g, const float *u, int64_t n)
 
 /* ---- the table ---------------------------------------------------------- */
 
+/* mm as one vec_dot per output (this table has no tiled kernels). */
+static CAI__MM_LOOP(f32_mm, f32_vec_dot)
+static CAI__MM_LOOP(f16_mm, f16_vec_dot)
+static CAI__MM_LOOP(bf16_mm, bf16_vec_dot)
+static CAI__MM_LOOP(q4_0_mm, q4_0_vec_dot)
+static CAI__MM_LOOP(q4_1_mm, q4_1_vec_dot)
+static CAI__MM_LOOP(q5_0_mm, q5_0_vec_dot)
+static CAI__MM_LOOP(q5_1_mm, q5_1_vec_dot)
+static CAI__MM_LOOP(q8_0_mm, q8_0_vec_dot)
+static CAI__MM_LOOP(q8_1_mm, q8_1_vec_dot)
+static CAI__MM_LOOP(q4_k_mm, q4_k_vec_dot)
+static CAI__MM_LOOP(q5_k_mm, q5_k_vec_dot)
+static CAI__MM_LOOP(q6_k_mm, q6_k_vec_dot)
+static CAI__MM_LOOP(q8_k_mm, q8_k_vec_dot)
+
 #define SIMD_TYPE(t, vdt, from)                                                                    \
     {                                                                                              \
         .vec_dot_type = (vdt), .to_f32 = t##_to_f32, .from_f32 = (from), .vec_dot = t##_vec_dot,   \
+        .mm = t##_mm,                                                                              \
     }
 
 const struct cai_kernels cai__kernels_avx2 = {
@@ -1006,7 +978,7 @@ const struct cai_kernels cai__kernels_avx2 = {
     .type =
         {
             [CAI_TYPE_F32] = {CAI_TYPE_F32, cai__ref_f32_to_f32, cai__ref_f32_from_f32,
-                              f32_vec_dot},
+                              f32_vec_dot, f32_mm},
             [CAI_TYPE_F16] = SIMD_TYPE(f16, CAI_TYPE_F32, f16_from_f32),
             [CAI_TYPE_BF16] = SIMD_TYPE(bf16, CAI_TYPE_F32, bf16_from_f32),
             [CAI_TYPE_Q4_0] = SIMD_TYPE(q4_0, CAI_TYPE_Q8_0, cai__ref_q4_0_from_f32),

@@ -17,6 +17,7 @@
  * the scale sits in the low half of a lane whose high half is 0. */
 #include "../kernels.h"
 #include "../ref/ref.h"
+#include "x86.h"
 
 #if defined(__x86_64__)
 
@@ -40,64 +41,12 @@ static inline uint32_t load_u32(const void *p)
     return v;
 }
 
-/* The fp16 fields at byte offsets off + k * stride (k = 0..3) from p, as 4
- * floats, gathered with one or two 64-byte loads and a word permute: fields 0
- * and 1 from the load at p, fields 2 and 3 from a second load placed so it
- * reads nothing past the four blocks (only 4 * stride bytes from p are
- * read; needs 4 * stride >= 64 and stride + off + 2 <= 64). */
-static inline __attribute__((always_inline)) __m128 fp16x4(const void *vp, int stride, int off)
-{
-    const uint8_t *p = vp;
-    int one_load = 3 * stride + off + 2 <= 64;
-    int b0 = 4 * stride - 64 <= 2 * stride + off ? 4 * stride - 64 : 2 * stride + off;
-    short idx[4];
-    for (int k = 0; k < 4; k++) {
-        int pos = off + k * stride;
-        idx[k] = (short)(one_load || k < 2 ? pos / 2 : 32 + (pos - b0) / 2);
-    }
-    __m512i vidx = _mm512_castsi128_si512(_mm_setr_epi16(idx[0], idx[1], idx[2], idx[3], 0, 0, 0, 0));
-    __m512i a = _mm512_loadu_si512((const void *)p), r;
-    if (one_load)
-        r = _mm512_permutexvar_epi16(vidx, a);
-    else
-        r = _mm512_permutex2var_epi16(a, vidx, _mm512_loadu_si512((const void *)(p + b0)));
-    return _mm_cvtph_ps(_mm512_castsi512_si128(r));
-}
-
-/* Spreads scales {s0, s1, s2, s3} over 16 lanes: half = 0 -> {s0 x8, s1 x8},
- * half = 1 -> {s2 x8, s3 x8}. */
-static inline __m512 pair_scale(__m128 s4, int half)
-{
-    __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    if (half)
-        idx = _mm512_add_epi32(idx, _mm512_set1_epi32(2));
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
-}
-
-/* Two 32-byte quant arrays -> one zmm. */
-static inline __m512i load_2x32(const void *a, const void *b)
-{
-    __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a));
-    return _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)b), 1);
-}
-
 /* 16 bytes of packed nibbles -> 32 bytes: low nibbles then high (ymm). */
 static inline __m256i nibbles_32(const uint8_t *qs)
 {
     __m128i q = _mm_loadu_si128((const __m128i *)qs);
     __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
-}
-
-/* Nibbles of two blocks -> zmm {block a: lo 16, hi 16 | block b: lo 16, hi 16}. */
-static inline __m512i nibbles_2x32(const uint8_t *qa, const uint8_t *qb)
-{
-    __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)qb),
-                                 _mm_loadu_si128((const __m128i *)qa));
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
-    z = _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
-    /* {a lo, b lo, a hi, b hi} -> {a lo, a hi, b lo, b hi} */
-    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), z);
 }
 
 /* Sum of s8 x s8 products, 4 per int32 lane (x must not hold -128): the
@@ -159,16 +108,8 @@ static inline __m512 round_away(__m512 v)
     return _mm512_mask_add_ps(t, up, t, one);
 }
 
-/* Q5 quants (0..31) of two blocks / one block: nibbles plus 0x10 where the
- * qh bit is set (bit j of a block's u32 qh belongs to its element j). */
-static inline __m512i q5_2x32(const uint8_t *qsa, const uint8_t *qha, const uint8_t *qsb,
-                              const uint8_t *qhb)
-{
-    __m512i z = nibbles_2x32(qsa, qsb);
-    uint64_t bits = (uint64_t)load_u32(qha) | (uint64_t)load_u32(qhb) << 32;
-    return _mm512_mask_add_epi8(z, _cvtu64_mask64(bits), z, _mm512_set1_epi8(0x10));
-}
-
+/* Q5 quants (0..31) of one block: nibbles plus 0x10 where the qh bit is set
+ * (bit j of the block's u32 qh belongs to its element j). */
 static inline __m256i q5_32(const uint8_t *qs, const uint8_t *qh)
 {
     __m256i z = nibbles_32(qs);
@@ -181,21 +122,6 @@ static inline float hsum_256(__m256 v)
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
-}
-
-static inline float hsum_128(__m128 s)
-{
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* int32 lanes of sum (q - off) * y: dpbusd(q, y) - dpbusd(off, y) */
-static inline __m512i dot_off(__m512i q, __m512i y, int off)
-{
-    __m512i z = _mm512_setzero_si512();
-    return _mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, y),
-                            _mm512_dpbusd_epi32(z, _mm512_set1_epi8((char)off), y));
 }
 
 static inline __m256i dot_off_256(__m256i q, __m256i y, int off)
@@ -220,80 +146,54 @@ static inline __m256i load_32(const void *p)
     return _mm256_loadu_si256((const __m256i *)p);
 }
 
-/* Per-type integer block sums: PAIR(w, x) gives 16 int32 lanes for blocks
- * w[0], w[1] (lanes 0-7, 8-15); ONE(w, x) gives 8 lanes for w[0]. */
-#define Q4_0_PAIR(w, x) dot_off(nibbles_2x32((w)[0].qs, (w)[1].qs), load_2x32((x)[0].qs, (x)[1].qs), 8)
-#define Q4_0_ONE(w, x)  dot_off_256(nibbles_32((w)->qs), load_32((x)->qs), 8)
-#define Q5_0_PAIR(w, x)                                                                            \
-    dot_off(q5_2x32((w)[0].qs, (w)[0].qh, (w)[1].qs, (w)[1].qh), load_2x32((x)[0].qs, (x)[1].qs), 16)
+/* Per-type integer sums of one block: 8 int32 lanes, lane k the sum over
+ * elements 4k..4k+3 (the weight offset of Q4_0/Q5_0 included). */
+#define Q4_0_ONE(w, x) dot_off_256(nibbles_32((w)->qs), load_32((x)->qs), 8)
 #define Q5_0_ONE(w, x) dot_off_256(q5_32((w)->qs, (w)->qh), load_32((x)->qs), 16)
-#define Q8_PAIR(w, x)  dot_s8s8(load_2x32((w)[0].qs, (w)[1].qs), load_2x32((x)[0].qs, (x)[1].qs))
 #define Q8_ONE(w, x)   dot_s8s8_256(load_32((w)->qs), load_32((x)->qs))
-#define Q4_1_PAIR(w, x) dot_u8s8(nibbles_2x32((w)[0].qs, (w)[1].qs), load_2x32((x)[0].qs, (x)[1].qs))
-#define Q4_1_ONE(w, x)  dot_u8s8_256(nibbles_32((w)->qs), load_32((x)->qs))
-#define Q5_1_PAIR(w, x)                                                                            \
-    dot_u8s8(q5_2x32((w)[0].qs, (w)[0].qh, (w)[1].qs, (w)[1].qh), load_2x32((x)[0].qs, (x)[1].qs))
+#define Q4_1_ONE(w, x) dot_u8s8_256(nibbles_32((w)->qs), load_32((x)->qs))
 #define Q5_1_ONE(w, x) dot_u8s8_256(q5_32((w)->qs, (w)->qh), load_32((x)->qs))
 
-/* vec_dot of a 32-element format: four blocks per step (two zmm), the rest
- * one block at a time. MIN_TERM adds m_w * s_x (Q4_1, Q5_1) when 1. */
-#define VEC_DOT_32(name, WT, XT, PAIR, ONE, MIN_TERM)                                              \
+/* vec_dot of a 32-element format in ref's order (lanes8_fma in ref/quants.c,
+ * llama.cpp's): one 8-lane fma chain over the blocks, hsum_256 at the end;
+ * the type-1 formats add their min terms m_w * s_x from a separate scalar
+ * fma chain. The tiled mm (avx512_mm.c) computes the same bits. */
+#define VEC_DOT_LANES8(name, WT, XT, ONE)                                                          \
     static float name(int64_t n, const void *vw, const void *vx)                                   \
     {                                                                                              \
         const WT *w = vw;                                                                          \
         const XT *x = vx;                                                                          \
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                             \
-        __m256 acc2 = _mm256_setzero_ps();                                                         \
-        __m128 accm = _mm_setzero_ps();                                                            \
-        int64_t nb = n / CAI_QK, i = 0;                                                            \
-        for (; i + 3 < nb; i += 4) {                                                               \
-            __m128 dd = _mm_mul_ps(fp16x4(w + i, (int)sizeof(*w), (int)offsetof(WT, d)),           \
-                                   fp16x4(x + i, (int)sizeof(*x), (int)offsetof(XT, d)));          \
-            __m512i s0 = PAIR(w + i, x + i);                                                       \
-            __m512i s1 = PAIR(w + i + 2, x + i + 2);                                               \
-            acc0 = _mm512_fmadd_ps(pair_scale(dd, 0), _mm512_cvtepi32_ps(s0), acc0);               \
-            acc1 = _mm512_fmadd_ps(pair_scale(dd, 1), _mm512_cvtepi32_ps(s1), acc1);               \
-            MIN_TERM##_4(accm, w + i, x + i, WT, XT);                                              \
-        }                                                                                          \
-        for (; i < nb; i++) {                                                                      \
+        __m256 acc = _mm256_setzero_ps();                                                          \
+        for (int64_t i = 0; i < n / CAI_QK; i++) {                                                 \
             __m256i s = ONE(w + i, x + i);                                                         \
-            acc2 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)),                      \
-                                   _mm256_cvtepi32_ps(s), acc2);                                   \
-            MIN_TERM##_1(accm, w + i, x + i);                                                      \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)),                       \
+                                  _mm256_cvtepi32_ps(s), acc);                                     \
         }                                                                                          \
-        return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum_256(acc2) +                  \
-               hsum_128(accm);                                                                     \
+        return hsum_256(acc);                                                                      \
     }
 
-#define NO_MIN_4(acc, w, x, WT, XT) ((void)0)
-#define NO_MIN_1(acc, w, x) ((void)0)
-#define MIN_4(acc, w, x, WT, XT)                                                                   \
-    ((acc) = _mm_fmadd_ps(fp16x4((w), (int)sizeof(WT), (int)offsetof(WT, m)),                      \
-                          fp16x4((x), (int)sizeof(XT), (int)offsetof(XT, s)), (acc)))
-#define MIN_1(acc, w, x)                                                                           \
-    ((acc) = _mm_add_ss((acc), _mm_set_ss(h2f((w)->m) * h2f((x)->s))))
-
-VEC_DOT_32(q4_0_vec_dot, struct cai_block_q4_0, struct cai_block_q8_0, Q4_0_PAIR, Q4_0_ONE, NO_MIN)
-VEC_DOT_32(q5_0_vec_dot, struct cai_block_q5_0, struct cai_block_q8_0, Q5_0_PAIR, Q5_0_ONE, NO_MIN)
-VEC_DOT_32(q8_0_vec_dot, struct cai_block_q8_0, struct cai_block_q8_0, Q8_PAIR, Q8_ONE, NO_MIN)
-VEC_DOT_32(q8_1_vec_dot, struct cai_block_q8_1, struct cai_block_q8_1, Q8_PAIR, Q8_ONE, NO_MIN)
-/* Q4_1 in ref's (llama.cpp's) order, bit for bit: 8 lanes of 4-element
- * integer sums per block, fma-accumulated; min terms in their own fma chain. */
-static float q4_1_vec_dot(int64_t n, const void *vw, const void *vx)
-{
-    const struct cai_block_q4_1 *w = vw;
-    const struct cai_block_q8_1 *x = vx;
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0.0f;
-    for (int64_t i = 0; i < n / CAI_QK; i++) {
-        float dd = h2f(w[i].d) * h2f(x[i].d);
-        summs = fmaf(h2f(w[i].m), h2f(x[i].s), summs);
-        __m256i isum = dot_u8s8_256(nibbles_32(w[i].qs), load_32(x[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc);
+#define VEC_DOT_LANES8_MIN(name, WT, XT, ONE)                                                      \
+    static float name(int64_t n, const void *vw, const void *vx)                                   \
+    {                                                                                              \
+        const WT *w = vw;                                                                          \
+        const XT *x = vx;                                                                          \
+        __m256 acc = _mm256_setzero_ps();                                                          \
+        float summs = 0.0f;                                                                        \
+        for (int64_t i = 0; i < n / CAI_QK; i++) {                                                 \
+            summs = fmaf(h2f(w[i].m), h2f(x[i].s), summs);                                         \
+            __m256i s = ONE(w + i, x + i);                                                         \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)),                       \
+                                  _mm256_cvtepi32_ps(s), acc);                                     \
+        }                                                                                          \
+        return hsum_256(acc) + summs;                                                              \
     }
-    return hsum_256(acc) + summs;
-}
-VEC_DOT_32(q5_1_vec_dot, struct cai_block_q5_1, struct cai_block_q8_1, Q5_1_PAIR, Q5_1_ONE, MIN)
+
+VEC_DOT_LANES8(q4_0_vec_dot, struct cai_block_q4_0, struct cai_block_q8_0, Q4_0_ONE)
+VEC_DOT_LANES8(q5_0_vec_dot, struct cai_block_q5_0, struct cai_block_q8_0, Q5_0_ONE)
+VEC_DOT_LANES8(q8_0_vec_dot, struct cai_block_q8_0, struct cai_block_q8_0, Q8_ONE)
+VEC_DOT_LANES8(q8_1_vec_dot, struct cai_block_q8_1, struct cai_block_q8_1, Q8_ONE)
+VEC_DOT_LANES8_MIN(q4_1_vec_dot, struct cai_block_q4_1, struct cai_block_q8_1, Q4_1_ONE)
+VEC_DOT_LANES8_MIN(q5_1_vec_dot, struct cai_block_q5_1, struct cai_block_q8_1, Q5_1_ONE)
 
 /* ---- dequantization of the 32-element formats --------------------------- */
 
@@ -964,9 +864,26 @@ static void silu_mul(float *y, const float *g, const float *u, int64_t n)
 
 /* ---- the table ---------------------------------------------------------- */
 
+/* mm: tiled for the 32-element formats (avx512_mm.c), else one vec_dot per
+ * output. */
+static CAI__MM_LOOP(f32_mm, f32_vec_dot)
+static CAI__MM_LOOP(f16_mm, f16_vec_dot)
+static CAI__MM_LOOP(bf16_mm, bf16_vec_dot)
+static CAI__MM_LOOP(q8_1_mm, q8_1_vec_dot)
+static CAI__MM_LOOP(q4_k_mm, q4_k_vec_dot)
+static CAI__MM_LOOP(q5_k_mm, q5_k_vec_dot)
+static CAI__MM_LOOP(q6_k_mm, q6_k_vec_dot)
+static CAI__MM_LOOP(q8_k_mm, q8_k_vec_dot)
+#define q4_0_mm cai__avx512_q4_0_mm
+#define q4_1_mm cai__avx512_q4_1_mm
+#define q5_0_mm cai__avx512_q5_0_mm
+#define q5_1_mm cai__avx512_q5_1_mm
+#define q8_0_mm cai__avx512_q8_0_mm
+
 #define SIMD_TYPE(t, vdt, from)                                                                    \
     {                                                                                              \
         .vec_dot_type = (vdt), .to_f32 = t##_to_f32, .from_f32 = (from), .vec_dot = t##_vec_dot,   \
+        .mm = t##_mm,                                                                              \
     }
 
 const struct cai_kernels cai__kernels_avx512 = {
@@ -974,7 +891,7 @@ const struct cai_kernels cai__kernels_avx512 = {
     .type =
         {
             [CAI_TYPE_F32] = {CAI_TYPE_F32, cai__ref_f32_to_f32, cai__ref_f32_from_f32,
-                              f32_vec_dot},
+                              f32_vec_dot, f32_mm},
             [CAI_TYPE_F16] = SIMD_TYPE(f16, CAI_TYPE_F32, f16_from_f32),
             [CAI_TYPE_BF16] = SIMD_TYPE(bf16, CAI_TYPE_F32, bf16_from_f32),
             [CAI_TYPE_Q4_0] = SIMD_TYPE(q4_0, CAI_TYPE_Q8_0, cai__ref_q4_0_from_f32),

@@ -1,0 +1,14 @@
+# bench/kernels.mk: the kernel micro-benchmark (bench_kernels.c), linked
+# against the library of a top-level build:
+#   make B=build-perf -j2 && make -f bench/kernels.mk B=build-perf
+#   build-perf/bench/bench_kernels -t q4_1 -k 576 -m 1536 -n 1,4,64
+CC ?= cc
+B  ?= build-perf
+CFLAGS_BK := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wshadow -Wmissing-prototypes \
+	-Wdouble-promotion -pthread -Iinclude -Isrc
+
+$(B)/bench/bench_kernels: bench/bench_kernels.c $(B)/libcoreai.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BK) $< -o $@ $(B)/libcoreai.a -lm -lpthread
+
+.PHONY: $(B)/bench/bench_kernels

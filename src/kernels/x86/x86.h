@@ -1,0 +1,21 @@
+/* x86.h: functions shared between the x86 kernel files (internal to
+ * src/kernels/x86). The tiled matrix products live in their own files,
+ * compiled with the same instruction-set flags as the table that uses them. */
+#ifndef CAI_KERNELS_X86_H
+#define CAI_KERNELS_X86_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CAI__X86_MM_DECL(name)                                                                     \
+    void name(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,    \
+              size_t x_stride, int n_tok, float *y, size_t y_stride);
+
+/* avx512_mm.c */
+CAI__X86_MM_DECL(cai__avx512_q4_0_mm)
+CAI__X86_MM_DECL(cai__avx512_q4_1_mm)
+CAI__X86_MM_DECL(cai__avx512_q5_0_mm)
+CAI__X86_MM_DECL(cai__avx512_q5_1_mm)
+CAI__X86_MM_DECL(cai__avx512_q8_0_mm)
+
+#endif /* CAI_KERNELS_X86_H */
