@@ -56,8 +56,8 @@ struct cai_quant_params {
     int         seq_len;          /* calibration sequence length (default 512) */
     int         n_sens_tokens;    /* mixed: tokens of the per-tensor KLD probe (default 128) */
     float       damp;             /* GPTQ damping, fraction of mean diag(H) (default 0.01) */
-    int         awq_grid;         /* alpha grid points past 0 (default 20) */
-    int         awq_rows;         /* rows per matrix in the AWQ error (default 64) */
+    int         awq_grid;         /* alpha grid points past 0 (default 10) */
+    int         awq_rows;         /* rows per matrix in the AWQ error (default 32) */
     int         n_threads;        /* 0: all online CPUs */
     int         embd_type;        /* token embedding / output matrix: a CAI type id
                                    * (q8_0 = 8, f16 = 1, ...), or -1 for the default

@@ -50,7 +50,7 @@ static const char usage_text[] =
     "  --seq-len N          calibration sequence length (default 512)\n"
     "  --sens-tokens N      mixed: tokens of each sensitivity probe (default 128)\n"
     "  --damp F             GPTQ damping, fraction of mean diag(H) (default 0.01)\n"
-    "  --awq-grid N         AWQ exponents tried past 0 (default 20)\n"
+    "  --awq-grid N         AWQ exponents tried past 0 (default 10)\n"
     "  -t, --threads N      threads (default: all online CPUs)\n"
     "  -q, --quiet          only the summary\n"
     "  -h, --help           this text\n";

@@ -14,10 +14,47 @@
 
 #include "quant_int.h"
 
+int cai__act_block(const struct cai_kernels *k, uint32_t type)
+{
+    switch (k->type[type].vec_dot_type) {
+    case CAI_TYPE_Q8_0:
+    case CAI_TYPE_Q8_1: return 32;
+    case CAI_TYPE_Q8_K: return 256;
+    default: return 0;
+    }
+}
+
+/* sum_t D_tj^2 / 12 for every channel j (D: the 8-bit step of x_t / s in
+ * j's block of `block` channels), over up to 512 sampled tokens scaled to
+ * all n_tok. */
+static void act_noise(const float *X, int64_t n_tok, int64_t n_in, const float *s, int block,
+                      double *m)
+{
+    int64_t ns = CAI_MIN((int64_t)512, n_tok);
+    memset(m, 0, (size_t)n_in * sizeof(double));
+    for (int64_t i = 0; i < ns; i++) {
+        const float *x = X + (i * n_tok / ns) * n_in;
+        for (int64_t b0 = 0; b0 < n_in; b0 += block) {
+            int64_t b1 = CAI_MIN(b0 + block, n_in);
+            float amax = 0.0f;
+            for (int64_t j = b0; j < b1; j++) {
+                float v = fabsf(x[j] / s[j]);
+                amax = v > amax ? v : amax;
+            }
+            double d = (double)amax / 127.0;
+            for (int64_t j = b0; j < b1; j++)
+                m[j] += d * d / 12.0;
+        }
+    }
+    for (int64_t j = 0; j < n_in; j++)
+        m[j] *= (double)n_tok / (double)ns;
+}
+
 int cai__awq_search(const struct cai_kernels *k, const struct cai__awq_mat *mats, int n_mats,
-                    int64_t n_in, const float *absmean, const float *H, const int32_t *tie,
-                    int n_grid, int sample_rows, float *s, float *alpha_out, float *gain_out,
-                    struct cai_pool *pool, struct cai_error *err)
+                    const float *X, int64_t n_tok, int64_t n_in, const float *absmean,
+                    const float *H, const int32_t *tie, int n_grid, int sample_rows, float *s,
+                    float *alpha_out, float *gain_out, struct cai_pool *pool,
+                    struct cai_error *err)
 {
     if (n_mats <= 0 || n_in <= 0 || n_grid < 1 || sample_rows < 1)
         return cai__fail(err, CAI_EINVAL, "awq: bad arguments");
@@ -38,8 +75,10 @@ int cai__awq_search(const struct cai_kernels *k, const struct cai__awq_mat *mats
     float *wrow = cai__malloc_array((size_t)n_in, sizeof(float));
     float *E = cai__malloc_array((size_t)n_rows * (size_t)n_in, sizeof(float));
     uint8_t *blk = cai__malloc(row_max);
+    double *colsq = cai__calloc((size_t)n_mats * (size_t)n_in, sizeof(double));
+    double *noise = cai__malloc_array((size_t)n_in, sizeof(double));
     int rc = 0;
-    if (!a || !cand || !imp || !wrow || !E || !blk) {
+    if (!a || !cand || !imp || !wrow || !E || !blk || !colsq || !noise) {
         rc = cai__fail(err, CAI_ENOMEM, "awq: out of memory");
         goto out;
     }
@@ -69,6 +108,14 @@ int cai__awq_search(const struct cai_kernels *k, const struct cai__awq_mat *mats
         goto out;
     }
 
+    /* Column energies |W[:, j]|^2 of each matrix. */
+    for (int m = 0; m < n_mats; m++)
+        for (int64_t r = 0; r < mats[m].n_out; r++)
+            for (int64_t j = 0; j < n_in; j++) {
+                double w = (double)mats[m].w[r * n_in + j];
+                colsq[(size_t)m * (size_t)n_in + (size_t)j] += w * w;
+            }
+
     double err0 = -1.0, best = INFINITY;
     float best_alpha = 0.0f;
     for (int gi = 0; gi <= n_grid; gi++) {
@@ -84,27 +131,36 @@ int cai__awq_search(const struct cai_kernels *k, const struct cai__awq_mat *mats
             cand[j] *= norm;
             imp[j] = H[j * n_in + j] / (cand[j] * cand[j]);
         }
+        double e = 0.0;
         int64_t e_row = 0;
         for (int m = 0; m < n_mats; m++) {
             const struct cai__awq_mat *mt = &mats[m];
             int64_t ns = CAI_MIN((int64_t)sample_rows, mt->n_out);
+            int64_t row0 = e_row;
             for (int64_t i = 0; i < ns; i++) {
                 int64_t r = i * mt->n_out / ns;
                 const float *w = mt->w + r * n_in;
                 for (int64_t j = 0; j < n_in; j++)
                     wrow[j] = w[j] * cand[j];
                 cai__qfmt_quantize_row(mt->fmt, wrow, imp, blk, n_in);
-                float *e = E + e_row * n_in;
-                k->type[mt->fmt->type].to_f32(blk, e, n_in);
+                float *er = E + e_row * n_in;
+                k->type[mt->fmt->type].to_f32(blk, er, n_in);
                 for (int64_t j = 0; j < n_in; j++)
-                    e[j] = e[j] / cand[j] - w[j];
+                    er[j] = er[j] / cand[j] - w[j];
                 e_row++;
             }
-        }
-        double e = cai__quad_form_rows(k, E, n_rows, n_in, H, pool);
-        if (e < 0.0) {
-            rc = cai__fail(err, CAI_ENOMEM, "awq: out of memory");
-            goto out;
+            double ew = cai__quad_form_rows(k, E + row0 * n_in, ns, n_in, H, pool);
+            if (ew < 0.0) {
+                rc = cai__fail(err, CAI_ENOMEM, "awq: out of memory");
+                goto out;
+            }
+            e += ew * (double)mt->n_out / (double)ns;
+            if (mt->act_block > 0 && X) {
+                act_noise(X, n_tok, n_in, cand, mt->act_block, noise);
+                const double *cs = colsq + (size_t)m * (size_t)n_in;
+                for (int64_t j = 0; j < n_in; j++)
+                    e += cs[j] * (double)cand[j] * (double)cand[j] * noise[j];
+            }
         }
         if (gi == 0)
             err0 = e;
@@ -126,5 +182,7 @@ out:
     cai__free(wrow);
     cai__free(E);
     cai__free(blk);
+    cai__free(colsq);
+    cai__free(noise);
     return rc;
 }

@@ -89,27 +89,38 @@ double cai__quad_form_rows(const struct cai_kernels *k, const float *E, int64_t 
 /* ---- AWQ (awq.c) --------------------------------------------------------- */
 
 /* One weight matrix that reads the input being scaled, with the format its
- * columns will be quantized to. */
+ * rows will be quantized to and the block size the engine quantizes its
+ * input activations in (32 for q8_0/q8_1, 256 for q8_K; 0: not quantized). */
 struct cai__awq_mat {
     const float             *w; /* [n_out][n_in] */
     int64_t                  n_out;
     const struct cai__qfmt  *fmt;
+    int                      act_block;
 };
 
+/* The block size the engine's matmul quantizes a `type` weight's input
+ * activations in (kernels' vec_dot_type), or 0 when it does not. */
+int cai__act_block(const struct cai_kernels *k, uint32_t type);
+
 /* Chooses per-input-channel scales s[n_in] for matrices that share one
- * input: s = a^alpha / sqrt(max * min) with a[j] the mean |x_j| of the
- * calibration activations, alpha in {0, 1/n_grid, ..., 1}, picking the alpha
- * whose quantized weights W' = Q(W diag(s)) diag(1/s) give the smallest
- * output error e^T H e (H: the input's X^T X), measured on up to
- * `sample_rows` rows of each matrix. `tie` (NULL: none) maps channel j to a
- * representative channel tie[j] whose scale it must share (grouped-query
- * attention: every query head of a group reads the same value channel).
- * Writes the chosen alpha to *alpha_out (0 means s = 1: no scaling) and the
- * error ratio (chosen / unscaled) to *gain_out. */
+ * input X[n_tok][n_in]: s = a^alpha / sqrt(max * min) with a[j] = mean |x_j|,
+ * alpha in {0, 1/n_grid, ..., 1}. The alpha kept minimises the predicted
+ * output error of the engine's computation Q(W diag(s)) q8(x / s):
+ *   weight rounding  e^T H e (H = X^T X, e the rounding error of W diag(s)
+ *                    mapped back by 1/s), measured on up to `sample_rows`
+ *                    rows per matrix and scaled to all rows;
+ *   activation rounding  sum_j |column j of W diag(s)|^2 * sum_t D_tj^2 / 12,
+ *                    D_tj = the 8-bit step (block amax / 127) of x_t / s in
+ *                    the block holding channel j (up to 512 tokens sampled).
+ * `tie` (NULL: none) maps channel j to a representative channel tie[j]
+ * whose scale it must share (grouped-query attention: the query heads of a
+ * group read the same value channel). Writes the chosen alpha (0 means
+ * s = 1: no scaling) and the ratio of its predicted error to alpha = 0's. */
 int cai__awq_search(const struct cai_kernels *k, const struct cai__awq_mat *mats, int n_mats,
-                    int64_t n_in, const float *absmean, const float *H, const int32_t *tie,
-                    int n_grid, int sample_rows, float *s, float *alpha_out, float *gain_out,
-                    struct cai_pool *pool, struct cai_error *err);
+                    const float *X, int64_t n_tok, int64_t n_in, const float *absmean,
+                    const float *H, const int32_t *tie, int n_grid, int sample_rows, float *s,
+                    float *alpha_out, float *gain_out, struct cai_pool *pool,
+                    struct cai_error *err);
 
 /* ---- the float forward pass (qforward.c) --------------------------------- */
 

@@ -53,8 +53,8 @@ struct cai_quant_params cai_quant_params_default(void)
     p.seq_len = 512;
     p.n_sens_tokens = 128;
     p.damp = 0.01f;
-    p.awq_grid = 20;
-    p.awq_rows = 64;
+    p.awq_grid = 10;
+    p.awq_rows = 32;
     p.embd_type = -1;
     return p;
 }
@@ -502,6 +502,7 @@ static int seq_hook(void *user, int layer, int point, float *A, int64_t n_tok, i
             mats[i].w = sc->L.w[point_roles[point][i]];
             mats[i].n_out = ts[i]->ne[1];
             mats[i].fmt = cai__qfmt_get(ts[i]->want);
+            mats[i].act_block = cai__act_block(c->k, ts[i]->want);
         }
         const int32_t *tie = NULL;
         if (point == CAI__QP_ATTN_OUT) {
@@ -513,8 +514,9 @@ static int seq_hook(void *user, int layer, int point, float *A, int64_t n_tok, i
             tie = sc->tie;
         }
         float gain;
-        if ((rc = cai__awq_search(c->k, mats, n_m, n_in, sc->abssum, sc->H, tie, p->awq_grid,
-                                  p->awq_rows, sc->s, &alpha, &gain, c->pool, err)) < 0)
+        if ((rc = cai__awq_search(c->k, mats, n_m, A, n_tok, n_in, sc->abssum, sc->H, tie,
+                                  p->awq_grid, p->awq_rows, sc->s, &alpha, &gain, c->pool,
+                                  err)) < 0)
             return rc;
         scaled = alpha > 0.0f;
     }
