@@ -162,57 +162,66 @@ static int cmd_eval(int argc, char **argv)
 {
     const char *model_path = NULL, *text_path = NULL, *ref_path = NULL, *fmt = "text";
     int n_ctx = 512, n_batch = 0, n_threads = 0, max_chunks = 0;
+    static const char *const with_value[] = {"--text", "--kld-against", "-c", "--ctx", "-b",
+                                             "--batch", "-t", "--threads", "--chunks", "-o",
+                                             "--output"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool has_value = true;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             eval_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--text") && v) {
+        }
+        if (a[0] != '-' || !a[1]) {
+            if (model_path) {
+                fprintf(stderr, "eval: unexpected argument \"%s\"\n", a);
+                return 2;
+            }
+            model_path = a;
+            continue;
+        }
+        bool known = false;
+        for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++)
+            known = known || !strcmp(a, with_value[k]);
+        if (!known) {
+            fprintf(stderr, "eval: unknown option %s (see coreai eval --help)\n", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "eval: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--text")) {
             text_path = v;
-        } else if (!strcmp(a, "--kld-against") && v) {
+        } else if (!strcmp(a, "--kld-against")) {
             ref_path = v;
-        } else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx")) && v) {
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
             if (!eval_parse_int(v, 8, 1 << 20, &n_ctx)) {
                 fprintf(stderr, "eval: -c: \"%s\" is not in 8..1048576\n", v);
                 return 2;
             }
-        } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch")) && v) {
+        } else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) {
             if (!eval_parse_int(v, 1, 1 << 20, &n_batch)) {
                 fprintf(stderr, "eval: -b: \"%s\" is not in 1..1048576\n", v);
                 return 2;
             }
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) {
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!eval_parse_int(v, 1, 1024, &n_threads)) {
                 fprintf(stderr, "eval: -t: \"%s\" is not in 1..1024\n", v);
                 return 2;
             }
-        } else if (!strcmp(a, "--chunks") && v) {
+        } else if (!strcmp(a, "--chunks")) {
             if (!eval_parse_int(v, 1, 1 << 30, &max_chunks)) {
                 fprintf(stderr, "eval: --chunks: \"%s\" is not a positive number\n", v);
                 return 2;
             }
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) {
+        } else {
             if (strcmp(v, "text") && strcmp(v, "json")) {
                 fprintf(stderr, "eval: -o: \"%s\" is not text or json\n", v);
                 return 2;
             }
             fmt = v;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, v || strncmp(a, "--", 2) ? "eval: unknown or incomplete option %s\n"
-                                                     : "eval: %s needs a value\n", a);
-            eval_usage(stderr);
-            return 2;
-        } else if (!model_path) {
-            model_path = a;
-            has_value = false;
-        } else {
-            fprintf(stderr, "eval: unexpected argument \"%s\"\n", a);
-            return 2;
         }
-        if (has_value)
-            i++;
     }
     if (!model_path || !text_path) {
         fprintf(stderr, "eval: MODEL and --text FILE are required\n");

@@ -186,3 +186,36 @@ out:
     cai__free(noise);
     return rc;
 }
+
+/* ---- folding ------------------------------------------------------------- */
+
+void cai__awq_tie_gqa(int n_head, int n_head_kv, int head_dim, int32_t *tie)
+{
+    int group = n_head / n_head_kv;
+    for (int64_t col = 0; col < (int64_t)n_head * head_dim; col++) {
+        int h = (int)(col / head_dim), dd = (int)(col % head_dim);
+        tie[col] = (int32_t)((int64_t)(h / group) * group * head_dim + dd);
+    }
+}
+
+void cai__awq_scale_cols(float *W, int64_t n_rows, int64_t n_in, const float *s, bool divide)
+{
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int64_t j = 0; j < n_in; j++)
+            W[r * n_in + j] = divide ? W[r * n_in + j] / s[j] : W[r * n_in + j] * s[j];
+}
+
+int cai__awq_fold_rows(uint32_t type, void *rows, size_t row_bytes, int64_t n_rows, int64_t row_len,
+                       const float *s, int group, int head_dim, float *bias)
+{
+    for (int64_t i = 0; i < n_rows; i++) {
+        float si = s[(i / head_dim) * group * head_dim + i % head_dim];
+        int rc = cai__qfmt_scale_row(type, (uint8_t *)rows + (size_t)i * row_bytes, row_len,
+                                     1.0f / si);
+        if (rc < 0)
+            return rc;
+        if (bias)
+            bias[i] /= si;
+    }
+    return 0;
+}

@@ -122,6 +122,25 @@ int cai__awq_search(const struct cai_kernels *k, const struct cai__awq_mat *mats
                     float *alpha_out, float *gain_out, struct cai_pool *pool,
                     struct cai_error *err);
 
+/* The scales' home. The consumer matrices get W[:, j] * s_j and their
+ * input x_j / s_j; the producer of x absorbs the 1 / s_j: an RMSNorm weight
+ * (divide it by s), or the output rows of the matmul that made x. */
+
+/* tie[col] for the attention-output input: column h*hd + d shares the scale
+ * of (the first head of h's group)*hd + d, since all the query heads of a
+ * group read value channel (h / group)*hd + d. */
+void cai__awq_tie_gqa(int n_head, int n_head_kv, int head_dim, int32_t *tie);
+/* W[r][j] *= s[j] (or /= with divide), for rows of n_in. */
+void cai__awq_scale_cols(float *W, int64_t n_rows, int64_t n_in, const float *s, bool divide);
+/* Divides producer output row i (rows of `type`, row_len elements each, and
+ * bias[i] when bias is not NULL) by the scale of the consumer column it
+ * feeds, s[(i / head_dim) * group * head_dim + i % head_dim]: the value
+ * rows for attn_output (group = query heads per KV head), or with group 1
+ * and head_dim = n_rows, row i <-> column i (ffn_up for ffn_down). Scales
+ * quantized rows through their block scales (cai__qfmt_scale_row). */
+int cai__awq_fold_rows(uint32_t type, void *rows, size_t row_bytes, int64_t n_rows, int64_t row_len,
+                       const float *s, int group, int head_dim, float *bias);
+
 /* ---- the float forward pass (qforward.c) --------------------------------- */
 
 enum cai__qpoint {

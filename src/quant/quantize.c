@@ -506,11 +506,7 @@ static int seq_hook(void *user, int layer, int point, float *A, int64_t n_tok, i
         }
         const int32_t *tie = NULL;
         if (point == CAI__QP_ATTN_OUT) {
-            int group = hp->n_head / hp->n_head_kv, hd = hp->head_dim;
-            for (int64_t col = 0; col < n_in; col++) {
-                int h = (int)(col / hd), dd = (int)(col % hd);
-                sc->tie[col] = (int32_t)((int64_t)((h / group) * group) * hd + dd);
-            }
+            cai__awq_tie_gqa(hp->n_head, hp->n_head_kv, hp->head_dim, sc->tie);
             tie = sc->tie;
         }
         float gain;
@@ -522,46 +518,25 @@ static int seq_hook(void *user, int layer, int point, float *A, int64_t n_tok, i
     }
     if (scaled) {
         const float *s = sc->s;
-        for (int64_t t = 0; t < n_tok; t++)
-            for (int64_t j = 0; j < n_in; j++)
-                A[t * n_in + j] /= s[j];
-        for (int i = 0; i < n_m; i++) {
-            float *W = sc->L.w[point_roles[point][i]];
-            for (int64_t r = 0; r < ts[i]->ne[1]; r++)
-                for (int64_t j = 0; j < n_in; j++)
-                    W[r * n_in + j] *= s[j];
-        }
+        cai__awq_scale_cols(A, n_tok, n_in, s, true);
+        for (int i = 0; i < n_m; i++)
+            cai__awq_scale_cols(sc->L.w[point_roles[point][i]], ts[i]->ne[1], n_in, s, false);
         for (int64_t a = 0; a < n_in; a++)
             for (int64_t b = 0; b < n_in; b++)
                 sc->H[a * n_in + b] /= s[a] * s[b];
-        if (point == CAI__QP_ATTN) {
+        if (point == CAI__QP_ATTN || point == CAI__QP_FFN) {
+            float *norm = point == CAI__QP_ATTN ? sc->L.attn_norm : sc->L.ffn_norm;
             for (int64_t j = 0; j < n_in; j++)
-                sc->L.attn_norm[j] /= s[j];
-        } else if (point == CAI__QP_FFN) {
-            for (int64_t j = 0; j < n_in; j++)
-                sc->L.ffn_norm[j] /= s[j];
-        } else if (point == CAI__QP_ATTN_OUT) {
-            /* Value rows: row (kvh * hd + d) feeds columns (h * hd + d) of
-             * every head h of group kvh, which share one scale (tie). */
-            struct cai__qt *tv = &c->t[c->idx[layer][CAI__QR_V]];
-            int group = hp->n_head / hp->n_head_kv, hd = hp->head_dim;
-            for (int64_t vr = 0; vr < tv->ne[1]; vr++) {
-                int kvh = (int)(vr / hd), dd = (int)(vr % hd);
-                float sv = s[(int64_t)kvh * group * hd + dd];
-                if ((rc = cai__qfmt_scale_row(tv->type, (uint8_t *)tv->data +
-                                              (size_t)vr * tv->row_bytes, tv->ne[0],
-                                              1.0f / sv)) < 0)
-                    return cai__fail(err, rc, "%s: cannot rescale rows", tv->name);
-                if (sc->L.bv)
-                    sc->L.bv[vr] /= sv;
-            }
+                norm[j] /= s[j];
         } else {
-            struct cai__qt *tu = &c->t[c->idx[layer][CAI__QR_UP]];
-            for (int64_t ur = 0; ur < tu->ne[1]; ur++)
-                if ((rc = cai__qfmt_scale_row(tu->type, (uint8_t *)tu->data +
-                                              (size_t)ur * tu->row_bytes, tu->ne[0],
-                                              1.0f / s[ur])) < 0)
-                    return cai__fail(err, rc, "%s: cannot rescale rows", tu->name);
+            /* The producer's rows were quantized already: rescale their blocks. */
+            bool att = point == CAI__QP_ATTN_OUT;
+            struct cai__qt *tp = &c->t[c->idx[layer][att ? CAI__QR_V : CAI__QR_UP]];
+            int group = att ? hp->n_head / hp->n_head_kv : 1;
+            int hd = att ? hp->head_dim : (int)tp->ne[1];
+            if ((rc = cai__awq_fold_rows(tp->type, tp->data, tp->row_bytes, tp->ne[1], tp->ne[0],
+                                         s, group, hd, att ? sc->L.bv : NULL)) < 0)
+                return cai__fail(err, rc, "%s: cannot rescale rows", tp->name);
         }
     }
 
