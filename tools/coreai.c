@@ -18,6 +18,8 @@
 
 #include "coreai.h"
 #include "bench_cmd.h"
+#include "eval_cmd.h"
+#include "serve_cmd.h"
 
 static const char *prog = "coreai";
 
@@ -860,7 +862,9 @@ static void usage(FILE *f)
                "  chat MODEL            interactive chat\n"
                "  tokenize MODEL [TEXT] print token ids\n"
                "  inspect MODEL         architecture, metadata and tensors\n"
+               "  serve MODEL           HTTP server: OpenAI and Ollama APIs, chat page at /\n"
                "  bench MODEL           prompt and generation speed (llama-bench terms)\n"
+               "  eval MODEL --text F   perplexity; KL divergence and top-1 against a reference\n"
                "  profile MODEL         time, bytes and GB/s per layer and operation\n"
                "  convert IN.gguf OUT   import a GGUF file into .coreaimodel\n"
                "  verify FILE           check every checksum of a .coreaimodel\n\n"
@@ -897,6 +901,10 @@ int main(int argc, char **argv)
         return cmd_profile(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert"))
         return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "verify"))
