@@ -833,8 +833,12 @@ long cml_predict_batch(struct cml_ctx *c, const double *x, size_t n_rows, size_t
     /* A single model with a batch kernel predicts the matrix directly. */
     if (m->n_nodes == 1 && m->nodes[0].run_batch && out && n_rows > 1 &&
         (!m->labels || m->class_node == 0) &&
-        m->nodes[0].run_batch(&m->nodes[0], x, n_rows, n_cols, c->x.scratch, out) == 0)
+        m->nodes[0].run_batch(&m->nodes[0], x, n_rows, n_cols, c->x.scratch, out) == 0) {
+        if (!m->labels && out->class_index) /* as the row-by-row path reports it */
+            for (size_t r = 0; r < n_rows; r++)
+                out->class_index[r] = -1;
         return (long)n_rows;
+    }
     const struct cml_value *probs = m->probs_output >= 0 ?
                                         &c->x.vals[m->out_slot[m->probs_output]] : NULL;
     const struct cml_value *vals = m->values_output >= 0 ?

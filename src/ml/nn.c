@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "nn.h"
+#include "simd.h"
 
 #define MAX_BLOB_FLOATS ((size_t)1 << 28)
 
@@ -1327,6 +1328,120 @@ static int run_nn(const struct cml__node *nd, struct cml__exec *x)
     return 0;
 }
 
+/* Batches: rows run layer by layer in blocks, each row in its own copy of
+ * the blob memory (`stride` floats apart), so every layer kernel runs
+ * unchanged per row while inner products over a block become one GEMM. */
+#define NN_BATCH_FLOATS 32768 /* floats of blob memory per block (128 KiB) */
+#define NN_BATCH_ROWS   16
+
+static int run_batch(const struct cml__node *nd, const double *X, size_t n_rows, size_t n_cols,
+                     double *scratch, const struct cml_batch_out *out)
+{
+    const struct nn_net *net = nd->impl;
+    const struct nn_blob *in = &net->blobs[net->in_blob[0]];
+    float *mem = (float *)scratch;
+    size_t S = net->stride, K = net->n_classes;
+    if (n_cols != in->n)
+        return CAI_EINVAL;
+    for (size_t r0 = 0; r0 < n_rows; r0 += net->batch_rows) {
+        size_t nb = CAI_MIN(net->batch_rows, n_rows - r0);
+        for (size_t r = 0; r < nb; r++) {
+            const double *src = X + (r0 + r) * n_cols;
+            float *dst = mem + r * S + in->off;
+            if (net->simd) {
+                cml__x512_to_f32(src, dst, n_cols);
+                continue;
+            }
+            for (size_t k = 0; k < n_cols; k++)
+                dst[k] = (float)src[k];
+        }
+        size_t n_run = net->n_layers - net->softmax_head;
+        for (size_t i = 0; i < n_run; i++)
+            cml__nn_run_layer_rows(net, &net->layers[i], mem, nb, S);
+        if (net->softmax_head) {
+            /* the classifier's softmax with rows in lanes, straight into out */
+            const struct nn_layer *L = &net->layers[n_run];
+            float *tmp = mem + net->batch_rows * S;
+            for (size_t r = 0; r < nb; r += 16)
+                cml__x512_softmax_rows(mem + r * S + net->blobs[L->in[0]].off, S,
+                                       CAI_MIN((size_t)16, nb - r), K, tmp,
+                                       out->probs ? out->probs + (r0 + r) * K : NULL,
+                                       out->class_index ? out->class_index + r0 + r : NULL);
+            continue;
+        }
+        for (size_t r = 0; r < nb; r++) {
+            const float *m = mem + r * S;
+            if (nd->labels) {
+                const float *p = m + net->blobs[net->probs_blob].off;
+                size_t best = 0;
+                for (size_t k = 1; k < K; k++)
+                    if ((double)p[k] > (double)p[best])
+                        best = k;
+                if (out->class_index)
+                    out->class_index[r0 + r] = (int32_t)best;
+                if (out->probs)
+                    for (size_t k = 0; k < K; k++)
+                        out->probs[(r0 + r) * K + k] = (double)p[k];
+            } else if (out->values) {
+                const struct nn_blob *bl = &net->blobs[net->out_blob[nd->values_out]];
+                for (size_t k = 0; k < bl->n; k++)
+                    out->values[(r0 + r) * bl->n + k] = (double)m[bl->off + k];
+            }
+        }
+    }
+    return 0;
+}
+
+/* Sets up the batch path when the network takes one multiarray and gives
+ * class scores or one value blob: block size and scratch, and (SIMD) the
+ * inner products' transposed weights. */
+static int setup_batch(struct cml__build *b, struct cml__node *nd, struct nn_net *net)
+{
+    net->simd = b->m->simd;
+    for (size_t i = 0; i < net->n_layers && net->simd; i++) {
+        struct nn_layer *L = &net->layers[i];
+        if (L->kind != NN_INNER)
+            continue;
+        L->ldw = (L->cout + 15) / 16 * 16;
+        L->wt = cml__arena_array(&b->m->arena, (size_t)L->cin, (size_t)L->ldw * sizeof(float));
+        if (!L->wt)
+            return cai__fail(b->err, CAI_ENOMEM, "out of memory");
+        for (int64_t o = 0; o < L->cout; o++)
+            for (int64_t k = 0; k < L->cin; k++)
+                L->wt[k * L->ldw + o] = L->w[o * L->cin + k];
+    }
+    /* An activation right after an inner product, on its output, runs in
+     * the GEMM's epilogue. */
+    for (size_t i = 0; i + 1 < net->n_layers && net->simd; i++) {
+        struct nn_layer *L = &net->layers[i], *N = &net->layers[i + 1];
+        if (L->kind == NN_INNER && N->kind == NN_ACT && N->in[0] == L->out &&
+            cml__x512_act_f32(N->act, N->alpha, N->beta, NULL, NULL, 0)) {
+            L->fused = N;
+            N->skip = true;
+        }
+    }
+    if (nd->n_in != 1 || b->m->slots[nd->in[0]].desc.type != CML_TYPE_MULTIARRAY)
+        return 0;
+    if (nd->labels) {
+        if (net->probs_blob < 0)
+            return 0;
+    } else if (nd->values_out < 0 || net->out_blob[nd->values_out] < 0 ||
+               !cml__batch_values_ok(b, nd, net->blobs[net->out_blob[nd->values_out]].n)) {
+        return 0;
+    }
+    net->stride = (net->n_floats + 15) / 16 * 16;
+    net->batch_rows = CAI_MAX((size_t)1, CAI_MIN((size_t)NN_BATCH_ROWS,
+                                                 NN_BATCH_FLOATS / net->stride));
+    const struct nn_layer *last = &net->layers[net->n_layers - 1];
+    if (nd->labels && net->simd && last->kind == NN_SOFTMAX && last->out == net->probs_blob &&
+        net->blobs[last->out].n == (size_t)net->blobs[last->out].shape.d[last->axis])
+        net->softmax_head = true;
+    nd->n_scratch = CAI_MAX(nd->n_scratch,
+                            (net->batch_rows * net->stride + 16 * net->n_classes + 1) / 2);
+    nd->run_batch = run_batch;
+    return 0;
+}
+
 int cml__load_nn(struct cml__build *b, const struct cml__mm_model *mm)
 {
     const struct cml__pb *msg = &mm->type_msg;
@@ -1456,6 +1571,8 @@ int cml__load_nn(struct cml__build *b, const struct cml__mm_model *mm)
     } else if ((rc = cml__bind_regressor(b, nd, mm))) {
         return rc;
     }
+    if ((rc = setup_batch(b, nd, net)))
+        return rc;
     cml__node_info(b, nd, "%zu layers, %zu activation floats, %s mapping", net->n_layers,
                    net->n_floats, s.exact ? "exact-rank" : "rank-5");
     return 0;

@@ -69,6 +69,12 @@ struct nn_layer {
     float  *w;  /* inner: [cout][cin]; conv: [cout][cin/groups][kh][kw] */
     float  *b;  /* [cout] or NULL */
     int64_t cin, cout;
+    float  *wt;  /* inner, SIMD path: w transposed, [cin][ldw], zero padded */
+    int64_t ldw; /* cout rounded up to 16 */
+    /* SIMD path: an inner product computes the activation layer that
+     * follows it (`fused`), which is then skipped. */
+    const struct nn_layer *fused;
+    bool                   skip;
     /* convolution / pooling geometry */
     int64_t groups, kh, kw, sh, sw, dh, dw;
     int64_t pad_t, pad_b, pad_l, pad_r;
@@ -125,9 +131,19 @@ struct nn_net {
     int32_t          probs_blob; /* classifier: blob of class scores, else -1 */
     const struct cai_kernels *kern; /* SIMD dot products, or NULL: plain loops */
     size_t           n_classes;
+    bool             simd;       /* simd.h kernels (GEMM, activations, softmax) */
+    /* Batches: rows run together, each with its own copy of the blobs,
+     * `stride` floats apart (0: the network has no batch path). */
+    size_t           stride, batch_rows;
+    bool             softmax_head; /* the last layer is the classifier's softmax */
 };
 
 /* Runs layer L. mem: the blob memory. */
 void cml__nn_run_layer(const struct nn_net *net, const struct nn_layer *L, float *mem);
+/* Runs layer L for n_rows rows whose blob memories are `stride` floats
+ * apart: one GEMM for an inner product over vectors on the SIMD path, else
+ * the layer row by row. Each row gets the bits cml__nn_run_layer gives it. */
+void cml__nn_run_layer_rows(const struct nn_net *net, const struct nn_layer *L, float *mem,
+                            size_t n_rows, size_t stride);
 
 #endif /* CML_NN_H */

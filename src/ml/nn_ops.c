@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nn.h"
+#include "simd.h"
 
 /* Splits a shape into N (leading), C, H, W. */
 static void nchw(const struct nn_shape *s, int64_t *n, int64_t *c, int64_t *h, int64_t *w)
@@ -29,10 +30,30 @@ static void nchw(const struct nn_shape *s, int64_t *n, int64_t *c, int64_t *h, i
     }
 }
 
-static void inner(const struct nn_net *net, const struct nn_layer *L, const float *x, float *y,
-                  size_t n_in)
+/* The fused activation's output, for the GEMM's epilogue (NULL: none). */
+static const struct cml__x512_epi *epilogue(const struct nn_net *net, const struct nn_layer *L,
+                                            float *mem, size_t ldy, struct cml__x512_epi *e)
+{
+    if (!L->fused)
+        return NULL;
+    *e = (struct cml__x512_epi){.act = L->fused->act, .alpha = L->fused->alpha,
+                                .beta = L->fused->beta,
+                                .y = mem + net->blobs[L->fused->out].off, .ldy = ldy};
+    return e;
+}
+
+static void inner(const struct nn_net *net, const struct nn_layer *L, float *mem, const float *x,
+                  float *y, size_t n_in)
 {
     size_t rows = n_in / (size_t)L->cin;
+    if (net->simd) {
+        /* y = (sum_i w[o][i] x[i], one FMA chain) + b[o], as in batches */
+        struct cml__x512_epi e;
+        cml__x512_gemm_f32(rows, (size_t)L->cout, (size_t)L->cin, x, (size_t)L->cin, L->wt,
+                           (size_t)L->ldw, L->b, y, (size_t)L->cout,
+                           epilogue(net, L, mem, (size_t)L->cout, &e));
+        return;
+    }
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * (size_t)L->cin;
         float *yr = y + r * (size_t)L->cout;
@@ -170,9 +191,11 @@ static float act1(const struct nn_layer *L, float v, int64_t c)
     }
 }
 
-static void activation(const struct nn_layer *L, const struct nn_blob *bi, const float *x,
-                       float *y)
+static void activation(const struct nn_net *net, const struct nn_layer *L,
+                       const struct nn_blob *bi, const float *x, float *y)
 {
+    if (net->simd && cml__x512_act_f32(L->act, L->alpha, L->beta, x, y, bi->n))
+        return;
     int64_t N, C, H, W;
     nchw(&bi->shape, &N, &C, &H, &W);
     int64_t hw = H * W;
@@ -194,7 +217,8 @@ static void per_channel(const struct nn_layer *L, const struct nn_blob *bi, cons
     }
 }
 
-static void softmax(const struct nn_layer *L, const struct nn_blob *bi, const float *x, float *y)
+static void softmax(const struct nn_net *net, const struct nn_layer *L, const struct nn_blob *bi,
+                    const float *x, float *y)
 {
     const struct nn_shape *s = &bi->shape;
     int64_t outer = 1, len = s->d[L->axis], in = 1;
@@ -202,6 +226,11 @@ static void softmax(const struct nn_layer *L, const struct nn_blob *bi, const fl
         outer *= s->d[i];
     for (int i = L->axis + 1; i < s->rank; i++)
         in *= s->d[i];
+    if (net->simd && in == 1) {
+        for (int64_t o = 0; o < outer; o++)
+            cml__x512_softmax_f32(x + o * len, y + o * len, (size_t)len);
+        return;
+    }
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t k = 0; k < in; k++) {
             const float *xs = x + o * len * in + k;
@@ -409,15 +438,17 @@ void cml__nn_run_layer(const struct nn_net *net, const struct nn_layer *L, float
     const struct nn_blob *bi = &net->blobs[L->in[0]], *bo = &net->blobs[L->out];
     const float *x = mem + bi->off;
     float *y = mem + bo->off;
+    if (L->skip)
+        return;
     switch (L->kind) {
-    case NN_INNER: inner(net, L, x, y, bi->n); break;
+    case NN_INNER: inner(net, L, mem, x, y, bi->n); break;
     case NN_CONV: conv(L, bi, bo, x, y); break;
     case NN_POOL: pool(L, bi, bo, x, y); break;
-    case NN_ACT: activation(L, bi, x, y); break;
+    case NN_ACT: activation(net, L, bi, x, y); break;
     case NN_BN:
     case NN_SCALE:
     case NN_BIAS: per_channel(L, bi, x, y); break;
-    case NN_SOFTMAX: softmax(L, bi, x, y); break;
+    case NN_SOFTMAX: softmax(net, L, bi, x, y); break;
     case NN_COPY:
         if (!L->chan_last_flatten) {
             memcpy(y, x, bi->n * sizeof(float));
@@ -443,4 +474,42 @@ void cml__nn_run_layer(const struct nn_net *net, const struct nn_layer *L, float
     case NN_UPSAMPLE: upsample(L, bi, bo, x, y); break;
     case NN_UNARY: unary(L, bi, x, y); break;
     }
+}
+
+void cml__nn_run_layer_rows(const struct nn_net *net, const struct nn_layer *L, float *mem,
+                            size_t n_rows, size_t stride)
+{
+    const struct nn_blob *bi = &net->blobs[L->in[0]], *bo = &net->blobs[L->out];
+    if (L->skip)
+        return;
+    if (net->simd && L->kind == NN_INNER && bi->n == (size_t)L->cin) {
+        struct cml__x512_epi e;
+        cml__x512_gemm_f32(n_rows, (size_t)L->cout, (size_t)L->cin, mem + bi->off, stride, L->wt,
+                           (size_t)L->ldw, L->b, mem + bo->off, stride,
+                           epilogue(net, L, mem, stride, &e));
+        return;
+    }
+    /* What cml__nn_run_layer would call per row, without its dispatch. */
+    if (net->simd && L->kind == NN_ACT &&
+        cml__x512_act_f32(L->act, L->alpha, L->beta, mem + bi->off, mem + bo->off, 0)) {
+        for (size_t r = 0; r < n_rows; r++)
+            cml__x512_act_f32(L->act, L->alpha, L->beta, mem + r * stride + bi->off,
+                              mem + r * stride + bo->off, bi->n);
+        return;
+    }
+    if (net->simd && L->kind == NN_SOFTMAX) {
+        int64_t in = 1;
+        for (int i = L->axis + 1; i < bi->shape.rank; i++)
+            in *= bi->shape.d[i];
+        size_t len = (size_t)bi->shape.d[L->axis];
+        if (in == 1) {
+            for (size_t r = 0; r < n_rows; r++)
+                for (size_t o = 0; o < bi->n; o += len)
+                    cml__x512_softmax_f32(mem + r * stride + bi->off + o,
+                                          mem + r * stride + bo->off + o, len);
+            return;
+        }
+    }
+    for (size_t r = 0; r < n_rows; r++)
+        cml__nn_run_layer(net, L, mem + r * stride);
 }

@@ -204,6 +204,77 @@ X512 void cml__x512_platt(const double *f, const double *a, const double *b, dou
     }
 }
 
+/* ---- float32 activations ---------------------------------------------------------- */
+
+/* The activation codes of nn.h's enum nn_act that are vectorized here. */
+enum { A_LINEAR = 5, A_RELU = 10, A_TANH = 30, A_STANH = 31, A_SIGMOID = 40 };
+
+/* expf: exp(x) = 2^n e^r as exp8 does, in float, e^r to r^7 (truncation
+ * 5e-9 relative, under float's 6e-8). */
+X512_INLINE __m512 exp16(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(-200.0f), x);
+    x = _mm512_min_ps(_mm512_set1_ps(200.0f), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* tanhf: below |x| = 0.625, x + x u P(u) with u = x^2 and P a degree-4
+ * least-squares fit of (tanh(x)/x - 1)/u (relative error 4.5e-9); above,
+ * 1 - 2 / (e^{2|x|} + 1), which has no cancellation there. */
+X512_INLINE __m512 tanh16(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, _mm512_castps_si512(x)));
+    __m512 u = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-0.005704042524758004f);
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(0.020637861489057614f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(-0.05373915650358899f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(0.13331431753508544f));
+    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(-0.33333281284113053f));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(ax, u), p, ax);
+    __m512 e = exp16(_mm512_add_ps(ax, ax));
+    __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+    __mmask16 lo = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+    __m512 t = _mm512_mask_blend_ps(lo, big, small);
+    return _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(sign, _mm512_castps_si512(x))));
+}
+
+X512_INLINE __m512 sigmoid16(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = exp16(_mm512_castsi512_ps(
+        _mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u))));
+    return _mm512_div_ps(one, _mm512_add_ps(one, e));
+}
+
+/* One vector of an activation cml__x512_act_f32 vectorizes. */
+X512_INLINE __m512 act16(int act, __m512 v, __m512 va, __m512 vb)
+{
+    switch (act) {
+    case A_LINEAR: return _mm512_add_ps(_mm512_mul_ps(va, v), vb);
+    /* v > 0 ? v : 0: max returns its second operand (0) for NaN too */
+    case A_RELU: return _mm512_max_ps(v, _mm512_setzero_ps());
+    case A_TANH: return tanh16(v);
+    case A_STANH: return _mm512_mul_ps(va, tanh16(_mm512_mul_ps(vb, v)));
+    case A_SIGMOID: return sigmoid16(v);
+    default: return v;
+    }
+}
+
 /* ---- GEMM ------------------------------------------------------------------------------ */
 
 /* One R x J tile: R rows, J vectors of outputs. The constant R and J come
@@ -237,7 +308,7 @@ X512_INLINE void tile_f64(const int R, const int J, size_t n_in, const double *x
 
 X512_INLINE void tile_f32(const int R, const int J, size_t n_in, const float *x, size_t ldx,
                           const float *w, size_t ldw, const float *b, __mmask16 mlast, float *y,
-                          size_t ldy)
+                          size_t ldy, const struct cml__x512_epi *epi, size_t o)
 {
     __m512 acc[8][4];
     UNROLL for (int r = 0; r < R; r++)
@@ -256,8 +327,14 @@ X512_INLINE void tile_f32(const int R, const int J, size_t n_in, const float *x,
     UNROLL for (int j = 0; j < J; j++) {
         __mmask16 m = j == J - 1 ? mlast : (__mmask16)0xffff;
         __m512 bv = b ? _mm512_maskz_loadu_ps(m, b + 16 * j) : _mm512_setzero_ps();
-        UNROLL for (int r = 0; r < R; r++)
-            _mm512_mask_storeu_ps(y + (size_t)r * ldy + 16 * j, m, _mm512_add_ps(acc[r][j], bv));
+        UNROLL for (int r = 0; r < R; r++) {
+            __m512 v = _mm512_add_ps(acc[r][j], bv);
+            _mm512_mask_storeu_ps(y + (size_t)r * ldy + 16 * j, m, v);
+            if (epi)
+                _mm512_mask_storeu_ps(epi->y + (size_t)r * epi->ldy + o + 16 * j, m,
+                                      act16(epi->act, v, _mm512_set1_ps(epi->alpha),
+                                            _mm512_set1_ps(epi->beta)));
+        }
     }
 }
 
@@ -293,7 +370,8 @@ X512 void cml__x512_gemm_f64(size_t n_rows, size_t n_out, size_t n_in, const dou
 }
 
 X512 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const float *x, size_t ldx,
-                             const float *w, size_t ldw, const float *b, float *y, size_t ldy)
+                             const float *w, size_t ldw, const float *b, float *y, size_t ldy,
+                             const struct cml__x512_epi *epi)
 {
     for (size_t o = 0; o < n_out; o += 64) {
         size_t left = n_out - o;
@@ -305,9 +383,17 @@ X512 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const flo
             int R = (int)CAI_MIN((size_t)rmax, n_rows - r0);
             const float *xr = x + r0 * ldx;
             float *yr = y + r0 * ldy + o;
+            struct cml__x512_epi e;
+            if (epi) {
+                e = *epi;
+                e.y += r0 * e.ldy;
+            }
+            const struct cml__x512_epi *ep = epi ? &e : NULL;
             switch (R * 8 + J) {
 #define F32_CASE(RR, JJ)                                                                           \
-    case (RR) * 8 + (JJ): tile_f32(RR, JJ, n_in, xr, ldx, w + o, ldw, bo, mlast, yr, ldy); break;
+    case (RR) * 8 + (JJ):                                                                          \
+        tile_f32(RR, JJ, n_in, xr, ldx, w + o, ldw, bo, mlast, yr, ldy, ep, o);                    \
+        break;
                 TILE_CASES(F32_CASE)
 #undef F32_CASE
             default: break;
@@ -443,55 +529,30 @@ X512 void cml__x512_untranspose8(const double *pt, size_t k, size_t n_rows, doub
 
 /* ---- neural network layers ---------------------------------------------------------------- */
 
-/* The activation codes of nn.h's enum nn_act that are vectorized here. */
-enum { A_LINEAR = 5, A_RELU = 10, A_TANH = 30, A_STANH = 31, A_SIGMOID = 40 };
-
-X512_INLINE __m512 act16(int act, __m512 v, __m512 va, __m512 vb)
+X512 void cml__x512_to_f32(const double *x, float *y, size_t n)
 {
-    switch (act) {
-    case A_LINEAR: return _mm512_add_ps(_mm512_mul_ps(va, v), vb);
-    case A_RELU: return _mm512_max_ps(v, _mm512_setzero_ps());
-    default: break;
+    for (size_t i = 0; i < n; i += 8) {
+        __mmask8 m = tail8(n - i);
+        _mm256_mask_storeu_ps(y + i, m, _mm512_cvtpd_ps(_mm512_maskz_loadu_pd(m, x + i)));
     }
-    if (act == A_STANH)
-        v = _mm512_mul_ps(vb, v);
-    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    if (act == A_SIGMOID) {
-        lo = sigmoid8(lo);
-        hi = sigmoid8(hi);
-    } else {
-        lo = tanh8(lo);
-        hi = tanh8(hi);
-    }
-    __m512 r = _mm512_castps256_ps512(_mm512_cvtpd_ps(lo));
-    r = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(r),
-                                            _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
-    if (act == A_STANH)
-        r = _mm512_mul_ps(va, r);
-    return r;
 }
 
 X512 bool cml__x512_act_f32(int act, float alpha, float beta, const float *x, float *y, size_t n)
 {
-    if (act != A_LINEAR && act != A_RELU && act != A_TANH && act != A_STANH && act != A_SIGMOID)
-        return false;
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = tail16(n - i);
-        _mm512_mask_storeu_ps(y + i, m, act16(act, _mm512_maskz_loadu_ps(m, x + i), va, vb));
+    switch (act) {
+#define ACT_LOOP(A)                                                                                \
+    case A:                                                                                        \
+        for (size_t i = 0; i < n; i += 16) {                                                       \
+            __mmask16 m = tail16(n - i);                                                           \
+            _mm512_mask_storeu_ps(y + i, m, act16(A, _mm512_maskz_loadu_ps(m, x + i), va, vb));    \
+        }                                                                                          \
+        return true;
+        ACT_LOOP(A_LINEAR) ACT_LOOP(A_RELU) ACT_LOOP(A_TANH) ACT_LOOP(A_STANH) ACT_LOOP(A_SIGMOID)
+#undef ACT_LOOP
+    default:
+        return false;
     }
-    return true;
-}
-
-X512_INLINE __m512 exp16(__m512 v)
-{
-    __m512d lo = exp8(_mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-    __m512d hi = exp8(
-        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
-    __m512 r = _mm512_castps256_ps512(_mm512_cvtpd_ps(lo));
-    return _mm512_castpd_ps(
-        _mm512_insertf64x4(_mm512_castps_pd(r), _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
 }
 
 X512 void cml__x512_softmax_f32(const float *x, float *y, size_t n)
@@ -502,18 +563,55 @@ X512 void cml__x512_softmax_f32(const float *x, float *y, size_t n)
     for (size_t i = 0; i < n; i += 16)
         mv = _mm512_mask_max_ps(mv, tail16(n - i), mv, _mm512_maskz_loadu_ps(tail16(n - i), x + i));
     const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
-    __m512 sum = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = tail16(n - i);
-        __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx)));
-        sum = _mm512_add_ps(sum, e);
-        _mm512_mask_storeu_ps(y + i, m, e);
+        _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx)));
     }
-    const __m512 s = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+    /* the sum in element order, as cml__x512_softmax_rows takes it per lane */
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        sum += y[i];
+    const __m512 s = _mm512_set1_ps(sum);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = tail16(n - i);
         _mm512_mask_storeu_ps(y + i, m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, y + i), s));
     }
+}
+
+X512 void cml__x512_softmax_rows(const float *x, size_t ldx, size_t n_rows, size_t n, float *tmp,
+                                 double *probs, int32_t *best)
+{
+    const __m512i rows = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32((int)ldx));
+    const __mmask16 live = tail16(n_rows);
+    __m512 mx = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i++) {
+        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rows, x + i, 4);
+        _mm512_storeu_ps(tmp + 16 * i, v);
+        mx = i ? _mm512_max_ps(mx, v) : v;
+    }
+    __m512 sum = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i++) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(tmp + 16 * i), mx));
+        _mm512_storeu_ps(tmp + 16 * i, e);
+        sum = i ? _mm512_add_ps(sum, e) : e;
+    }
+    __m512 bv = _mm512_setzero_ps();
+    __m512i bi = _mm512_setzero_si512();
+    for (size_t i = 0; i < n; i++) {
+        __m512 p = _mm512_div_ps(_mm512_loadu_ps(tmp + 16 * i), sum);
+        _mm512_storeu_ps(tmp + 16 * i, p);
+        __mmask16 gt = i ? _mm512_cmp_ps_mask(p, bv, _CMP_GT_OQ) : (__mmask16)0xffff;
+        bv = _mm512_mask_mov_ps(bv, gt, p);
+        bi = _mm512_mask_mov_epi32(bi, gt, _mm512_set1_epi32((int)i));
+    }
+    if (best)
+        _mm512_mask_storeu_epi32(best, live, bi);
+    if (probs)
+        for (size_t r = 0; r < n_rows; r++)
+            for (size_t i = 0; i < n; i++)
+                probs[r * n + i] = (double)tmp[16 * i + r];
 }
 
 /* ---- support vector machines ----------------------------------------------------------- */
@@ -726,8 +824,8 @@ X512_INLINE void forest_fast(const int NN, const bool LT, const bool ONE,
         __m512i v = all;
         UNROLL for (int p = 0; p < NN; p++) {
             __m512d col = _mm512_loadu_pd(xt + 8 * (size_t)ft[p]);
-            __mmask8 no = _mm512_cmp_pd_mask(col, _mm512_set1_pd(th[p]),
-                                             LT ? _CMP_GE_OQ : _CMP_GT_OQ);
+            __mmask8 no = LT ? _mm512_cmp_pd_mask(col, _mm512_set1_pd(th[p]), _CMP_GE_OQ) :
+                               _mm512_cmp_pd_mask(col, _mm512_set1_pd(th[p]), _CMP_GT_OQ);
             v = _mm512_mask_and_epi64(v, no, v, _mm512_set1_epi64((long long)F->keep[p]));
         }
         __m512d lv = leaf_value(v, F->leaf + 16 * t);
@@ -831,10 +929,15 @@ void cml__x512_gemm_f64(size_t n_rows, size_t n_out, size_t n_in, const double *
         (void)y, (void)ldy;
 }
 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const float *x, size_t ldx,
-                        const float *w, size_t ldw, const float *b, float *y, size_t ldy)
+                        const float *w, size_t ldw, const float *b, float *y, size_t ldy,
+                        const struct cml__x512_epi *epi)
 {
     (void)n_rows, (void)n_out, (void)n_in, (void)x, (void)ldx, (void)w, (void)ldw, (void)b,
-        (void)y, (void)ldy;
+        (void)y, (void)ldy, (void)epi;
+}
+void cml__x512_to_f32(const double *x, float *y, size_t n)
+{
+    (void)x, (void)y, (void)n;
 }
 bool cml__x512_act_f32(int act, float alpha, float beta, const float *x, float *y, size_t n)
 {
@@ -844,6 +947,11 @@ bool cml__x512_act_f32(int act, float alpha, float beta, const float *x, float *
 void cml__x512_softmax_f32(const float *x, float *y, size_t n)
 {
     (void)x, (void)y, (void)n;
+}
+void cml__x512_softmax_rows(const float *x, size_t ldx, size_t n_rows, size_t n, float *tmp,
+                            double *probs, int32_t *best)
+{
+    (void)x, (void)ldx, (void)n_rows, (void)n, (void)tmp, (void)probs, (void)best;
 }
 void cml__x512_svm_kernel(const struct cml__x512_svm *s, const double *x, size_t ldx,
                           size_t n_rows, double *kv)

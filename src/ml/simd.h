@@ -50,8 +50,18 @@ void cml__x512_platt(const double *f, const double *a, const double *b, double *
  * with zeros; b may be NULL (0). Only y[r][0..n_out) is written. */
 void cml__x512_gemm_f64(size_t n_rows, size_t n_out, size_t n_in, const double *x, size_t ldx,
                         const double *w, size_t ldw, const double *b, double *y, size_t ldy);
+/* For the f32 GEMM: also store act(y[r][o]) (cml__x512_act_f32's function)
+ * into epi.y[r][o], rows epi.ldy apart: an inner product fused with the
+ * activation that follows it, with the bits of the two run apart. */
+struct cml__x512_epi {
+    int    act;
+    float  alpha, beta;
+    float *y;
+    size_t ldy;
+};
 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const float *x, size_t ldx,
-                        const float *w, size_t ldw, const float *b, float *y, size_t ldy);
+                        const float *w, size_t ldw, const float *b, float *y, size_t ldy,
+                        const struct cml__x512_epi *epi);
 
 /* The same sums with the rows in lanes, for n_rows <= 16 rows in two groups
  * of 8: zt[g][o][8] (lane r of group g: row 8g + r) = (sum_k x[r][k] *
@@ -75,12 +85,21 @@ void cml__x512_untranspose8(const double *pt, size_t k, size_t n_rows, double *y
 
 /* ---- neural network layers ------------------------------------------------------------ */
 
-/* Activations without per-channel parameters, in float32 (tanh, sigmoid and
- * exp computed in double and rounded). Returns false when `act` (enum
- * nn_act) is not vectorized here; the caller then runs its scalar loop. */
+/* y[i] = (float)x[i] */
+void cml__x512_to_f32(const double *x, float *y, size_t n);
+/* Activations without per-channel parameters, in float32 (tanh and exp
+ * within a few float ulps of libm's). Returns false when `act` (enum nn_act)
+ * is not vectorized here; the caller then runs its scalar loop. */
 bool cml__x512_act_f32(int act, float alpha, float beta, const float *x, float *y, size_t n);
-/* y = softmax(x) over n contiguous floats (max-subtracted). */
+/* y = softmax(x) over n contiguous floats: e = exp(x - max), then e / the
+ * sum of e taken in element order. */
 void cml__x512_softmax_f32(const float *x, float *y, size_t n);
+/* The same softmax for n_rows <= 16 rows (ldx apart) at once, one row per
+ * lane, as the classifier output of a batch: probs[r][i] (doubles) and
+ * best[r], the first i of the largest probability (either may be NULL).
+ * tmp: 16 n floats. Each row gets cml__x512_softmax_f32's bits. */
+void cml__x512_softmax_rows(const float *x, size_t ldx, size_t n_rows, size_t n, float *tmp,
+                            double *probs, int32_t *best);
 
 /* ---- support vector machines ------------------------------------------------------------- */
 

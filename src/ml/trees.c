@@ -399,7 +399,7 @@ static int build_walk(struct cml__build *b, struct trees *T)
     for (size_t i = 0; i < T->n_nodes; i++) {
         const struct tnode *n = &T->nodes[i];
         if (n->feat < 0) {
-            w[i] = (struct wnode){.thr = NAN, .feat = 0, .no = (int32_t)i};
+            w[i] = (struct wnode){.thr = (double)NAN, .feat = 0, .no = (int32_t)i};
             continue;
         }
         if ((size_t)n->yes != i + 1)
