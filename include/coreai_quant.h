@@ -52,6 +52,8 @@ struct cai_quant_params {
     const char *target_device;    /* NULL or "cpu" (default), "ref", "avx2", "avx512" */
     bool        awq;              /* activation-aware scaling (with calibration); default true */
     bool        gptq;             /* error-compensating rounding (with calibration); default true */
+    bool        reorder;          /* with calibration: regroup residual and feed-forward channels
+                                   * by activation size (exact); default true */
     int         n_calib_tokens;   /* most calibration tokens used (default 4096) */
     int         seq_len;          /* calibration sequence length (default 512) */
     int         n_sens_tokens;    /* mixed: tokens of the per-tensor KLD probe (default 128) */

@@ -17,6 +17,7 @@
  *     still fits the budget is applied until none fits. The prediction is
  *     additive over tensors: the sum is reported as predicted_kld. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "quantize_int.h"
@@ -24,8 +25,10 @@
 #define MAX_CAND 8
 
 struct cai__qmixed {
-    float **fp; /* [n_layer * CAI__QR_COUNT] f32 weights */
+    float **fp;    /* [n_layer * CAI__QR_COUNT] f32 weights */
     int     n_fp;
+    float **norms; /* [n_layer * 2] attn_norm, ffn_norm (owned by the output tensors) */
+    float  *out_norm;
 };
 
 struct cand {
@@ -56,6 +59,7 @@ void cai__qmixed_free(struct cai__qctx *c)
     for (int i = 0; i < mx->n_fp; i++)
         cai__free(mx->fp[i]);
     cai__free(mx->fp);
+    cai__free(mx->norms);
     cai__free(mx);
     c->mixed = NULL;
 }
@@ -86,11 +90,12 @@ static struct cai__qlayer layer_view(struct cai__qctx *c, float *const *fp, int 
 {
     const struct cai__layer *ML = &c->m->layers[l];
     float *const *w = fp + (size_t)l * CAI__QR_COUNT;
+    float *const *nm = c->mixed->norms + 2 * (size_t)l;
     struct cai__qlayer lw = {
         .wq = w[CAI__QR_Q], .wk = w[CAI__QR_K], .wv = w[CAI__QR_V], .wo = w[CAI__QR_O],
         .wg = w[CAI__QR_GATE], .wu = w[CAI__QR_UP], .wd = w[CAI__QR_DOWN],
         .bq = ML->bq.data, .bk = ML->bk.data, .bv = ML->bv.data,
-        .attn_norm = ML->attn_norm.data, .ffn_norm = ML->ffn_norm.data,
+        .attn_norm = nm[0], .ffn_norm = nm[1],
     };
     return lw;
 }
@@ -102,7 +107,7 @@ static void log_probs(struct cai__qctx *c, const float *emb, const float *x, int
     const struct cai__hparams *hp = &c->m->hp;
     int64_t d = hp->n_embd, V = hp->n_vocab;
     for (int64_t t = 0; t < n; t++)
-        c->k->rmsnorm(xn + t * d, x + t * d, c->m->output_norm.data, d, hp->rms_eps);
+        c->k->rmsnorm(xn + t * d, x + t * d, c->mixed->out_norm, d, hp->rms_eps);
     cai__qfwd_matmul(c->k, c->pool, xn, n, d, emb, V, NULL, logp);
     for (int64_t t = 0; t < n; t++) {
         float *r = logp + t * V;
@@ -158,10 +163,29 @@ int cai__qmixed_plan(struct cai__qctx *c, float target_bpw, double *predicted_kl
             if (!p)
                 return cai__fail(err, CAI_ENOMEM, "mixed: out of memory for f32 weights");
             mx->fp[l * CAI__QR_COUNT + r] = p;
-            if ((rc = cai__qdequant(c->k, w, p)) < 0)
+            if ((rc = cai__qload_matrix(c, l, r, p)) < 0)
                 return cai__fail(err, rc, "%s: cannot read its type",
                                  c->t[c->idx[l][r]].name);
         }
+    }
+    mx->norms = cai__calloc((size_t)L * 2, sizeof(float *));
+    if (!mx->norms)
+        return cai__fail(err, CAI_ENOMEM, "mixed: out of memory");
+    for (int l = 0; l < L; l++) {
+        for (int k = 0; k < 2; k++) {
+            char name[80];
+            snprintf(name, sizeof(name), "blk.%d.%s.weight", l, k ? "ffn_norm" : "attn_norm");
+            struct cai__qt *t = cai__qfind(c, name);
+            if (!t || !(mx->norms[2 * l + k] = cai__qown_f32(c, t, err)))
+                return t ? (err ? err->code : CAI_ENOMEM)
+                         : cai__fail(err, CAI_EFORMAT, "%s is missing", name);
+        }
+    }
+    {
+        struct cai__qt *t = cai__qfind(c, "output_norm.weight");
+        if (!t || !(mx->out_norm = cai__qown_f32(c, t, err)))
+            return t ? (err ? err->code : CAI_ENOMEM)
+                     : cai__fail(err, CAI_EFORMAT, "output_norm.weight is missing");
     }
     x = cai__malloc_array((size_t)n_fp * (size_t)d, sizeof(float));
     emb = cai__malloc_array((size_t)V * (size_t)d, sizeof(float));
@@ -181,7 +205,7 @@ int cai__qmixed_plan(struct cai__qctx *c, float target_bpw, double *predicted_kl
         rc = cai__fail(err, CAI_ENOMEM, "mixed: out of memory");
         goto out;
     }
-    if ((rc = cai__qdequant(c->k, &c->m->output, emb)) < 0) {
+    if ((rc = cai__qload_output(c, emb)) < 0) {
         rc = cai__fail(err, rc, "output: cannot read its type");
         goto out;
     }

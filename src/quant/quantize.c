@@ -49,6 +49,7 @@ struct cai_quant_params cai_quant_params_default(void)
     p.precision = CAI_QUANT_INT4;
     p.awq = true;
     p.gptq = true;
+    p.reorder = true;
     p.n_calib_tokens = 4096;
     p.seq_len = 512;
     p.n_sens_tokens = 128;
@@ -144,6 +145,59 @@ void cai__qreport(struct cai__qctx *c, struct cai__qt *t)
         .sens = t->sens,
     };
     c->p->on_tensor(c->p->user, &r);
+}
+
+/* In place: columns (cols) or rows of W[n_rows][n_cols] in the order perm
+ * (new -> old). */
+static int permute(float *W, int64_t n_rows, int64_t n_cols, const int32_t *perm, bool cols)
+{
+    size_t n = cols ? (size_t)n_cols : (size_t)n_rows * (size_t)n_cols;
+    float *tmp = cai__malloc_array(n, sizeof(float));
+    if (!tmp)
+        return CAI_ENOMEM;
+    if (cols) {
+        for (int64_t r = 0; r < n_rows; r++) {
+            float *w = W + r * n_cols;
+            memcpy(tmp, w, n * sizeof(float));
+            for (int64_t j = 0; j < n_cols; j++)
+                w[j] = tmp[perm[j]];
+        }
+    } else {
+        memcpy(tmp, W, n * sizeof(float));
+        for (int64_t r = 0; r < n_rows; r++)
+            memcpy(W + r * n_cols, tmp + (size_t)perm[r] * (size_t)n_cols,
+                   (size_t)n_cols * sizeof(float));
+    }
+    cai__free(tmp);
+    return 0;
+}
+
+/* Sorts channel indices by score, largest first (insertion into order[]). */
+static void order_by(const float *score, int64_t n, int32_t *order)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = i;
+        while (j > 0 && score[order[j - 1]] < score[i]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = (int32_t)i;
+    }
+}
+
+/* Quantized rows of t in the order perm (new -> old). */
+static int permute_rows_bytes(struct cai__qt *t, const int32_t *perm)
+{
+    size_t n = t->row_bytes * (size_t)t->ne[1];
+    uint8_t *tmp = cai__malloc(n);
+    if (!tmp)
+        return CAI_ENOMEM;
+    memcpy(tmp, t->data, n);
+    for (int64_t r = 0; r < t->ne[1]; r++)
+        memcpy((uint8_t *)t->data + (size_t)r * t->row_bytes,
+               tmp + (size_t)perm[r] * t->row_bytes, t->row_bytes);
+    cai__free(tmp);
+    return 0;
 }
 
 /* ---- round-to-nearest of a whole matrix ---------------------------------- */
@@ -316,6 +370,11 @@ static int quantize_alone(struct cai__qctx *c, struct cai__qt *t, struct cai_err
         return cai__fail(err, rc, "%s: cannot read type %s", t->name,
                          cai__type_info(w.type)->name);
     }
+    bool embd = !strcmp(t->name, "token_embd.weight") || !strcmp(t->name, "output.weight");
+    if (c->perm && embd && (rc = permute(W, rows, n_in, c->perm, true)) < 0) {
+        cai__free(W);
+        return cai__fail(err, rc, "%s: out of memory", t->name);
+    }
     if (t->want == CAI_TYPE_F16 || t->want == CAI_TYPE_F32) {
         if ((rc = qt_alloc(c, t, t->want, err)) == 0) {
             if (t->want == CAI_TYPE_F16)
@@ -422,7 +481,28 @@ int cai__qembed(struct cai__qctx *c, const int32_t *tokens, int64_t n, float *x)
             return CAI_ERANGE;
         tk->to_f32((const uint8_t *)e->data + (size_t)tokens[t] * e->row_bytes, x + t * d, d);
     }
+    if (c->perm) {
+        float *row = cai__malloc_array((size_t)d, sizeof(float));
+        if (!row)
+            return CAI_ENOMEM;
+        for (int64_t t = 0; t < n; t++) {
+            memcpy(row, x + t * d, (size_t)d * sizeof(float));
+            for (int64_t j = 0; j < d; j++)
+                x[t * d + j] = row[c->perm[j]];
+        }
+        cai__free(row);
+    }
     return 0;
+}
+
+int cai__qload_matrix(struct cai__qctx *c, int layer, int role, float *dst)
+{
+    const struct cai__weight *w = cai__qrole_weight(c->m, layer, role);
+    int rc = cai__qdequant(c->k, w, dst);
+    if (rc < 0 || !c->perm)
+        return rc;
+    bool reads_residual = role != CAI__QR_O && role != CAI__QR_DOWN;
+    return permute(dst, w->ne[1], w->ne[0], c->perm, reads_residual);
 }
 
 /* ---- the calibrated pass ---------------------------------------------------- */
@@ -481,6 +561,24 @@ static int seq_hook(void *user, int layer, int point, float *A, int64_t n_tok, i
     const struct cai__hparams *hp = &c->m->hp;
     int rc;
     size_t nn = (size_t)n_in * (size_t)n_in;
+    if (point == CAI__QP_FFN_DOWN && p->reorder) {
+        /* Regroup the feed-forward channels by peak |h| (exact: gate and up
+         * rows, down columns and h move together). */
+        float *peak = sc->abssum;
+        int32_t *ord = sc->tie;
+        for (int64_t j = 0; j < n_in; j++)
+            peak[j] = 0.0f;
+        for (int64_t t = 0; t < n_tok; t++)
+            for (int64_t j = 0; j < n_in; j++)
+                peak[j] = fabsf(A[t * n_in + j]) > peak[j] ? fabsf(A[t * n_in + j]) : peak[j];
+        order_by(peak, n_in, ord);
+        struct cai__qt *tg = &c->t[c->idx[layer][CAI__QR_GATE]];
+        struct cai__qt *tu = &c->t[c->idx[layer][CAI__QR_UP]];
+        if ((rc = permute(A, n_tok, n_in, ord, true)) < 0 ||
+            (rc = permute(sc->L.w[CAI__QR_DOWN], hp->n_embd, n_in, ord, true)) < 0 ||
+            (rc = permute_rows_bytes(tg, ord)) < 0 || (rc = permute_rows_bytes(tu, ord)) < 0)
+            return cai__fail(err, rc, "out of memory");
+    }
     memset(sc->H, 0, nn * sizeof(float));
     memset(sc->abssum, 0, (size_t)n_in * sizeof(float));
     if ((rc = cai__qfwd_stats(c->k, c->pool, A, n_tok, n_in, sc->H, sc->abssum, err)) < 0)
@@ -603,7 +701,7 @@ static int seq_hook(void *user, int layer, int point, float *A, int64_t n_tok, i
 }
 
 /* An owned f32 copy of a 1-D f32 tensor as the output's bytes. */
-static float *own_f32(struct cai__qctx *c, struct cai__qt *t, struct cai_error *err)
+float *cai__qown_f32(struct cai__qctx *c, struct cai__qt *t, struct cai_error *err)
 {
     if (t->data)
         return t->data;
@@ -614,6 +712,11 @@ static float *own_f32(struct cai__qctx *c, struct cai__qt *t, struct cai_error *
     if (qt_alloc(c, t, CAI_TYPE_F32, err) < 0)
         return NULL;
     memcpy(t->data, t->src->data, t->n_bytes);
+    if (c->perm && t->ne[0] == c->m->hp.n_embd && t->n_dims == 1 &&
+        permute(t->data, 1, t->ne[0], c->perm, true) < 0) {
+        cai__fail(err, CAI_ENOMEM, "out of memory");
+        return NULL;
+    }
     return t->data;
 }
 
@@ -663,9 +766,9 @@ int cai__qcalibrated(struct cai__qctx *c, float *const *fp_layers, struct cai_er
             rc = cai__fail(err, CAI_EFORMAT, "layer %d: norm weights missing", l);
             goto out;
         }
-        sc.L.attn_norm = own_f32(c, tan, err);
-        sc.L.ffn_norm = own_f32(c, tfn, err);
-        sc.L.bv = tbv ? own_f32(c, tbv, err) : NULL;
+        sc.L.attn_norm = cai__qown_f32(c, tan, err);
+        sc.L.ffn_norm = cai__qown_f32(c, tfn, err);
+        sc.L.bv = tbv ? cai__qown_f32(c, tbv, err) : NULL;
         if (!sc.L.attn_norm || !sc.L.ffn_norm || (tbv && !sc.L.bv)) {
             rc = err ? err->code : CAI_ENOMEM;
             goto out;
@@ -675,7 +778,7 @@ int cai__qcalibrated(struct cai__qctx *c, float *const *fp_layers, struct cai_er
             size_t n = (size_t)t->ne[0] * (size_t)t->ne[1];
             if (fp_layers) {
                 memcpy(sc.L.w[r], fp_layers[l * CAI__QR_COUNT + r], n * sizeof(float));
-            } else if ((rc = cai__qdequant(c->k, cai__qrole_weight(c->m, l, r), sc.L.w[r])) < 0) {
+            } else if ((rc = cai__qload_matrix(c, l, r, sc.L.w[r])) < 0) {
                 rc = cai__fail(err, rc, "%s: cannot read its type", t->name);
                 goto out;
             }
@@ -700,6 +803,162 @@ out:
     cai__free(sc.tie);
     for (int r = 0; r < CAI__QR_COUNT; r++)
         cai__free(sc.L.w[r]);
+    return rc;
+}
+
+struct cai__qt *cai__qfind(struct cai__qctx *c, const char *name)
+{
+    return find_qt(c, name);
+}
+
+int cai__qload_output(struct cai__qctx *c, float *dst)
+{
+    const struct cai__weight *w = &c->m->output;
+    int rc = cai__qdequant(c->k, w, dst);
+    if (rc < 0 || !c->perm)
+        return rc;
+    return permute(dst, w->ne[1], w->ne[0], c->perm, true);
+}
+
+/* ---- channel order ------------------------------------------------------------ */
+
+/* The engine quantizes each matmul input in blocks of 32 (or 256) channels
+ * with one scale per block, so a few large channels spread over many blocks
+ * coarsen all of them. Reordering the residual stream's channels is exact
+ * (permute the embedding's and every input matrix's columns, the output
+ * matrices' rows and the norm weights alike; RMSNorm does not care) and puts
+ * the large channels into the same blocks. The order comes from one float
+ * pass over the first calibration sequence: channels sorted by their peak
+ * |x| at every residual-reading input (each input normalised by its mean
+ * peak; the output head's input weighted as much as all layers together). */
+
+struct order_ctx {
+    float  *score;  /* [n_embd] */
+    float  *peak;   /* [n_embd] scratch */
+};
+
+static void add_peaks(float *score, float *peak, const float *A, int64_t n_tok, int64_t d,
+                      float weight)
+{
+    double mean = 0.0;
+    for (int64_t j = 0; j < d; j++)
+        peak[j] = 0.0f;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t j = 0; j < d; j++)
+            peak[j] = fabsf(A[t * d + j]) > peak[j] ? fabsf(A[t * d + j]) : peak[j];
+    for (int64_t j = 0; j < d; j++)
+        mean += (double)peak[j];
+    mean /= (double)d;
+    if (mean > 0.0)
+        for (int64_t j = 0; j < d; j++)
+            score[j] += weight * (float)((double)peak[j] / mean);
+}
+
+static int order_hook(void *user, int layer, int point, float *A, int64_t n_tok, int64_t n_in,
+                      struct cai__qlayer *lw)
+{
+    struct order_ctx *oc = user;
+    if (point == CAI__QP_ATTN || point == CAI__QP_FFN)
+        add_peaks(oc->score, oc->peak, A, n_tok, n_in, 1.0f);
+    (void)layer;
+    (void)lw;
+    return 0;
+}
+
+/* Only models whose every n_embd-sized dimension is one we permute. */
+static bool can_reorder(const struct cai__qctx *c)
+{
+    int64_t d = c->m->hp.n_embd;
+    for (int i = 0; i < c->n_t; i++) {
+        const struct cai__qt *t = &c->t[i];
+        const char *dot = strrchr(t->name, '.');
+        size_t stem = dot ? (size_t)(dot - t->name) : strlen(t->name);
+        bool touches = false;
+        for (uint32_t k = 0; k < t->n_dims; k++)
+            touches = touches || t->ne[k] == d;
+        if (!touches || t->role >= 0 || !strcmp(t->name, "token_embd.weight") ||
+            !strcmp(t->name, "output.weight"))
+            continue;
+        static const char *const ok_suffix[] = {"attn_norm", "ffn_norm", "output_norm",
+                                                "attn_q", "attn_k", "attn_v"};
+        bool ok = false;
+        for (size_t k = 0; k < CAI_ARRAY_LEN(ok_suffix); k++) {
+            size_t n = strlen(ok_suffix[k]);
+            ok = ok || (stem >= n && !strncmp(t->name + stem - n, ok_suffix[k], n) &&
+                        (k < 3 ? t->n_dims == 1 : strcmp(dot ? dot : "", ".bias") == 0));
+        }
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int residual_order(struct cai__qctx *c, struct cai_error *err)
+{
+    const struct cai__hparams *hp = &c->m->hp;
+    int64_t d = hp->n_embd, N = c->seq_len;
+    struct cai__qfwd f;
+    struct order_ctx oc = {0};
+    float *x = NULL, *w[CAI__QR_COUNT] = {0};
+    int rc = cai__qfwd_init(&f, hp, c->m->rope_freqs.data, c->k, c->pool, N, c->seq_len, err);
+    if (rc < 0)
+        return rc;
+    x = cai__malloc_array((size_t)N * (size_t)d, sizeof(float));
+    oc.score = cai__calloc((size_t)d, sizeof(float));
+    oc.peak = cai__malloc_array((size_t)d, sizeof(float));
+    c->perm = cai__malloc_array((size_t)d, sizeof(int32_t));
+    for (int r = 0; r < CAI__QR_COUNT; r++) {
+        const struct cai__weight *cw = cai__qrole_weight(c->m, 0, r);
+        w[r] = cai__malloc_array((size_t)(cw->ne[0] * cw->ne[1]), sizeof(float));
+        if (!w[r])
+            rc = CAI_ENOMEM;
+    }
+    if (rc < 0 || !x || !oc.score || !oc.peak || !c->perm) {
+        rc = cai__fail(err, CAI_ENOMEM, "calibration: out of memory");
+        goto out;
+    }
+    int32_t *perm = c->perm;
+    c->perm = NULL; /* the pass itself runs in the source order */
+    if ((rc = cai__qembed(c, c->cal, N, x)) < 0) {
+        c->perm = perm;
+        rc = cai__fail(err, rc, "calibration: token out of range");
+        goto out;
+    }
+    for (int l = 0; l < hp->n_layer && rc == 0; l++) {
+        for (int r = 0; r < CAI__QR_COUNT && rc == 0; r++)
+            rc = cai__qload_matrix(c, l, r, w[r]);
+        if (rc < 0) {
+            rc = cai__fail(err, rc, "layer %d: cannot read its weights", l);
+            break;
+        }
+        const struct cai__layer *ML = &c->m->layers[l];
+        struct cai__qlayer lw = {
+            .wq = w[CAI__QR_Q], .wk = w[CAI__QR_K], .wv = w[CAI__QR_V], .wo = w[CAI__QR_O],
+            .wg = w[CAI__QR_GATE], .wu = w[CAI__QR_UP], .wd = w[CAI__QR_DOWN],
+            .bq = ML->bq.data, .bk = ML->bk.data, .bv = ML->bv.data,
+            .attn_norm = ML->attn_norm.data, .ffn_norm = ML->ffn_norm.data,
+        };
+        rc = cai__qfwd_layer(&f, &lw, l, x, order_hook, &oc);
+        cai__qprogress(c, "reorder", (uint64_t)l + 1, (uint64_t)hp->n_layer);
+    }
+    c->perm = perm;
+    if (rc != 0)
+        goto out;
+    for (int64_t t = 0; t < N; t++)
+        c->k->rmsnorm(x + t * d, x + t * d, c->m->output_norm.data, d, hp->rms_eps);
+    add_peaks(oc.score, oc.peak, x, N, d, 2.0f * (float)hp->n_layer);
+    order_by(oc.score, d, c->perm);
+out:
+    if (rc != 0) {
+        cai__free(c->perm);
+        c->perm = NULL;
+    }
+    cai__qfwd_deinit(&f);
+    cai__free(x);
+    cai__free(oc.score);
+    cai__free(oc.peak);
+    for (int r = 0; r < CAI__QR_COUNT; r++)
+        cai__free(w[r]);
     return rc;
 }
 
@@ -950,6 +1209,15 @@ int cai_quantize(const char *in_path, const char *out_path, const struct cai_qua
     bool calibrated = p->calibration_path != NULL;
     if (calibrated && (rc = load_calibration(&c, err)) < 0)
         goto out;
+    if (calibrated && p->reorder && can_reorder(&c)) {
+        if ((rc = residual_order(&c, err)) < 0)
+            goto out;
+        struct cai__qt *on = find_qt(&c, "output_norm.weight");
+        if (on && !cai__qown_f32(&c, on, err)) {
+            rc = err ? err->code : CAI_ENOMEM;
+            goto out;
+        }
+    }
     if (p->precision == CAI_QUANT_MIXED) {
         if ((rc = cai__qmixed_plan(&c, p->target_bpw, &sum.predicted_kld, err)) < 0)
             goto out;
@@ -1027,6 +1295,7 @@ out:
             cai__free(c.t[i].data);
     cai__free(c.t);
     cai__free(c.cal);
+    cai__free(c.perm);
     cai__qmixed_free(&c);
     cai__pool_free(c.pool);
     cai_model_close(c.m);

@@ -52,6 +52,7 @@ struct cai__qctx {
     char                           digest[72];
     int                            n_done, n_todo;
     struct cai__qmixed            *mixed;
+    int32_t                       *perm;  /* residual channel order (new -> old) or NULL */
 };
 
 const char               *cai__qrole_name(int role);
@@ -60,6 +61,14 @@ void cai__qprogress(struct cai__qctx *c, const char *stage, uint64_t done, uint6
 void cai__qreport(struct cai__qctx *c, struct cai__qt *t);
 int  cai__qdequant(const struct cai_kernels *k, const struct cai__weight *w, float *dst);
 int  cai__qembed(struct cai__qctx *c, const int32_t *tokens, int64_t n, float *x);
+/* An owned, writable f32 copy of a 1-D f32 tensor (the output's bytes);
+ * norms come in the residual channel order c->perm. NULL on failure. */
+float *cai__qown_f32(struct cai__qctx *c, struct cai__qt *t, struct cai_error *err);
+struct cai__qt *cai__qfind(struct cai__qctx *c, const char *name);
+/* The output matrix in f32, columns in the order c->perm. */
+int  cai__qload_output(struct cai__qctx *c, float *dst);
+/* Layer matrix (layer, role) in f32, in the residual channel order c->perm. */
+int  cai__qload_matrix(struct cai__qctx *c, int layer, int role, float *dst);
 int  cai__qrtn_matrix(struct cai__qctx *c, struct cai__qt *t, uint32_t type, const float *W,
                       const float *imp, struct cai_error *err);
 /* The calibrated pass over all layers; fp_layers (NULL: dequantize from the
