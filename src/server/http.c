@@ -411,14 +411,17 @@ bool cai__http_write_head(struct cai__buf *b, int status, const char *content_ty
         strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     cai__buf_printf(b, "HTTP/1.1 %d %s\r\nServer: coreai\r\nDate: %s\r\n", status,
                     cai__http_reason(status), date);
+    /* 1xx, 204 and 304 responses have no body and may not say how long it is. */
+    bool no_body = status < 200 || status == 204 || status == 304;
     if (content_type)
         cai__buf_printf(b, "Content-Type: %s\r\n", content_type);
-    if (content_length >= 0)
+    if (!no_body && content_length >= 0)
         cai__buf_printf(b, "Content-Length: %lld\r\n", (long long)content_length);
-    else if (chunked)
+    else if (!no_body && chunked)
         cai__buf_puts(b, "Transfer-Encoding: chunked\r\n");
-    cai__buf_puts(b, keep_alive && (content_length >= 0 || chunked) ? "Connection: keep-alive\r\n"
-                                                                     : "Connection: close\r\n");
+    bool delimited = no_body || content_length >= 0 || chunked;
+    cai__buf_puts(b, keep_alive && delimited ? "Connection: keep-alive\r\n"
+                                             : "Connection: close\r\n");
     if (extra_headers)
         cai__buf_puts(b, extra_headers);
     return cai__buf_put(b, "\r\n", 2);

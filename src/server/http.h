@@ -127,7 +127,8 @@ const char *cai__http_reason(int status);
 
 /* Appends a status line and headers, ending with the blank line.
  * content_length >= 0 writes Content-Length; otherwise the body is chunked
- * when `chunked` (HTTP/1.1) or delimited by closing the connection.
+ * when `chunked` (HTTP/1.1) or delimited by closing the connection. Status
+ * 1xx, 204 and 304 get neither (they have no body).
  * extra_headers (may be NULL) is zero or more complete "Name: value\r\n"
  * lines. Returns false when the buffer failed. */
 bool cai__http_write_head(struct cai__buf *b, int status, const char *content_type,

@@ -842,9 +842,15 @@ static void metrics_text(struct cai__server *s, struct cai__buf *b)
     for (int i = 0; i < N_STATUS_COUNTED && s->m.status_code[i]; i++)
         cai__buf_printf(b, "coreai_requests_total{code=\"%d\"} %llu\n", s->m.status_code[i],
                         (unsigned long long)s->m.status_count[i]);
-    for (size_t i = 0; i < CAI_ARRAY_LEN(rows); i++)
-        cai__buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", rows[i].name, rows[i].help,
-                        rows[i].name, rows[i].type, rows[i].name, rows[i].v);
+    for (size_t i = 0; i < CAI_ARRAY_LEN(rows); i++) {
+        double v = rows[i].v;
+        cai__buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", rows[i].name, rows[i].help,
+                        rows[i].name, rows[i].type);
+        if (v < 9e15 && v > -9e15 && v == (double)(int64_t)v)
+            cai__buf_printf(b, "%s %lld\n", rows[i].name, (long long)v);
+        else
+            cai__buf_printf(b, "%s %.9g\n", rows[i].name, v);
+    }
 }
 
 /* Answers one complete request. */

@@ -322,6 +322,11 @@ static void test_response_writer(void)
     CHECK(strncmp(b.data, "HTTP/1.1 503 Service Unavailable\r\n", 34) == 0);
     CHECK(strstr(b.data, "Transfer-Encoding: chunked\r\n") != NULL);
 
+    cai__buf_reset(&b); /* 204: no body, so no length, and keep-alive is fine */
+    CHECK(cai__http_write_head(&b, 204, NULL, 0, false, true, "Allow: GET\r\n"));
+    CHECK(strstr(b.data, "Content-Length") == NULL && strstr(b.data, "Transfer-Encoding") == NULL);
+    CHECK(strstr(b.data, "Connection: keep-alive\r\n") != NULL);
+
     cai__buf_reset(&b); /* neither length nor chunks: the connection must close */
     CHECK(cai__http_write_head(&b, 200, NULL, -1, false, true, NULL));
     CHECK(strstr(b.data, "Connection: close\r\n") != NULL);
