@@ -127,6 +127,12 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     f->xq = zalloc_f(nb, f->xq_stride, &ok);
     /* Per thread: scores [n_ctx_pad] floats, then probabilities [n_ctx_pad] f16. */
     f->scores = zalloc_f((size_t)n_threads * (size_t)f->n_ctx_pad, ATT_SCRATCH, &ok);
+    /* mm workspaces only help batches (prefill); decode-only states skip them */
+    if (n_batch > 1 && ok) {
+        /* not zeroed: the kernels write before they read */
+        f->mm_scratch = cai__malloc_aligned((size_t)n_threads * CAI__MM_SCRATCH_BYTES);
+        ok = f->mm_scratch != NULL;
+    }
     f->inv_freq = zalloc_f((size_t)hp->n_rot / 2, sizeof(float), &ok);
     f->rope_cs = zalloc_f(nb * (size_t)hp->n_rot, sizeof(float), &ok);
     if (!ok) {
@@ -158,6 +164,7 @@ void cai__fwd_deinit(struct cai__fwd *f)
     cai__free_aligned(f->tmp);
     cai__free_aligned(f->xq);
     cai__free_aligned(f->scores);
+    cai__free_aligned(f->mm_scratch);
     cai__free_aligned(f->inv_freq);
     cai__free_aligned(f->rope_cs);
     cai__free(f->prof);
@@ -178,6 +185,7 @@ struct mm_job {
     size_t                    xq_stride;
     int                       n_tok;
     int64_t                   n_rows;    /* sum of the weights' rows */
+    uint8_t                  *scratch;   /* [n_threads][CAI__MM_SCRATCH_BYTES] */
 };
 
 /* Rows per work unit: a multiple of the kernels' 8-row tiles, and 64 bytes
@@ -197,7 +205,8 @@ static void mm_worker(void *ctx, int ith, int nth)
         int64_t a = CAI_MAX(r0 - base, 0), b = CAI_MIN(r1 - base, rows);
         if (a < b)
             j->k->type[w->type].mm(w->ne[0], w->data, w->row_bytes, a, b, j->xq, j->xq_stride,
-                                   j->n_tok, j->y[wi], (size_t)rows);
+                                   j->n_tok, j->y[wi], (size_t)rows,
+                                   j->scratch + (size_t)ith * CAI__MM_SCRATCH_BYTES);
         base += rows;
     }
 }
@@ -225,7 +234,7 @@ static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float
     int done = 0;
     bool used[MM_MAX] = {false};
     while (done < n_w) {
-        struct mm_job j = {.k = f->k, .n_tok = n_tok};
+        struct mm_job j = {.k = f->k, .n_tok = n_tok, .scratch = f->mm_scratch};
         uint32_t vdt = 0;
         for (int i = 0; i < n_w; i++) {
             if (used[i])

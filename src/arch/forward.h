@@ -59,6 +59,7 @@ struct cai__fwd {
     uint8_t  *xq;          /* [n_batch][xq_stride] activations in a vec_dot type */
     size_t    xq_stride;
     float    *scores;      /* [n_threads][n_ctx] attention scratch */
+    uint8_t  *mm_scratch;  /* [n_threads][CAI__MM_SCRATCH_BYTES] matmul workspaces, or NULL */
     float    *inv_freq;    /* [n_rot/2] rotary frequencies (scale and factors applied) */
     float    *rope_cs;     /* [n_batch][n_rot] cos,sin pairs for the current batch */
     struct cai__prof_cell *prof; /* [n_layer + 1][CAI__OP_COUNT] or NULL when off */

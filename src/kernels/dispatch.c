@@ -70,8 +70,9 @@ const struct cai_kernels *cai__kernels_get(void)
 #define LOOP_MM(isa, T)                                                                            \
     static void loop_##isa##_##T(int64_t n, const void *w, size_t w_stride, int64_t r0,           \
                                  int64_t r1, const void *x, size_t x_stride, int n_tok, float *y,  \
-                                 size_t y_stride)                                                  \
+                                 size_t y_stride, void *scratch)                                   \
     {                                                                                              \
+        (void)scratch;                                                                             \
         float (*vd)(int64_t, const void *, const void *) = cai__kernels_##isa.type[T].vec_dot;     \
         for (int64_t r = r0; r < r1; r++)                                                          \
             for (int t = 0; t < n_tok; t++)                                                        \

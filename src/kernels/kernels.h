@@ -36,17 +36,24 @@ struct cai_type_kernels {
      *     y[t * y_stride + r] = vec_dot(n, w + r * w_stride, x + t * x_stride)
      * (w_stride and x_stride in bytes, y_stride in floats). The SIMD tables
      * compute tiles of rows x tokens at once, each output with its own
-     * accumulators in vec_dot's order, so weights are read once per tile. */
+     * accumulators in vec_dot's order, so weights are read once per tile.
+     * scratch: NULL, or CAI__MM_SCRATCH_BYTES of 64-byte aligned memory the
+     * call may use (one per thread); with it, many-token calls repack the
+     * weights into a faster layout. Results never depend on it. */
     void (*mm)(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,
-               size_t x_stride, int n_tok, float *y, size_t y_stride);
+               size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch);
 };
+
+/* Size of mm's optional per-thread workspace. */
+#define CAI__MM_SCRATCH_BYTES ((size_t)512 * 1024)
 
 /* An mm that calls vec_dot once per output (the definition of mm): the ref
  * table's, and a SIMD table's for types without a tiled kernel. */
 #define CAI__MM_LOOP(name, vec_dot_fn)                                                             \
     void name(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,    \
-              size_t x_stride, int n_tok, float *y, size_t y_stride)                               \
+              size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch)                \
     {                                                                                              \
+        (void)scratch;                                                                             \
         for (int64_t r = r0; r < r1; r++) {                                                        \
             const void *wr = (const uint8_t *)w + (size_t)r * w_stride;                            \
             for (int t = 0; t < n_tok; t++)                                                        \

@@ -28,12 +28,13 @@
  * performance work, with the plain per-(row, token) vec_dot forward pass;
  * the same on every table. */
 #define SMOLLM2_HIDDEN_HASH 0x6bdae97e89bd3ad4ull
-/* FNV-1a over all logits. The tied output head is Q8_0; since its vec_dot
- * follows llama.cpp's order in every table (one 8-lane fma chain, the order
- * of Q4_1), every table gives these bits. (At df3f64e each table summed
- * Q8_0 in its own order: ref 0xe5f3a1a6ecf9ca0e, avx2 0xd5ab5d782f05d89b,
- * avx512 0xf4c09dc218f013c7; the hidden states were already identical.) */
-#define SMOLLM2_HASH 0x5b8ed8ff5116879eull
+/* FNV-1a over all logits. The tied output head is Q8_0, whose vec_dot has
+ * one order in every table (chain_fma in ref/quants.c: one fma per block
+ * with the block's whole integer sum), so every table gives these bits. (At
+ * df3f64e each table summed Q8_0 in its own order: ref 0xe5f3a1a6ecf9ca0e,
+ * avx2 0xd5ab5d782f05d89b, avx512 0xf4c09dc218f013c7; the hidden states were
+ * already identical.) */
+#define SMOLLM2_HASH 0xae0c7e90fa8ae4e4ull
 
 #define N_PROMPT 70
 #define N_GEN    6

@@ -760,8 +760,11 @@ static void test_types_all_tables(void)
  * [r0, r0 + nr) of a weight matrix with row stride ws bytes, n_tok tokens
  * with stride xs bytes, outputs with stride ys floats; outputs outside the
  * rows must stay untouched. */
+static void *mm_scratch;
+
 static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, int64_t r0,
-                         int64_t nr, int n_tok, size_t w_pad, size_t x_pad, size_t y_pad)
+                         int64_t nr, int n_tok, size_t w_pad, size_t x_pad, size_t y_pad,
+                         int with_scratch)
 {
     const struct cai_type_kernels *tk = &k->type[type];
     uint32_t vdt = tk->vec_dot_type;
@@ -774,10 +777,13 @@ static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, 
         abort();
     for (int64_t r = 0; r < rows; r++)
         rnd_blocks(type, w + (size_t)r * ws, n);
+    float *xfl = malloc((size_t)n * sizeof(float));
+    if (!xfl)
+        abort();
     for (int t = 0; t < n_tok; t++) {
         if (vdt == CAI_TYPE_F32 || t % 3 == 2) {
-            rnd_floats(xf, n, t % 2 ? 30.0f : 1.0f);
-            k->type[vdt].from_f32(xf, x + (size_t)t * xs, n);
+            rnd_floats(xfl, n, t % 2 ? 30.0f : 1.0f);
+            k->type[vdt].from_f32(xfl, x + (size_t)t * xs, n);
         } else {
             rnd_blocks(vdt, x + (size_t)t * xs, n);
         }
@@ -785,7 +791,7 @@ static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, 
     const uint32_t sentinel = 0x7fc12345u; /* a NaN no kernel produces */
     for (size_t i = 0; i < ys * (size_t)n_tok; i++)
         memcpy(&y[i], &sentinel, sizeof(float));
-    tk->mm(n, w, ws, r0, r0 + nr, x, xs, n_tok, y, ys);
+    tk->mm(n, w, ws, r0, r0 + nr, x, xs, n_tok, y, ys, with_scratch ? mm_scratch : NULL);
     int bad = 0;
     for (int t = 0; t < n_tok; t++) {
         for (size_t r = 0; r < ys; r++) {
@@ -810,15 +816,20 @@ static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, 
     free(w);
     free(x);
     free(y);
+    free(xfl);
     return bad;
 }
 
-/* mm equals vec_dot bit for bit, for every table and type, over shapes that
- * cover partial row groups, token tails, token blocks, K chunks and strides. */
+/* mm equals vec_dot bit for bit, for every table and type, with and
+ * without scratch, over shapes that cover partial row groups, token tails,
+ * token blocks, K chunks and strides. */
 static void test_mm_exact(void)
 {
-    static const int64_t rows[][2] = {{0, 1}, {0, 8}, {3, 5}, {1, 13}, {0, 17}, {5, 24}};
-    static const int toks[] = {1, 2, 3, 4, 5, 7, 9};
+    static const int64_t rows[][2] = {{0, 1}, {0, 8}, {3, 5}, {1, 13}, {0, 17}, {5, 24}, {2, 33}};
+    static const int toks[] = {1, 2, 3, 4, 5, 7, 9, 13};
+    mm_scratch = aligned_alloc(64, CAI__MM_SCRATCH_BYTES);
+    if (!mm_scratch)
+        abort();
     for (size_t ti = 0; ti < CAI_ARRAY_LEN(isas); ti++) {
         const struct cai_kernels *k = cai__kernels_by_name(isas[ti]);
         if (!k)
@@ -829,23 +840,29 @@ static void test_mm_exact(void)
             if (blk < cai__type_info(k->type[type].vec_dot_type)->block)
                 blk = cai__type_info(k->type[type].vec_dot_type)->block;
             int bad = 0;
-            for (size_t a = 0; a < CAI_ARRAY_LEN(rows); a++) {
-                for (size_t b = 0; b < CAI_ARRAY_LEN(toks); b++) {
-                    int64_t n = blk * (int64_t)(1 + (a + b) % 7);
-                    bad += check_mm_case(k, type, n, rows[a][0], rows[a][1], toks[b], a % 3,
-                                         b % 2 ? 5 : 0, a % 2);
+            for (int sc = 0; sc < 2; sc++) {
+                for (size_t a = 0; a < CAI_ARRAY_LEN(rows); a++) {
+                    for (size_t b = 0; b < CAI_ARRAY_LEN(toks); b++) {
+                        int64_t n = blk * (int64_t)(1 + (a + b) % 7);
+                        bad += check_mm_case(k, type, n, rows[a][0], rows[a][1], toks[b], a % 3,
+                                             b % 2 ? 5 : 0, a % 2, sc);
+                    }
+                }
+                /* token counts past one token block, and K past one chunk */
+                bad += check_mm_case(k, type, blk * 18, 2, 9, 70, 0, 0, 3, sc);
+                bad += check_mm_case(k, type, blk * 5, 0, 20, 131, 0, 0, 0, sc);
+                if (blk == 32) {
+                    bad += check_mm_case(k, type, 32 * 259, 0, 11, 6, 1, 0, 0, sc);
+                    bad += check_mm_case(k, type, 32 * 600, 1, 17, 7, 0, 0, 0, sc);
+                } else {
+                    bad += check_mm_case(k, type, blk * 33, 0, 11, 6, 1, 0, 0, sc);
                 }
             }
-            /* a token count past one token block, and K past one chunk */
-            bad += check_mm_case(k, type, blk * 18, 2, 9, 70, 0, 0, 3);
-            if (blk == 32)
-                bad += check_mm_case(k, type, 32 * 259, 0, 11, 6, 1, 0, 0);
-            else
-                bad += check_mm_case(k, type, blk * 33, 0, 11, 6, 1, 0, 0);
             CHECK_MSG(bad == 0, "%s %s mm: %d outputs differ from vec_dot", k->isa,
                       cai__type_info(type)->name, bad);
         }
     }
+    free(mm_scratch);
 }
 
 /* The 32-element formats compute in one order in every table: SIMD vec_dot

@@ -6,11 +6,12 @@
  * nibble of qs[j] for j < 16 and in the high nibble of qs[j - 16] otherwise;
  * Q5's fifth bit of element j is bit j of the little-endian u32 qh.
  *
- * vec_dot computes, per block, exact integer sums of products over groups
- * of four elements, then accumulates them in eight float lanes with one fma
- * by d_w * d_x per block (plus m_w * s_x in a separate chain for the type-1
- * formats): llama.cpp's x86 order (lanes8_fma). Every kernel table computes
- * these bit for bit, in vec_dot and in mm. */
+ * vec_dot computes exact integer sums of products per block, then
+ * accumulates them in float with one fma by d_w * d_x per block: Q4_1 and
+ * Q5_1 in eight lanes of 4-element sums (llama.cpp's x86 order, lanes8_fma;
+ * their min terms m_w * s_x in a separate chain), Q4_0, Q5_0 and Q8_0 in one
+ * chain of whole-block sums (chain_fma). Every kernel table computes these
+ * bit for bit, in vec_dot and in mm. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -46,12 +47,12 @@ static inline int clampi(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* The float order every 32-element format's vec_dot uses (llama.cpp's x86
- * one: its Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 dot products all have it): eight
- * float lanes, lane k holding the exact integer sum of elements 4k..4k+3 of
- * each block, accumulated across blocks as acc[k] = fma(dd, isum[k], acc[k])
+/* The float order of the type-1 formats (Q4_1, Q5_1) and of Q8_1 x Q8_1
+ * (llama.cpp's x86 one, which its Q4_1 matches bit for bit): eight float
+ * lanes, lane k holding the exact integer sum of elements 4k..4k+3 of each
+ * block, accumulated across blocks as acc[k] = fma(dd, isum[k], acc[k])
  * with dd = d_w * d_x; the lanes are reduced with cai__ref_hsum8 at the end.
- * q holds the block's 32 weight quants with their offset applied. */
+ * q holds the block's 32 weight quants. */
 static inline void lanes8_fma(float acc[8], float dd, const int q[32], const int8_t *x)
 {
     for (int k = 0; k < 8; k++) {
@@ -60,6 +61,18 @@ static inline void lanes8_fma(float acc[8], float dd, const int q[32], const int
             isum += q[j] * x[j];
         acc[k] = fmaf(dd, (float)isum, acc[k]);
     }
+}
+
+/* The order of Q4_0, Q5_0 and Q8_0: one float chain over the blocks,
+ * sumf = fma(d_w * d_x, isum, sumf), isum the exact integer sum of the whole
+ * block (q with its offset applied). A row-interleaved matmul then needs one
+ * conversion and one fma per block for 16 rows at once. */
+static inline float chain_fma(float sumf, float dd, const int q[32], const int8_t *x)
+{
+    int isum = 0;
+    for (int j = 0; j < 32; j++)
+        isum += q[j] * x[j];
+    return fmaf(dd, (float)isum, sumf);
 }
 
 /* 1 / d, or 0 when d is 0 or so small (below ~2^-128) that 1 / d overflows:
@@ -108,21 +121,21 @@ void cai__ref_q4_0_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w: [n/32] q4_0 blocks, x: [n/32] q8_0 blocks (lanes8_fma's order) */
+/* w: [n/32] q4_0 blocks, x: [n/32] q8_0 blocks (chain_fma's order) */
 float cai__ref_q4_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q4_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
-    float acc[8] = {0};
+    float sumf = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK; i++) {
         int q[32];
         for (int j = 0; j < 16; j++) {
             q[j] = (w[i].qs[j] & 0x0f) - 8;
             q[j + 16] = (w[i].qs[j] >> 4) - 8;
         }
-        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
+        sumf = chain_fma(sumf, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    return cai__ref_hsum8(acc);
+    return sumf;
 }
 
 /* ---- Q4_1: y = q * d + m ------------------------------------------------ */
@@ -227,12 +240,12 @@ void cai__ref_q5_0_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w: [n/32] q5_0 blocks, x: [n/32] q8_0 blocks (lanes8_fma's order) */
+/* w: [n/32] q5_0 blocks, x: [n/32] q8_0 blocks (chain_fma's order) */
 float cai__ref_q5_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q5_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
-    float acc[8] = {0};
+    float sumf = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK; i++) {
         uint32_t qh = load_qh(w[i].qh);
         int q[32];
@@ -240,9 +253,9 @@ float cai__ref_q5_0_vec_dot(int64_t n, const void *vw, const void *vx)
             q[j] = ((w[i].qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4) - 16;
             q[j + 16] = ((w[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - 16;
         }
-        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
+        sumf = chain_fma(sumf, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    return cai__ref_hsum8(acc);
+    return sumf;
 }
 
 /* ---- Q5_1: y = q * d + m ------------------------------------------------ */
@@ -347,19 +360,19 @@ void cai__ref_q8_0_from_f32(const float *x, void *vy, int64_t n)
     }
 }
 
-/* w, x: [n/32] q8_0 blocks (lanes8_fma's order) */
+/* w, x: [n/32] q8_0 blocks (chain_fma's order) */
 float cai__ref_q8_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q8_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
-    float acc[8] = {0};
+    float sumf = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK; i++) {
         int q[32];
         for (int j = 0; j < CAI_QK; j++)
             q[j] = w[i].qs[j];
-        lanes8_fma(acc, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
+        sumf = chain_fma(sumf, h2f(w[i].d) * h2f(x[i].d), q, x[i].qs);
     }
-    return cai__ref_hsum8(acc);
+    return sumf;
 }
 
 /* ---- Q8_1: Q8_0 plus s = d * sum(q) (activations of Q4_1, Q5_1) -------- */

@@ -24,7 +24,8 @@
     void  cai__ref_##t##_from_f32(const float *x, void *y, int64_t n);                             \
     float cai__ref_##t##_vec_dot(int64_t n, const void *w, const void *x);                         \
     void  cai__ref_##t##_mm(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,     \
-                            const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride);
+                            const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride,  \
+                            void *scratch);
 
 CAI__REF_TYPE_DECL(f32)
 CAI__REF_TYPE_DECL(f16)

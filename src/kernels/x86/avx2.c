@@ -163,24 +163,25 @@ static void q4_0_to_f32(const void *vx, float *y, int64_t n)
     }
 }
 
-/* The 32-element formats all use ref's order (lanes8_fma in ref/quants.c,
- * llama.cpp's): one 8-lane accumulator of 4-element integer sums, one fma
- * per block, hsum_ps at the end. maddubs pairs cannot saturate here (at
- * most 2 * 31 * 127, or 2 * 128 * 127 with the sign trick). */
+/* The 32-element formats use ref's orders: Q4_0, Q5_0 and Q8_0 one float
+ * chain of whole-block integer sums (chain_fma in ref/quants.c), Q4_1 and
+ * Q5_1 one 8-lane accumulator of 4-element sums (lanes8_fma). maddubs pairs
+ * cannot saturate here (at most 2 * 31 * 127, or 2 * 128 * 127 with the sign
+ * trick). */
 static float q4_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q4_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
     const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
+    float sumf = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK; i++) {
         __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
         __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(w[i].qs), y0),
                                       _mm256_maddubs_epi16(eight, y0));
-        __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
+        int isum = hsum_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
+        sumf = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)isum, sumf);
     }
-    return hsum_ps(acc);
+    return sumf;
 }
 
 /* ---- Q4_1 --------------------------------------------------------------- */
@@ -230,15 +231,15 @@ static float q5_0_vec_dot(int64_t n, const void *vw, const void *vx)
     const struct cai_block_q5_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
     const __m256i sixteen = _mm256_set1_epi8(16);
-    __m256 acc = _mm256_setzero_ps();
+    float sumf = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK; i++) {
         __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
         __m256i p0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q5_quants(w[i].qs, w[i].qh), y0),
                                       _mm256_maddubs_epi16(sixteen, y0));
-        __m256 s0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
+        int isum = hsum_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
+        sumf = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)isum, sumf);
     }
-    return hsum_ps(acc);
+    return sumf;
 }
 
 /* ---- Q5_1 --------------------------------------------------------------- */
@@ -313,14 +314,14 @@ static float q8_0_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q8_0 *w = vw;
     const struct cai_block_q8_0 *x = vx;
-    __m256 acc = _mm256_setzero_ps();
+    float sumf = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK; i++) {
         __m256i w0 = _mm256_loadu_si256((const __m256i *)w[i].qs);
         __m256i y0 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        __m256 s0 = _mm256_cvtepi32_ps(dot_s8s8(w0, y0));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), s0, acc);
+        int isum = hsum_epi32(dot_s8s8(w0, y0));
+        sumf = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)isum, sumf);
     }
-    return hsum_ps(acc);
+    return sumf;
 }
 
 /* ---- Q8_1 --------------------------------------------------------------- */

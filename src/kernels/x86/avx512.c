@@ -124,6 +124,14 @@ static inline float hsum_256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+static inline int hsum_epi32_256(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
 static inline __m256i dot_off_256(__m256i q, __m256i y, int off)
 {
     __m256i z = _mm256_setzero_si256();
@@ -154,10 +162,11 @@ static inline __m256i load_32(const void *p)
 #define Q4_1_ONE(w, x) dot_u8s8_256(nibbles_32((w)->qs), load_32((x)->qs))
 #define Q5_1_ONE(w, x) dot_u8s8_256(q5_32((w)->qs, (w)->qh), load_32((x)->qs))
 
-/* vec_dot of a 32-element format in ref's order (lanes8_fma in ref/quants.c,
- * llama.cpp's): one 8-lane fma chain over the blocks, hsum_256 at the end;
- * the type-1 formats add their min terms m_w * s_x from a separate scalar
- * fma chain. The tiled mm (avx512_mm.c) computes the same bits. */
+/* vec_dot of Q4_1, Q5_1 (and Q8_1 x Q8_1) in ref's order (lanes8_fma in
+ * ref/quants.c, llama.cpp's): one 8-lane fma chain over the blocks, hsum_256
+ * at the end; the type-1 formats add their min terms m_w * s_x from a
+ * separate scalar fma chain. The tiled mm (avx512_mm.c) computes the same
+ * bits. */
 #define VEC_DOT_LANES8(name, WT, XT, ONE)                                                          \
     static float name(int64_t n, const void *vw, const void *vx)                                   \
     {                                                                                              \
@@ -188,9 +197,24 @@ static inline __m256i load_32(const void *p)
         return hsum_256(acc) + summs;                                                              \
     }
 
-VEC_DOT_LANES8(q4_0_vec_dot, struct cai_block_q4_0, struct cai_block_q8_0, Q4_0_ONE)
-VEC_DOT_LANES8(q5_0_vec_dot, struct cai_block_q5_0, struct cai_block_q8_0, Q5_0_ONE)
-VEC_DOT_LANES8(q8_0_vec_dot, struct cai_block_q8_0, struct cai_block_q8_0, Q8_ONE)
+/* Q4_0, Q5_0, Q8_0: ref's chain_fma order, one scalar fma per block with
+ * the block's whole integer sum. */
+#define VEC_DOT_CHAIN(name, WT, XT, ONE)                                                           \
+    static float name(int64_t n, const void *vw, const void *vx)                                   \
+    {                                                                                              \
+        const WT *w = vw;                                                                          \
+        const XT *x = vx;                                                                          \
+        float sumf = 0.0f;                                                                         \
+        for (int64_t i = 0; i < n / CAI_QK; i++) {                                                 \
+            int isum = hsum_epi32_256(ONE(w + i, x + i));                                          \
+            sumf = fmaf(h2f(w[i].d) * h2f(x[i].d), (float)isum, sumf);                             \
+        }                                                                                          \
+        return sumf;                                                                               \
+    }
+
+VEC_DOT_CHAIN(q4_0_vec_dot, struct cai_block_q4_0, struct cai_block_q8_0, Q4_0_ONE)
+VEC_DOT_CHAIN(q5_0_vec_dot, struct cai_block_q5_0, struct cai_block_q8_0, Q5_0_ONE)
+VEC_DOT_CHAIN(q8_0_vec_dot, struct cai_block_q8_0, struct cai_block_q8_0, Q8_ONE)
 VEC_DOT_LANES8(q8_1_vec_dot, struct cai_block_q8_1, struct cai_block_q8_1, Q8_ONE)
 VEC_DOT_LANES8_MIN(q4_1_vec_dot, struct cai_block_q4_1, struct cai_block_q8_1, Q4_1_ONE)
 VEC_DOT_LANES8_MIN(q5_1_vec_dot, struct cai_block_q5_1, struct cai_block_q8_1, Q5_1_ONE)

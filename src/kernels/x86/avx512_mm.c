@@ -1,33 +1,45 @@
 /* avx512_mm.c: tiled matrix products of the "avx512" table.
  *
  * mm(n, w, rows r0..r1, x, n_tok tokens) computes every output exactly as
- * the table's vec_dot does (ref's order; see lanes8_fma in ref/quants.c),
- * but many outputs at once, so each weight block is loaded and unpacked
- * once per tile instead of once per (row, token), and the independent
- * accumulator chains of different outputs fill the pipelines.
+ * the table's vec_dot does (ref's orders: lanes8_fma for Q4_1 / Q5_1,
+ * chain_fma for Q4_0 / Q5_0 / Q8_0; see ref/quants.c), many outputs at once,
+ * so weights are unpacked once per tile and the independent accumulator
+ * chains of different outputs fill the pipelines. Integer sums are exact, so
+ * only the float operations per output need to keep their order, and they
+ * do: each output has its own lanes.
  *
- * 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0). A tile is 8 rows x up
- * to 4 tokens. One zmm holds one block of two rows as unsigned bytes:
- * bytes 0-31 row a's 32 quants, bytes 32-63 row b's; the activation block
- * is broadcast to both halves, so one vpdpbusd gives both rows' eight
- * 4-element integer sums (lanes 0-7: row a, lanes 8-15: row b), exactly the
- * lanes of vec_dot's order. Then, per lane, acc = fma(d_w * d_x, isum, acc)
- * with the pair's two scale products spread over the halves by a permute.
- * Signed parts become unsigned without changing the integer sums:
- *   - Q4_0 / Q5_0 keep their nibbles (0..15 / 0..31) and start the vpdpbusd
- *     accumulator at -8 (-16) times the activation's 4-element sums;
- *   - Q8_0 adds 128 to each weight (xor 0x80) and starts at -128 times them.
- * (u8 x s8 products of at most 255 * 127, four per lane: no overflow.)
- * The min terms of Q4_1 / Q5_1 (m_w * s_x) run in their own fma chain, one
- * lane per row. At the end each row's eight lanes are reduced in
- * cai__ref_hsum8's order, eight rows at a time.
+ * Weights become unsigned bytes without changing the integer sums: Q4_x and
+ * Q5_x keep their 4/5-bit quants (Q4_0 / Q5_0's -8 / -16 offsets become
+ * -8 / -16 times the activation's sums), Q8_0 adds 128 (xor 0x80, offset
+ * -128). vpdpbusd multiplies u8 by s8 (at most 255 * 127, four per lane).
  *
- * The weight scales of a row group are converted once per token block
- * (gathered from the eight rows into a small table on the stack); tokens run
- * in blocks of MM_TB so a row group's weights stay in L1 while the block's
- * activations stream from L2; K runs in chunks of MM_KC blocks, with the
- * accumulators parked in a stack buffer between chunks (this changes no
- * arithmetic). No allocation. */
+ * Two engines:
+ *
+ * 1. Few tokens (decode), "pair" layout: one zmm holds one block of two
+ *    rows (bytes 0-31 row a, 32-63 row b) and the activation block is
+ *    broadcast to both halves, so one vpdpbusd gives both rows' eight
+ *    4-element sums (lanes 0-7 row a, 8-15 row b). Tiles of 8 rows x up to 4
+ *    tokens. Q4_1 / Q5_1 then do, per lane, acc = fma(d_w * d_x, isum, acc)
+ *    (the pair's two scale products spread over the halves by a permute) and
+ *    reduce each row's lanes in cai__ref_hsum8's order at the end. Q4_0 /
+ *    Q5_0 / Q8_0 add each row's eight lanes (a transpose-and-add tree over
+ *    four pairs) and do one fma per row and block. The offsets are folded
+ *    into the vpdpbusd accumulator's start value.
+ *
+ * 2. Many tokens (prefill, when the caller gives scratch memory), "R16"
+ *    layout: each group of 16 rows is repacked once per token block into 8
+ *    zmm per block, zmm j lane r holding row r's elements 4j..4j+3 (a 16 x 8
+ *    dword transpose), with the 16 rows' scales as floats beside. Then
+ *    vpdpbusd against one broadcast activation dword computes 16 rows at
+ *    once: lane r of the result is row r's sum over 4 elements, exactly the
+ *    lane j of lanes8_fma's order, so Q4_1 / Q5_1 keep one fma chain per lane
+ *    j (8 per 16 rows); Q4_0 / Q5_0 / Q8_0 chain the 8 vpdpbusd into the
+ *    block's whole sum and do one fma per 16 rows. The activation scales (and
+ *    offset sums, min sums) are converted once per token block into a table.
+ *
+ * K runs in chunks, with accumulators parked in memory between chunks (no
+ * arithmetic changes). No allocation: small buffers on the stack, big ones
+ * in the caller's scratch. */
 #include "../kernels.h"
 #include "../ref/ref.h"
 #include "x86.h"
@@ -40,10 +52,6 @@
 
 #define AI static inline __attribute__((always_inline))
 
-#define MM_TT 4   /* tokens per tile */
-#define MM_TB 64  /* tokens per block */
-#define MM_KC 256 /* 32-element blocks per K chunk */
-
 enum { Q32_Q4_0, Q32_Q4_1, Q32_Q5_0, Q32_Q5_1, Q32_Q8_0 };
 
 AI int q32_bytes(int kind)
@@ -52,7 +60,8 @@ AI int q32_bytes(int kind)
          : kind == Q32_Q5_1 ? 24 : 34;
 }
 
-/* Type-1 formats: min term from Q8_1's s (activations are Q8_1, else Q8_0). */
+/* Type-1 formats: lanes8 order, min term from Q8_1's s (activations are
+ * Q8_1, 36-byte blocks); the others: chain order, Q8_0 activations (34). */
 AI int q32_min(int kind)
 {
     return kind == Q32_Q4_1 || kind == Q32_Q5_1;
@@ -64,9 +73,26 @@ AI int q32_off(int kind)
     return kind == Q32_Q4_0 ? 8 : kind == Q32_Q5_0 ? 16 : kind == Q32_Q8_0 ? 128 : 0;
 }
 
+AI int q32_xbytes(int kind)
+{
+    return q32_min(kind) ? 36 : 34;
+}
+
+AI int q32_xqs(int kind)
+{
+    return q32_min(kind) ? 4 : 2;
+}
+
 AI uint32_t load_u32(const void *p)
 {
     uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+AI int32_t load_i32(const void *p)
+{
+    int32_t v;
     memcpy(&v, p, sizeof(v));
     return v;
 }
@@ -77,6 +103,12 @@ AI float h2f(const void *p)
     memcpy(&h, p, sizeof(h));
     return _cvtsh_ss(h);
 }
+
+/* ---- the pair engine (few tokens) ---------------------------------------- */
+
+#define P_TT 4   /* tokens per tile */
+#define P_TB 64  /* tokens per block */
+#define P_KC 256 /* blocks per K chunk */
 
 /* Block quants of two rows (block pointers a, b) as unsigned bytes:
  * bytes 0-31 = row a's elements 0..31, bytes 32-63 = row b's. */
@@ -101,27 +133,32 @@ AI __m512i q32_wpair(int kind, const uint8_t *a, const uint8_t *b)
     return z;
 }
 
+/* The first 32-bit words of block o of 8 rows, transposed into one ymm
+ * (vpgatherdd is far slower on this CPU than loads and unpacks). */
+AI __m256i q32_words8(const uint8_t *const *wr, size_t o)
+{
+    __m128i v[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        v[j] = _mm_cvtsi32_si128((int)load_u32(wr[j] + o));
+    __m128i a = _mm_unpacklo_epi64(_mm_unpacklo_epi32(v[0], v[1]), _mm_unpacklo_epi32(v[2], v[3]));
+    __m128i b = _mm_unpacklo_epi64(_mm_unpacklo_epi32(v[4], v[5]), _mm_unpacklo_epi32(v[6], v[7]));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
+}
+
 /* The weight scales (and mins) of blocks [0, nb) of 8 rows (row pointers
  * wr), as floats: dws[8 * i + j] = d of row j's block i, ms likewise for m.
- * The first 32-bit word of each block (d, then m or quants) is transposed
- * with unpacks: vpgatherdd is far slower on this CPU. */
-AI void q32_scales(int kind, const uint8_t *const *wr, int64_t nb, float *dws, float *ms,
-                   uintptr_t pf, size_t pf_step)
+ * Also prefetches a later row group: pf_step bytes from pf + i * pf_step
+ * per block (the hardware prefetchers do not follow eight short interleaved
+ * streams well). */
+AI void q32_scales8(int kind, const uint8_t *const *wr, int64_t nb, float *dws, float *ms,
+                    uintptr_t pf, size_t pf_step)
 {
     const int bs = q32_bytes(kind);
     for (int64_t i = 0; i < nb; i++) {
-        const size_t o = (size_t)i * bs;
-        /* Software prefetch of a later row group (the hardware prefetchers
-         * do not follow eight short interleaved streams well). */
         for (size_t b = 0; b < pf_step; b += 64)
             _mm_prefetch((const char *)(pf + (size_t)i * pf_step + b), _MM_HINT_T0);
-        __m128i v[8];
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++)
-            v[j] = _mm_cvtsi32_si128((int)load_u32(wr[j] + o));
-        __m128i a = _mm_unpacklo_epi64(_mm_unpacklo_epi32(v[0], v[1]), _mm_unpacklo_epi32(v[2], v[3]));
-        __m128i b = _mm_unpacklo_epi64(_mm_unpacklo_epi32(v[4], v[5]), _mm_unpacklo_epi32(v[6], v[7]));
-        __m256i g = _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
+        __m256i g = q32_words8(wr, (size_t)i * bs);
         _mm256_store_ps(dws + 8 * i, _mm256_cvtph_ps(_mm256_cvtepi32_epi16(g)));
         if (q32_min(kind))
             _mm256_store_ps(ms + 8 * i,
@@ -132,7 +169,7 @@ AI void q32_scales(int kind, const uint8_t *const *wr, int64_t nb, float *dws, f
 /* Eight rows' sums from four pair accumulators (pair p: lanes 0-7 row 2p,
  * 8-15 row 2p+1), each row reduced in cai__ref_hsum8's order:
  * ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). Returns rows 0..7 in order. */
-AI __m256 q32_reduce8(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
+AI __m256 pair_hsum8(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
 {
     /* 128-bit lane k of b: row k's (a_j + a_{j+4}), j = 0..3 (rows 4..7 in b2) */
     __m512 b = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)),
@@ -149,23 +186,44 @@ AI __m256 q32_reduce8(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
     return _mm512_castps512_ps256(_mm512_permutexvar_ps(order, f));
 }
 
-/* Accumulators of one tile, parked between K chunks. */
-struct q32_spill {
-    __m512 acc[4][MM_TT];
-    __m256 sm[MM_TT];
+/* Eight rows' whole-block integer sums from four pair vpdpbusd results
+ * (exact: any order). Returns rows 0..7 in order. */
+AI __m256i pair_isum8(__m512i z0, __m512i z1, __m512i z2, __m512i z3)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    /* 4 lanes per row: rows 0-3 in a, 4-7 in b */
+    __m512i a = _mm512_add_epi32(_mm512_permutex2var_epi32(z0, ev, z1),
+                                 _mm512_permutex2var_epi32(z0, od, z1));
+    __m512i b = _mm512_add_epi32(_mm512_permutex2var_epi32(z2, ev, z3),
+                                 _mm512_permutex2var_epi32(z2, od, z3));
+    /* 2 lanes per row */
+    __m512i c = _mm512_add_epi32(_mm512_permutex2var_epi32(a, ev, b),
+                                 _mm512_permutex2var_epi32(a, od, b));
+    /* 1: the even 32-bit lanes */
+    c = _mm512_add_epi32(c, _mm512_srli_epi64(c, 32));
+    return _mm512_cvtepi64_epi32(c);
+}
+
+/* Accumulators of one pair tile, parked between K chunks. */
+struct pair_spill {
+    __m512 acc[4][P_TT];
+    __m256 sm[P_TT];
 };
 
-/* One tile: 8 rows (block pointers wr[j] at the chunk's first block) x TT
- * tokens (xr[t] likewise), over nb blocks. first: start from zero, else from
- * *sp; last: reduce and store rows [0, nr) to yt[t][0..nr), else park in *sp. */
-AI void q32_tile(int kind, int TT, const uint8_t *const *wr, const uint8_t *const *xr,
-                 int64_t nb, const float *dws, const float *ms, int first, int last,
-                 struct q32_spill *sp, float *const *yt, int nr)
+/* One pair tile: 8 rows (block pointers wr[j] at the chunk's first block) x
+ * TT tokens (xr[t] likewise), over nb blocks. first: start from zero, else
+ * from *sp; last: finish and store rows [0, nr) to yt[t][0..nr), else park
+ * in *sp. The chain kinds keep one ymm accumulator per token (8 rows) in
+ * acc[0][t]'s low half. */
+AI void pair_tile(int kind, int TT, const uint8_t *const *wr, const uint8_t *const *xr,
+                  int64_t nb, const float *dws, const float *ms, int first, int last,
+                  struct pair_spill *sp, float *const *yt, int nr)
 {
     const int bs = q32_bytes(kind), mn = q32_min(kind), off = q32_off(kind);
-    const int xbs = mn ? 36 : 34, xqo = mn ? 4 : 2;
-    __m512 acc[4][MM_TT];
-    __m256 sm[MM_TT];
+    const int xbs = q32_xbytes(kind), xqo = q32_xqs(kind);
+    __m512 acc[4][P_TT];
+    __m256 sm[P_TT];
 #pragma GCC unroll 4
     for (int t = 0; t < TT; t++) {
 #pragma GCC unroll 4
@@ -181,26 +239,39 @@ AI void q32_tile(int kind, int TT, const uint8_t *const *wr, const uint8_t *cons
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++)
             wz[p] = q32_wpair(kind, wr[2 * p] + wo, wr[2 * p + 1] + wo);
-        const __m512 dw = _mm512_zextps256_ps512(_mm256_load_ps(dws + 8 * i));
+        const __m256 dw8 = _mm256_load_ps(dws + 8 * i);
 #pragma GCC unroll 4
         for (int t = 0; t < TT; t++) {
             const uint8_t *xb = xr[t] + (size_t)i * xbs;
-            const __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xb + xqo)));
-            __m512i init = _mm512_setzero_si512();
-            if (off)
-                init = _mm512_sub_epi32(init, _mm512_dpbusd_epi32(init, _mm512_set1_epi8((char)off), xv));
-            const __m512 dd8 = _mm512_mul_ps(dw, _mm512_set1_ps(h2f(xb)));
-            __m512i pidx = pidx0;
+            const __m512i xv =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xb + xqo)));
+            if (mn) {
+                const __m512 dd8 = _mm512_mul_ps(_mm512_zextps256_ps512(dw8),
+                                                 _mm512_set1_ps(h2f(xb)));
+                __m512i pidx = pidx0;
 #pragma GCC unroll 4
-            for (int p = 0; p < 4; p++) {
-                __m512 dd = _mm512_permutexvar_ps(pidx, dd8);
-                __m512i is = _mm512_dpbusd_epi32(init, wz[p], xv);
-                acc[p][t] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(is), acc[p][t]);
-                pidx = _mm512_add_epi32(pidx, two);
-            }
-            if (mn)
+                for (int p = 0; p < 4; p++) {
+                    __m512 dd = _mm512_permutexvar_ps(pidx, dd8);
+                    __m512i is = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[p], xv);
+                    acc[p][t] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(is), acc[p][t]);
+                    pidx = _mm512_add_epi32(pidx, two);
+                }
                 sm[t] = _mm256_fmadd_ps(_mm256_load_ps(ms + 8 * i), _mm256_set1_ps(h2f(xb + 2)),
                                         sm[t]);
+            } else {
+                /* start at -off * (the activation's 4-element sums) */
+                __m512i init = _mm512_setzero_si512();
+                init = _mm512_sub_epi32(
+                    init, _mm512_dpbusd_epi32(init, _mm512_set1_epi8((char)off), xv));
+                __m512i z[4];
+#pragma GCC unroll 4
+                for (int p = 0; p < 4; p++)
+                    z[p] = _mm512_dpbusd_epi32(init, wz[p], xv);
+                __m256 is = _mm256_cvtepi32_ps(pair_isum8(z[0], z[1], z[2], z[3]));
+                __m256 dd = _mm256_mul_ps(dw8, _mm256_set1_ps(h2f(xb)));
+                __m256 a = _mm512_castps512_ps256(acc[0][t]);
+                acc[0][t] = _mm512_castps256_ps512(_mm256_fmadd_ps(dd, is, a));
+            }
         }
     }
     if (!last) {
@@ -216,58 +287,59 @@ AI void q32_tile(int kind, int TT, const uint8_t *const *wr, const uint8_t *cons
     const __mmask8 keep = (__mmask8)((1u << nr) - 1);
 #pragma GCC unroll 4
     for (int t = 0; t < TT; t++) {
-        __m256 r = q32_reduce8(acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
+        __m256 r;
         if (mn)
-            r = _mm256_add_ps(r, sm[t]);
+            r = _mm256_add_ps(pair_hsum8(acc[0][t], acc[1][t], acc[2][t], acc[3][t]), sm[t]);
+        else
+            r = _mm512_castps512_ps256(acc[0][t]);
         _mm256_mask_storeu_ps(yt[t], keep, r);
     }
 }
 
-AI void q32_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,
-               const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride)
+AI void pair_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,
+                const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride)
 {
     const int64_t nb = n / CAI_QK;
-    const int bs = q32_bytes(kind);
-    _Alignas(64) float dws[MM_KC * 8];
-    _Alignas(64) float ms[MM_KC * 8];
-    struct q32_spill spill[MM_TB / MM_TT];
-    for (int tb = 0; tb < n_tok; tb += MM_TB) {
-        const int tb_n = n_tok - tb < MM_TB ? n_tok - tb : MM_TB;
+    const int bs = q32_bytes(kind), xbs = q32_xbytes(kind);
+    _Alignas(64) float dws[P_KC * 8];
+    _Alignas(64) float ms[P_KC * 8];
+    struct pair_spill spill[P_TB / P_TT];
+    for (int tb = 0; tb < n_tok; tb += P_TB) {
+        const int tb_n = n_tok - tb < P_TB ? n_tok - tb : P_TB;
         for (int64_t rg = r0; rg < r1; rg += 8) {
             const int nr = r1 - rg < 8 ? (int)(r1 - rg) : 8;
             const uint8_t *w0 = (const uint8_t *)w + (size_t)rg * w_stride;
-            for (int64_t k0 = 0; k0 < nb; k0 += MM_KC) {
-                const int64_t kn = nb - k0 < MM_KC ? nb - k0 : MM_KC;
+            for (int64_t k0 = 0; k0 < nb; k0 += P_KC) {
+                const int64_t kn = nb - k0 < P_KC ? nb - k0 : P_KC;
                 const int first = k0 == 0, last = k0 + kn == nb;
                 const uint8_t *wr[8];
                 for (int j = 0; j < 8; j++)
                     wr[j] = w0 + (size_t)(j < nr ? j : nr - 1) * w_stride + (size_t)k0 * bs;
                 /* prefetch: the rows two groups ahead, 1/kn of them per block */
                 const uintptr_t pf = (uintptr_t)w0 + 16 * w_stride + (size_t)k0 * bs;
-                q32_scales(kind, wr, kn, dws, ms, pf, (size_t)8 * bs);
-                const int xbs = q32_min(kind) ? 36 : 34;
-                for (int t0 = 0; t0 < tb_n; t0 += MM_TT) {
-                    const int tt = tb_n - t0 < MM_TT ? tb_n - t0 : MM_TT;
-                    const uint8_t *xr[MM_TT];
-                    float *yt[MM_TT];
-                    for (int t = 0; t < MM_TT; t++) {
+                q32_scales8(kind, wr, kn, dws, ms, pf, (size_t)8 * bs);
+                for (int t0 = 0; t0 < tb_n; t0 += P_TT) {
+                    const int tt = tb_n - t0 < P_TT ? tb_n - t0 : P_TT;
+                    const uint8_t *xr[P_TT];
+                    float *yt[P_TT];
+                    for (int t = 0; t < P_TT; t++) {
                         int tc = tb + t0 + (t < tt ? t : tt - 1);
                         xr[t] = (const uint8_t *)x + (size_t)tc * x_stride + (size_t)k0 * xbs;
                         yt[t] = y + (size_t)tc * y_stride + (size_t)rg;
                     }
-                    struct q32_spill *sp = &spill[t0 / MM_TT];
+                    struct pair_spill *sp = &spill[t0 / P_TT];
                     switch (tt) {
                     case 4:
-                        q32_tile(kind, 4, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
+                        pair_tile(kind, 4, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
                         break;
                     case 3:
-                        q32_tile(kind, 3, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
+                        pair_tile(kind, 3, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
                         break;
                     case 2:
-                        q32_tile(kind, 2, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
+                        pair_tile(kind, 2, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
                         break;
                     default:
-                        q32_tile(kind, 1, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
+                        pair_tile(kind, 1, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
                         break;
                     }
                 }
@@ -276,11 +348,296 @@ AI void q32_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, 
     }
 }
 
+/* ---- the R16 engine (many tokens) ---------------------------------------- */
+
+#define R_MIN_TOK 4        /* fewer tokens: the pair engine */
+#define R_TB      64       /* tokens per block (at most) */
+#define R_TT_CH   6        /* tokens per tile, chain kinds */
+#define R_TT_L8   2        /* tokens per tile, lanes8 kinds */
+#define R_REPACK  (640)    /* scratch bytes per block of a 16-row group */
+
+/* One block of one row as 32 unsigned bytes in element order. */
+AI __m256i r16_row(int kind, const uint8_t *b)
+{
+    if (kind == Q32_Q8_0)
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + 2)),
+                                _mm256_set1_epi8((char)0x80));
+    const int qo = kind == Q32_Q4_0 ? 2 : kind == Q32_Q4_1 ? 4 : kind == Q32_Q5_0 ? 6 : 8;
+    __m128i q = _mm_loadu_si128((const __m128i *)(b + qo));
+    __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q),
+                                 _mm256_set1_epi8(0x0f));
+    if (kind == Q32_Q5_0 || kind == Q32_Q5_1) {
+        const int ho = kind == Q32_Q5_0 ? 2 : 4;
+        v = _mm256_mask_add_epi8(v, _cvtu32_mask32(load_u32(b + ho)), v, _mm256_set1_epi8(0x10));
+    }
+    return v;
+}
+
+/* Repacks blocks [0, nb) of 16 rows (block pointers wr[r] at the first
+ * block) into dst: per block 8 x 64 bytes (zmm j: lane r = row r's bytes
+ * 4j..4j+3), then 16 float scales, then (type-1) 16 float mins. */
+AI void r16_repack(int kind, const uint8_t *const *wr, int64_t nb, uint8_t *dst)
+{
+    const int bs = q32_bytes(kind);
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for (int64_t i = 0; i < nb; i++, dst += R_REPACK) {
+        const size_t o = (size_t)i * bs;
+        __m512i z[8], t[8], s[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            z[k] = _mm512_inserti64x4(_mm512_castsi256_si512(r16_row(kind, wr[k] + o)),
+                                      r16_row(kind, wr[k + 8] + o), 1);
+        /* 8 x 8 dword transposes in both 256-bit halves at once */
+#pragma GCC unroll 4
+        for (int k = 0; k < 8; k += 2) {
+            t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
+            t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
+        }
+#pragma GCC unroll 2
+        for (int k = 0; k < 8; k += 4) {
+            s[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
+            s[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
+            s[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
+            s[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
+        }
+        /* s[c] (rows 0-3) and s[4 + c] (rows 4-7): 128-bit lane 0 = dword c,
+         * lane 1 = dword c + 4 (lanes 2, 3: rows 8-15) */
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            _mm512_store_si512((void *)(dst + 64 * c), _mm512_permutex2var_epi64(s[c], lo, s[4 + c]));
+            _mm512_store_si512((void *)(dst + 64 * (c + 4)),
+                               _mm512_permutex2var_epi64(s[c], hi, s[4 + c]));
+        }
+        __m256i g0 = q32_words8(wr, o), g1 = q32_words8(wr + 8, o);
+        __m512i g = _mm512_inserti64x4(_mm512_castsi256_si512(g0), g1, 1);
+        _mm512_store_ps(dst + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)));
+        if (q32_min(kind))
+            _mm512_store_ps(dst + 576, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
+    }
+}
+
+/* Per (token, block) of a token block: the activation scale as a float and
+ * a second word: -off * sum(q) (chain kinds with an offset) or s as a float
+ * (type-1). tab[2 * (t * nb + i) + 0 / 1]. */
+AI void r16_tokens(int kind, const uint8_t *x, size_t x_stride, int tn, int64_t nb, uint32_t *tab)
+{
+    const int xbs = q32_xbytes(kind), xqo = q32_xqs(kind), off = q32_off(kind);
+    for (int t = 0; t < tn; t++) {
+        const uint8_t *xr = x + (size_t)t * x_stride;
+        for (int64_t i = 0; i < nb; i++, tab += 2) {
+            const uint8_t *xb = xr + (size_t)i * xbs;
+            float d = h2f(xb);
+            memcpy(&tab[0], &d, sizeof(d));
+            if (q32_min(kind)) {
+                float sx = h2f(xb + 2);
+                memcpy(&tab[1], &sx, sizeof(sx));
+            } else {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(xb + xqo));
+                __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
+                __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+                tab[1] = (uint32_t)(-off * _mm_cvtsi128_si32(h));
+            }
+        }
+    }
+}
+
+/* Accumulators of one R16 tile, parked between K chunks: chain kinds use
+ * v[t], lanes8 kinds v[9 t + j] (j < 8) and v[9 t + 8] (min terms). */
+struct r16_spill {
+    __m512 v[9 * R_TT_L8 > R_TT_CH ? 9 * R_TT_L8 : R_TT_CH];
+};
+
+/* One R16 tile: 16 repacked rows (qb at the chunk's first block) x TT
+ * tokens (xr[t]: the token's activation at the chunk's first block, tab[t]:
+ * its table entries there), over nb blocks. */
+AI void r16_tile(int kind, int TT, const uint8_t *qb, const uint8_t *const *xr,
+                 const uint32_t *const *tab, int64_t nb, int first, int last,
+                 struct r16_spill *sp, float *const *yt, int nr)
+{
+    const int xbs = q32_xbytes(kind), xqo = q32_xqs(kind);
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    if (!q32_min(kind)) {
+        __m512 acc[R_TT_CH];
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+            acc[t] = first ? _mm512_setzero_ps() : sp->v[t];
+        for (int64_t i = 0; i < nb; i++, qb += R_REPACK) {
+            __m512i wq[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                wq[j] = _mm512_load_si512((const void *)(qb + 64 * j));
+            const __m512 dw = _mm512_load_ps(qb + 512);
+#pragma GCC unroll 8
+            for (int t = 0; t < TT; t++) {
+                const uint8_t *xq = xr[t] + (size_t)i * xbs + xqo;
+                const uint32_t *e = tab[t] + 2 * i;
+                __m512i is = _mm512_set1_epi32((int)e[1]);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++)
+                    is = _mm512_dpbusd_epi32(is, wq[j], _mm512_set1_epi32(load_i32(xq + 4 * j)));
+                float dx;
+                memcpy(&dx, &e[0], sizeof(dx));
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx)),
+                                         _mm512_cvtepi32_ps(is), acc[t]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) {
+            if (last)
+                _mm512_mask_storeu_ps(yt[t], keep, acc[t]);
+            else
+                sp->v[t] = acc[t];
+        }
+        return;
+    }
+    __m512 acc[R_TT_L8][8], sm[R_TT_L8];
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            acc[t][j] = first ? _mm512_setzero_ps() : sp->v[9 * t + j];
+        sm[t] = first ? _mm512_setzero_ps() : sp->v[9 * t + 8];
+    }
+    for (int64_t i = 0; i < nb; i++, qb += R_REPACK) {
+        __m512i wq[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            wq[j] = _mm512_load_si512((const void *)(qb + 64 * j));
+        const __m512 dw = _mm512_load_ps(qb + 512), mw = _mm512_load_ps(qb + 576);
+#pragma GCC unroll 2
+        for (int t = 0; t < TT; t++) {
+            const uint8_t *xq = xr[t] + (size_t)i * xbs + xqo;
+            const uint32_t *e = tab[t] + 2 * i;
+            float dx, sx;
+            memcpy(&dx, &e[0], sizeof(dx));
+            memcpy(&sx, &e[1], sizeof(sx));
+            sm[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), sm[t]);
+            const __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(dx));
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                __m512i is = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[j],
+                                                 _mm512_set1_epi32(load_i32(xq + 4 * j)));
+                acc[t][j] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(is), acc[t][j]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < TT; t++) {
+        if (!last) {
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                sp->v[9 * t + j] = acc[t][j];
+            sp->v[9 * t + 8] = sm[t];
+            continue;
+        }
+        /* cai__ref_hsum8's order, lane by lane, then the min terms */
+        __m512 r = _mm512_add_ps(
+            _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][4]), _mm512_add_ps(acc[t][2], acc[t][6])),
+            _mm512_add_ps(_mm512_add_ps(acc[t][1], acc[t][5]), _mm512_add_ps(acc[t][3], acc[t][7])));
+        _mm512_mask_storeu_ps(yt[t], keep, _mm512_add_ps(r, sm[t]));
+    }
+}
+
+/* The R16 driver. scratch layout: token table, spills, one group's repack. */
+AI void r16_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,
+               const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride,
+               uint8_t *scratch)
+{
+    const int64_t nb = n / CAI_QK;
+    const int bs = q32_bytes(kind), xbs = q32_xbytes(kind);
+    const int TT = q32_min(kind) ? R_TT_L8 : R_TT_CH;
+    /* Budget: a third of the scratch for the token table, the rest for the
+     * spills and one repacked K chunk. */
+    const size_t tab_bytes = CAI__MM_SCRATCH_BYTES / 3 / 64 * 64;
+    int tb_max = (int)(tab_bytes / ((size_t)nb * 8));
+    tb_max = tb_max > R_TB ? R_TB : tb_max;
+    tb_max -= tb_max % TT;
+    const size_t spill_bytes = (size_t)(R_TB / R_TT_L8 + 1) * sizeof(struct r16_spill);
+    const int64_t kc = (int64_t)((CAI__MM_SCRATCH_BYTES - tab_bytes - spill_bytes) / R_REPACK);
+    uint32_t *tab = (uint32_t *)scratch;
+    struct r16_spill *spill = (struct r16_spill *)(scratch + tab_bytes);
+    uint8_t *qbuf = scratch + tab_bytes + spill_bytes;
+    for (int tb = 0; tb < n_tok; tb += tb_max) {
+        const int tb_n = n_tok - tb < tb_max ? n_tok - tb : tb_max;
+        r16_tokens(kind, (const uint8_t *)x + (size_t)tb * x_stride, x_stride, tb_n, nb, tab);
+        for (int64_t rg = r0; rg < r1; rg += 16) {
+            const int nr = r1 - rg < 16 ? (int)(r1 - rg) : 16;
+            const uint8_t *w0 = (const uint8_t *)w + (size_t)rg * w_stride;
+            for (int64_t k0 = 0; k0 < nb; k0 += kc) {
+                const int64_t kn = nb - k0 < kc ? nb - k0 : kc;
+                const int first = k0 == 0, last = k0 + kn == nb;
+                const uint8_t *wr[16];
+                for (int j = 0; j < 16; j++)
+                    wr[j] = w0 + (size_t)(j < nr ? j : nr - 1) * w_stride + (size_t)k0 * bs;
+                r16_repack(kind, wr, kn, qbuf);
+                for (int t0 = 0; t0 < tb_n; t0 += TT) {
+                    const int tt = tb_n - t0 < TT ? tb_n - t0 : TT;
+                    const uint8_t *xr[R_TT_CH];
+                    const uint32_t *tr[R_TT_CH];
+                    float *yt[R_TT_CH];
+                    for (int t = 0; t < TT; t++) {
+                        int tc = t0 + (t < tt ? t : tt - 1);
+                        xr[t] = (const uint8_t *)x + (size_t)(tb + tc) * x_stride +
+                                (size_t)k0 * xbs;
+                        tr[t] = tab + 2 * ((size_t)tc * (size_t)nb + (size_t)k0);
+                        yt[t] = y + (size_t)(tb + tc) * y_stride + (size_t)rg;
+                    }
+                    struct r16_spill *sp = &spill[t0 / TT];
+                    if (q32_min(kind)) {
+                        if (tt == 2)
+                            r16_tile(kind, 2, qbuf, xr, tr, kn, first, last, sp, yt, nr);
+                        else
+                            r16_tile(kind, 1, qbuf, xr, tr, kn, first, last, sp, yt, nr);
+                        continue;
+                    }
+                    switch (tt) {
+                    case 6:
+                        r16_tile(kind, 6, qbuf, xr, tr, kn, first, last, sp, yt, nr);
+                        break;
+                    case 5:
+                        r16_tile(kind, 5, qbuf, xr, tr, kn, first, last, sp, yt, nr);
+                        break;
+                    case 4:
+                        r16_tile(kind, 4, qbuf, xr, tr, kn, first, last, sp, yt, nr);
+                        break;
+                    case 3:
+                        r16_tile(kind, 3, qbuf, xr, tr, kn, first, last, sp, yt, nr);
+                        break;
+                    case 2:
+                        r16_tile(kind, 2, qbuf, xr, tr, kn, first, last, sp, yt, nr);
+                        break;
+                    default:
+                        r16_tile(kind, 1, qbuf, xr, tr, kn, first, last, sp, yt, nr);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- entry points -------------------------------------------------------- */
+
+AI void q32_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,
+               const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride,
+               void *scratch)
+{
+    const int64_t nb = n / CAI_QK;
+    /* the R16 engine needs room for at least one token tile's table */
+    if (scratch && n_tok >= R_MIN_TOK && (size_t)nb * 8 * R_TT_CH <= CAI__MM_SCRATCH_BYTES / 3)
+        r16_mm(kind, n, w, w_stride, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);
+    else
+        pair_mm(kind, n, w, w_stride, r0, r1, x, x_stride, n_tok, y, y_stride);
+}
+
 #define Q32_MM(name, kind)                                                                         \
     void name(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,    \
-              size_t x_stride, int n_tok, float *y, size_t y_stride)                               \
+              size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch)                \
     {                                                                                              \
-        q32_mm(kind, n, w, w_stride, r0, r1, x, x_stride, n_tok, y, y_stride);                     \
+        q32_mm(kind, n, w, w_stride, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);            \
     }
 
 Q32_MM(cai__avx512_q4_0_mm, Q32_Q4_0)

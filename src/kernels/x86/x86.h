@@ -9,7 +9,7 @@
 
 #define CAI__X86_MM_DECL(name)                                                                     \
     void name(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,    \
-              size_t x_stride, int n_tok, float *y, size_t y_stride);
+              size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch);
 
 /* avx512_mm.c */
 CAI__X86_MM_DECL(cai__avx512_q4_0_mm)
