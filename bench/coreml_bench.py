@@ -3,7 +3,8 @@
 the libraries the models came from and ONNX Runtime, same model, same machine,
 one run, one thread each.
 
-    python3 bench/coreml_bench.py [--coreml build/coreml] [--out bench/coreml_results.md]
+    python3 bench/coreml_bench.py [--coreml build/coreml] [--baseline OLD/coreml]
+                                  [--rounds 5] [--out bench/coreml_results.md]
 
 Models (the committed fixtures in tests/golden/coreml/; the script retrains the
 source-library model with the fixture script's seed and split, so both sides
@@ -16,10 +17,16 @@ hold the same model, and checks that their predictions agree):
 
 Timing: batch 1 is the median of N single-row calls (rows cycled); batch 1000
 is the best of 30 calls on 1000 rows, reported per row. coreml numbers come
-from `coreml bench` on the same rows (written to a CSV). Packages: see
-scripts/coreml_requirements.txt (onnxruntime, skl2onnx, onnxmltools).
+from `coreml bench` on the same rows (written to a CSV). The machine is
+shared and noisy, so the whole set runs --rounds times, every engine of a
+model back to back within a round (interleaved), and the table quotes each
+engine's median over the rounds (with the spread of the batch-1000 figure).
+--baseline adds another coreml binary (an older build) to every round.
+Packages: see scripts/coreml_requirements.txt (onnxruntime, skl2onnx,
+onnxmltools).
 """
 import argparse
+import collections
 import os
 import re
 import subprocess
@@ -141,9 +148,11 @@ def mlp_from_mlmodel(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--coreml", default=os.path.join(ROOT, "build", "coreml"))
+    ap.add_argument("--baseline", default="", help="an older coreml binary to time alongside")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
-    results = []  # (model, engine, b1 us/row, b1000 us/row)
+    benches = []  # (model, engine, thunk returning (b1 us/row, b1000 us/row))
 
     from sklearn.ensemble import GradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression
@@ -153,55 +162,62 @@ def main():
     def f32(X):
         return np.asarray(X, dtype=np.float32).astype(np.float64)
 
-    def bench_sklearn(name, model, X, method, onx_opts=None):
+    def add_coreml(name, Xb):
+        model = os.path.join(GOLD, name + ".mlmodel")
+        benches.append((name, "coreml (this)", lambda: time_coreml(args.coreml, model, Xb)))
+        if args.baseline:
+            benches.append((name, "coreml (before)",
+                            lambda: time_coreml(args.baseline, model, Xb)))
+
+    def add_sklearn(name, model, X, method, onx_opts=None):
         Xb = rows1000(X)
-        results.append((name, "scikit-learn " + method, *time_fn(getattr(model, method), Xb)))
+        fn = getattr(model, method)
+        benches.append((name, "scikit-learn " + method, lambda: time_fn(fn, Xb)))
         onx = to_onnx(model, X[:1].astype(np.float32), options=onx_opts, target_opset=17)
-        results.append((name, "onnxruntime", *time_fn(ort_session(onx), Xb)))
-        results.append((name, "coreml (this)", *time_coreml(args.coreml,
-                                                            os.path.join(GOLD, name + ".mlmodel"),
-                                                            Xb)))
+        sess = ort_session(onx)
+        benches.append((name, "onnxruntime", lambda: time_fn(sess, Xb)))
+        add_coreml(name, Xb)
 
     # 100-tree gradient boosting (scikit-learn)
     Xtr, Xte, ytr, _ = load("diabetes")
     gbr = GradientBoostingRegressor(n_estimators=100, max_depth=3, random_state=0)
     gbr.fit(f32(Xtr), ytr)
-    bench_sklearn("gbr_diabetes", gbr, f32(Xte), "predict")
+    add_sklearn("gbr_diabetes", gbr, f32(Xte), "predict")
 
     # 100-tree XGBoost
     import xgboost as xgb
     xg = xgb.XGBRegressor(n_estimators=100, max_depth=3, learning_rate=0.1, random_state=0,
                           n_jobs=1)
     xg.fit(f32(Xtr), ytr)
-    Xb = rows1000(f32(Xte))
+    Xb_xgb = rows1000(f32(Xte))
     booster = xg.get_booster()
     booster.set_param({"nthread": 1})
-    results.append(("xgb_diabetes", "xgboost inplace_predict",
-                    *time_fn(lambda X: booster.inplace_predict(X), Xb)))
+    benches.append(("xgb_diabetes", "xgboost inplace_predict",
+                    lambda: time_fn(lambda X: booster.inplace_predict(X), Xb_xgb)))
     try:
         from onnxmltools import convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType
         onx = convert_xgboost(xg, initial_types=[("x", FloatTensorType([None, 10]))],
                               target_opset=15)
-        results.append(("xgb_diabetes", "onnxruntime", *time_fn(ort_session(onx), Xb)))
+        sess_xgb = ort_session(onx)
+        benches.append(("xgb_diabetes", "onnxruntime", lambda: time_fn(sess_xgb, Xb_xgb)))
     except Exception as e:  # noqa: BLE001
         print("onnxmltools xgboost conversion failed:", e, file=sys.stderr)
-    results.append(("xgb_diabetes", "coreml (this)",
-                    *time_coreml(args.coreml, os.path.join(GOLD, "xgb_diabetes.mlmodel"), Xb)))
+    add_coreml("xgb_diabetes", Xb_xgb)
 
     # GLM
     Xtr, Xte, ytr, _ = load("digits")
     lr = LogisticRegression(multi_class="ovr", max_iter=5000).fit(Xtr, ytr)
-    bench_sklearn("glm_digits", lr, Xte, "predict_proba", {id(lr): {"zipmap": False}})
+    add_sklearn("glm_digits", lr, Xte, "predict_proba", {id(lr): {"zipmap": False}})
 
     # SVM
     Xtr, Xte, ytr, _ = load("iris")
     svc = SVC(kernel="rbf", probability=True, random_state=0).fit(Xtr, ytr)
-    bench_sklearn("svc_rbf_iris", svc, Xte, "predict_proba", {id(svc): {"zipmap": False}})
+    add_sklearn("svc_rbf_iris", svc, Xte, "predict_proba", {id(svc): {"zipmap": False}})
 
     # Digits MLP: PyTorch, ONNX Runtime, coreml
     _, Xte, _, _ = load("digits")
-    Xb = rows1000(Xte / 16.0)
+    Xb_mlp = rows1000(Xte / 16.0)
     layers = mlp_from_mlmodel(os.path.join(GOLD, "nn_mlp_digits.mlmodel"))
     try:
         import torch
@@ -220,17 +236,29 @@ def main():
         def torch_fn(X):
             with torch.inference_mode():
                 return net(torch.from_numpy(X.astype(np.float32)))
-        results.append(("nn_mlp_digits", "pytorch", *time_fn(torch_fn, Xb)))
+        benches.append(("nn_mlp_digits", "pytorch", lambda: time_fn(torch_fn, Xb_mlp)))
     except ImportError:
         pass
-    results.append(("nn_mlp_digits", "onnxruntime", *time_fn(ort_session(onnx_mlp(layers)), Xb)))
-    results.append(("nn_mlp_digits", "coreml (this)",
-                    *time_coreml(args.coreml, os.path.join(GOLD, "nn_mlp_digits.mlmodel"), Xb)))
+    sess_mlp = ort_session(onnx_mlp(layers))
+    benches.append(("nn_mlp_digits", "onnxruntime", lambda: time_fn(sess_mlp, Xb_mlp)))
+    add_coreml("nn_mlp_digits", Xb_mlp)
 
-    lines = ["| model | engine | batch 1: us/row (median) | batch 1000: us/row (best of 30) |",
-             "|---|---|---:|---:|"]
-    for name, eng, b1, bk in results:
-        lines.append("| %s | %s | %.2f | %.3f |" % (name, eng, b1, bk))
+    # Rounds: every engine of every model once per round, back to back.
+    runs = collections.defaultdict(list)
+    for rnd in range(args.rounds):
+        for name, eng, thunk in benches:
+            runs[(name, eng)].append(thunk())
+        print("round %d of %d done" % (rnd + 1, args.rounds), file=sys.stderr, flush=True)
+
+    lines = ["| model | engine | batch 1: us/row (median) | batch 1000: us/row (best of 30) "
+             "| batch 1000 range over rounds |",
+             "|---|---|---:|---:|---:|"]
+    for name, eng, _ in benches:
+        r = runs[(name, eng)]
+        b1 = float(np.median([x[0] for x in r]))
+        bk = [x[1] for x in r]
+        lines.append("| %s | %s | %.2f | %.3f | %.3f-%.3f |" % (name, eng, b1, np.median(bk),
+                                                               min(bk), max(bk)))
     text = "\n".join(lines)
     print(text)
     if args.out:

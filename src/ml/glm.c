@@ -29,6 +29,7 @@ struct glm {
     size_t  n_classes;
     /* SIMD path: the weights transposed, [n_feat][ldw], zero padded */
     bool    simd;
+    bool    finite; /* every weight finite: zero inputs may be skipped */
     double *wt;
     size_t  ldw;
 };
@@ -173,9 +174,10 @@ static void batch_simd(const struct glm *g, const struct cml__node *nd, const do
     size_t n_out = g->n_out;
     double *xt = scratch, *zt = xt + 16 * ((g->n_feat + 7) / 8 * 8), *z = zt + 16 * n_out;
     double *pbuf = z + n_out;
+    int32_t *ks = (int32_t *)(pbuf + g->n_classes + 1);
     for (size_t r16 = 0; r16 < n_rows; r16 += 16) {
         cml__x512_gemm8_f64(CAI_MIN((size_t)16, n_rows - r16), n_out, g->n_feat,
-                            X + r16 * n_cols, n_cols, g->w, g->b, zt, xt);
+                            X + r16 * n_cols, n_cols, g->w, g->b, zt, xt, ks, g->finite);
         for (size_t r0 = r16; r0 < n_rows && r0 < r16 + 16; r0 += 8)
             emit8(g, nd, zt + (r0 - r16) * n_out, r0, CAI_MIN((size_t)8, n_rows - r0), z, pbuf,
                   xt, out);
@@ -343,15 +345,19 @@ int cml__load_glm(struct cml__build *b, const struct cml__mm_model *mm)
     nd->n_scratch = CAI_MAX(g->n_feat + 2 * (g->n_classes + g->n_out),
                             BLOCK * g->n_out + g->n_classes);
     nd->n_scratch = CAI_MAX(nd->n_scratch, 16 * ((g->n_feat + 7) / 8 * 8) + 17 * g->n_out +
-                                               g->n_classes);
+                                               g->n_classes + 1 + (g->n_feat + 24) / 2);
     if (b->m->simd) {
         g->ldw = (g->n_out + 7) / 8 * 8;
         g->wt = cml__arena_array(&b->m->arena, g->n_feat, g->ldw * sizeof(double));
         if (!g->wt)
             return cai__fail(b->err, CAI_ENOMEM, "out of memory");
-        for (size_t k = 0; k < g->n_out; k++)
-            for (size_t j = 0; j < g->n_feat; j++)
+        g->finite = true;
+        for (size_t k = 0; k < g->n_out; k++) {
+            for (size_t j = 0; j < g->n_feat; j++) {
                 g->wt[j * g->ldw + k] = g->w[k * g->n_feat + j];
+                g->finite &= isfinite(g->w[k * g->n_feat + j]) != 0;
+            }
+        }
         g->simd = true;
     }
     if ((rc = cml__bind_inputs(b, nd, mm)) != 0)

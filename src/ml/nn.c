@@ -1406,9 +1406,13 @@ static int setup_batch(struct cml__build *b, struct cml__node *nd, struct nn_net
         L->wt = cml__arena_array(&b->m->arena, (size_t)L->cin, (size_t)L->ldw * sizeof(float));
         if (!L->wt)
             return cai__fail(b->err, CAI_ENOMEM, "out of memory");
-        for (int64_t o = 0; o < L->cout; o++)
-            for (int64_t k = 0; k < L->cin; k++)
+        L->finite = true;
+        for (int64_t o = 0; o < L->cout; o++) {
+            for (int64_t k = 0; k < L->cin; k++) {
                 L->wt[k * L->ldw + o] = L->w[o * L->cin + k];
+                L->finite &= isfinite(L->w[o * L->cin + k]) != 0;
+            }
+        }
     }
     /* An activation right after an inner product, on its output, runs in
      * the GEMM's epilogue. */

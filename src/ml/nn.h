@@ -75,6 +75,7 @@ struct nn_layer {
      * follows it (`fused`), which is then skipped. */
     const struct nn_layer *fused;
     bool                   skip;
+    bool                   finite; /* inner: weights finite, zero inputs skippable */
     /* convolution / pooling geometry */
     int64_t groups, kh, kw, sh, sw, dh, dw;
     int64_t pad_t, pad_b, pad_l, pad_r;

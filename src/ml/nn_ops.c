@@ -51,7 +51,7 @@ static void inner(const struct nn_net *net, const struct nn_layer *L, float *mem
         struct cml__x512_epi e;
         cml__x512_gemm_f32(rows, (size_t)L->cout, (size_t)L->cin, x, (size_t)L->cin, L->wt,
                            (size_t)L->ldw, L->b, y, (size_t)L->cout,
-                           epilogue(net, L, mem, (size_t)L->cout, &e));
+                           epilogue(net, L, mem, (size_t)L->cout, &e), L->finite);
         return;
     }
     for (size_t r = 0; r < rows; r++) {
@@ -486,7 +486,7 @@ void cml__nn_run_layer_rows(const struct nn_net *net, const struct nn_layer *L, 
         struct cml__x512_epi e;
         cml__x512_gemm_f32(n_rows, (size_t)L->cout, (size_t)L->cin, mem + bi->off, stride, L->wt,
                            (size_t)L->ldw, L->b, mem + bo->off, stride,
-                           epilogue(net, L, mem, stride, &e));
+                           epilogue(net, L, mem, stride, &e), L->finite);
         return;
     }
     /* What cml__nn_run_layer would call per row, without its dispatch. */

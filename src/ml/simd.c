@@ -306,22 +306,48 @@ X512_INLINE void tile_f64(const int R, const int J, size_t n_in, const double *x
     }
 }
 
+/* Rows of x are read in chunks of KCHUNK inputs: the inputs some row of the
+ * tile has nonzero (all of them when !skip) are listed first, and only those
+ * feed the FMAs. A zero input adds x w = +-0 to a sum that is never -0
+ * (it starts at +0, and x + (-x) rounds to +0), which leaves it unchanged
+ * when w is finite: the caller sets `skip` only for finite weights. */
+#define KCHUNK 256
+
 X512_INLINE void tile_f32(const int R, const int J, size_t n_in, const float *x, size_t ldx,
                           const float *w, size_t ldw, const float *b, __mmask16 mlast, float *y,
-                          size_t ldy, const struct cml__x512_epi *epi, size_t o)
+                          size_t ldy, const struct cml__x512_epi *epi, size_t o, bool skip)
 {
     __m512 acc[8][4];
+    int32_t ks[KCHUNK + 16];
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     UNROLL for (int r = 0; r < R; r++)
         UNROLL for (int j = 0; j < J; j++)
             acc[r][j] = _mm512_setzero_ps();
-    for (size_t k = 0; k < n_in; k++) {
-        __m512 wv[4];
-        UNROLL for (int j = 0; j < J; j++)
-            wv[j] = _mm512_loadu_ps(w + k * ldw + 16 * j);
-        UNROLL for (int r = 0; r < R; r++) {
-            __m512 xv = _mm512_set1_ps(x[(size_t)r * ldx + k]);
+    for (size_t k0 = 0; k0 < n_in; k0 += KCHUNK) {
+        size_t kend = CAI_MIN(n_in, k0 + KCHUNK), n = 0;
+        for (size_t k = k0; k < kend; k += 16) {
+            __mmask16 m = tail16(kend - k), nz = m;
+            if (skip) {
+                nz = 0;
+                UNROLL for (int r = 0; r < R; r++)
+                    nz |= _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, x + (size_t)r * ldx + k),
+                                                  _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            }
+            _mm512_storeu_si512((void *)(ks + n),
+                                _mm512_maskz_compress_epi32(
+                                    nz, _mm512_add_epi32(iota, _mm512_set1_epi32((int)k))));
+            n += (size_t)__builtin_popcount(nz);
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t k = (size_t)ks[i];
+            __m512 wv[4];
             UNROLL for (int j = 0; j < J; j++)
-                acc[r][j] = _mm512_fmadd_ps(xv, wv[j], acc[r][j]);
+                wv[j] = _mm512_loadu_ps(w + k * ldw + 16 * j);
+            UNROLL for (int r = 0; r < R; r++) {
+                __m512 xv = _mm512_set1_ps(x[(size_t)r * ldx + k]);
+                UNROLL for (int j = 0; j < J; j++)
+                    acc[r][j] = _mm512_fmadd_ps(xv, wv[j], acc[r][j]);
+            }
         }
     }
     UNROLL for (int j = 0; j < J; j++) {
@@ -371,7 +397,7 @@ X512 void cml__x512_gemm_f64(size_t n_rows, size_t n_out, size_t n_in, const dou
 
 X512 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const float *x, size_t ldx,
                              const float *w, size_t ldw, const float *b, float *y, size_t ldy,
-                             const struct cml__x512_epi *epi)
+                             const struct cml__x512_epi *epi, bool skip_zeros)
 {
     for (size_t o = 0; o < n_out; o += 64) {
         size_t left = n_out - o;
@@ -392,7 +418,7 @@ X512 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const flo
             switch (R * 8 + J) {
 #define F32_CASE(RR, JJ)                                                                           \
     case (RR) * 8 + (JJ):                                                                          \
-        tile_f32(RR, JJ, n_in, xr, ldx, w + o, ldw, bo, mlast, yr, ldy, ep, o);                    \
+        tile_f32(RR, JJ, n_in, xr, ldx, w + o, ldw, bo, mlast, yr, ldy, ep, o, skip_zeros);        \
         break;
                 TILE_CASES(F32_CASE)
 #undef F32_CASE
@@ -405,7 +431,7 @@ X512 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const flo
 /* Rows in lanes: xt[k][8] = x[r][k] for the n_rows (<= 8) rows, k < n_in
  * rounded up to 8 (zeros past n_in and n_rows), by 8x8 transposes. */
 X512_INLINE void transpose_rows8(const double *x, size_t ldx, size_t n_rows, size_t n_in,
-                                 double *xt)
+                                 double *xt, uint8_t *nz)
 {
     const __m512i i_lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
     const __m512i i_hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
@@ -415,6 +441,13 @@ X512_INLINE void transpose_rows8(const double *x, size_t ldx, size_t n_rows, siz
         UNROLL for (int i = 0; i < 8; i++)
             r[i] = (size_t)i < n_rows ? _mm512_maskz_loadu_pd(m, x + (size_t)i * ldx + k0) :
                                         _mm512_setzero_pd();
+        if (nz) {
+            /* bit j: some row has x[k0 + j] != 0 (-0 counts as 0, NaN as not) */
+            __m512d a = _mm512_or_pd(_mm512_or_pd(_mm512_or_pd(r[0], r[1]), _mm512_or_pd(r[2], r[3])),
+                                     _mm512_or_pd(_mm512_or_pd(r[4], r[5]), _mm512_or_pd(r[6], r[7])));
+            nz[k0 / 8] |= (uint8_t)_mm512_test_epi64_mask(
+                _mm512_castpd_si512(a), _mm512_set1_epi64(0x7fffffffffffffffll));
+        }
         UNROLL for (int i = 0; i < 8; i += 2) {
             t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);     /* c0 c2 c4 c6 of rows i, i+1 */
             t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]); /* c1 c3 c5 c7 */
@@ -440,15 +473,17 @@ X512_INLINE void transpose_rows8(const double *x, size_t ldx, size_t n_rows, siz
 
 /* O (1..12) outputs for G (1..2) groups of 8 rows, group g in xt[g] and
  * written to zt[g]. */
-X512_INLINE void gemm8_chunk(const int O, const int G, size_t n_in, const double *const *xt,
-                             const double *w, const double *b, double *const *zt)
+X512_INLINE void gemm8_chunk(const int O, const int G, const int32_t *ks, size_t n_k,
+                             size_t n_in, const double *const *xt, const double *w,
+                             const double *b, double *const *zt)
 {
     __m512d acc[12][2];
     UNROLL for (int o = 0; o < O; o++)
         UNROLL for (int g = 0; g < G; g++)
             acc[o][g] = _mm512_setzero_pd();
     const double *x0 = xt[0], *x1 = xt[G - 1];
-    for (size_t k = 0; k < n_in; k++) {
+    for (size_t i = 0; i < n_k; i++) {
+        size_t k = (size_t)ks[i];
         __m512d xv[2];
         xv[0] = _mm512_loadu_pd(x0 + 8 * k);
         if (G > 1)
@@ -466,21 +501,34 @@ X512_INLINE void gemm8_chunk(const int O, const int G, size_t n_in, const double
 
 X512 void cml__x512_gemm8_f64(size_t n_rows, size_t n_out, size_t n_in, const double *x,
                               size_t ldx, const double *w, const double *b, double *zt,
-                              double *xt)
+                              double *xt, int32_t *ks, bool skip_zeros)
 {
-    size_t kp = (n_in + 7) / 8 * 8;
+    size_t kp = (n_in + 7) / 8 * 8, n_k = 0;
     int G = n_rows > 8 ? 2 : 1;
-    transpose_rows8(x, ldx, CAI_MIN((size_t)8, n_rows), n_in, xt);
+    /* The inputs some row has nonzero (tile_f32's zero skipping), one bit
+     * per input in nz, found while transposing. */
+    uint8_t *nz = skip_zeros ? (uint8_t *)(ks + kp) : NULL;
+    if (nz)
+        memset(nz, 0, kp / 8);
+    transpose_rows8(x, ldx, CAI_MIN((size_t)8, n_rows), n_in, xt, nz);
     if (G > 1)
-        transpose_rows8(x + 8 * ldx, ldx, n_rows - 8, n_in, xt + 8 * kp);
+        transpose_rows8(x + 8 * ldx, ldx, n_rows - 8, n_in, xt + 8 * kp, nz);
+    const __m256i iota = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    for (size_t k = 0; k < n_in; k += 8) {
+        __mmask8 m = nz ? nz[k / 8] : tail8(n_in - k);
+        _mm256_storeu_si256((__m256i *)(ks + n_k),
+                            _mm256_maskz_compress_epi32(
+                                m, _mm256_add_epi32(iota, _mm256_set1_epi32((int)k))));
+        n_k += (size_t)__builtin_popcount(m);
+    }
     for (size_t o = 0; o < n_out; o += 12) {
         const double *wo = w + o * n_in, *bo = b ? b + o : NULL;
         const double *xs[2] = {xt, xt + 8 * kp};
         double *zs[2] = {zt + 8 * o, zt + 8 * n_out + 8 * o};
         switch (CAI_MIN((size_t)12, n_out - o) * 2 + (size_t)(G - 1)) {
 #define G8(OO)                                                                                     \
-    case (OO) * 2: gemm8_chunk(OO, 1, n_in, xs, wo, bo, zs); break;                                \
-    case (OO) * 2 + 1: gemm8_chunk(OO, 2, n_in, xs, wo, bo, zs); break;
+    case (OO) * 2: gemm8_chunk(OO, 1, ks, n_k, n_in, xs, wo, bo, zs); break;                       \
+    case (OO) * 2 + 1: gemm8_chunk(OO, 2, ks, n_k, n_in, xs, wo, bo, zs); break;
             G8(1) G8(2) G8(3) G8(4) G8(5) G8(6) G8(7) G8(8) G8(9) G8(10) G8(11) G8(12)
 #undef G8
         default: break;
@@ -520,7 +568,7 @@ X512 void cml__x512_untranspose8(const double *pt, size_t k, size_t n_rows, doub
                                  double *tmp)
 {
     for (size_t k0 = 0; k0 < k; k0 += 8) {
-        transpose_rows8(pt + 8 * k0, 8, CAI_MIN((size_t)8, k - k0), 8, tmp);
+        transpose_rows8(pt + 8 * k0, 8, CAI_MIN((size_t)8, k - k0), 8, tmp, NULL);
         __mmask8 m = tail8(k - k0);
         for (size_t r = 0; r < n_rows; r++)
             _mm512_mask_storeu_pd(y + r * ldy + k0, m, _mm512_loadu_pd(tmp + 8 * r));
@@ -792,7 +840,7 @@ X512_INLINE __mmask8 columns8(const double *x, size_t ldx, size_t n_rows, size_t
                               double *xt, uint8_t *nanm)
 {
     __mmask8 any = 0;
-    transpose_rows8(x, ldx, n_rows, n_feat, xt);
+    transpose_rows8(x, ldx, n_rows, n_feat, xt, NULL);
     for (size_t f = 0; f < n_feat; f++) {
         __m512d col = _mm512_loadu_pd(xt + 8 * f);
         __mmask8 m = _mm512_cmp_pd_mask(col, col, _CMP_UNORD_Q);
@@ -930,10 +978,10 @@ void cml__x512_gemm_f64(size_t n_rows, size_t n_out, size_t n_in, const double *
 }
 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const float *x, size_t ldx,
                         const float *w, size_t ldw, const float *b, float *y, size_t ldy,
-                        const struct cml__x512_epi *epi)
+                        const struct cml__x512_epi *epi, bool skip_zeros)
 {
     (void)n_rows, (void)n_out, (void)n_in, (void)x, (void)ldx, (void)w, (void)ldw, (void)b,
-        (void)y, (void)ldy, (void)epi;
+        (void)y, (void)ldy, (void)epi, (void)skip_zeros;
 }
 void cml__x512_to_f32(const double *x, float *y, size_t n)
 {

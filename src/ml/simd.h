@@ -59,17 +59,21 @@ struct cml__x512_epi {
     float *y;
     size_t ldy;
 };
+/* skip_zeros: leave out the inputs that are zero in every row of a tile
+ * (common after ReLU, and in sparse inputs); exact only for finite w. */
 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const float *x, size_t ldx,
                         const float *w, size_t ldw, const float *b, float *y, size_t ldy,
-                        const struct cml__x512_epi *epi);
+                        const struct cml__x512_epi *epi, bool skip_zeros);
 
 /* The same sums with the rows in lanes, for n_rows <= 16 rows in two groups
  * of 8: zt[g][o][8] (lane r of group g: row 8g + r) = (sum_k x[r][k] *
  * w[o][k]) + b[o], w row-major [n_out][n_in], each sum the same FMA chain as
  * cml__x512_gemm_f64's (so the same bits). xt: scratch of 16 * n_in rounded
- * up to 8 doubles. */
+ * up to 8 doubles; ks: n_in rounded up to 8, plus 8, ints. skip_zeros as for
+ * cml__x512_gemm_f32. */
 void cml__x512_gemm8_f64(size_t n_rows, size_t n_out, size_t n_in, const double *x, size_t ldx,
-                         const double *w, const double *b, double *zt, double *xt);
+                         const double *w, const double *b, double *zt, double *xt, int32_t *ks,
+                         bool skip_zeros);
 /* One-vs-rest probabilities in lanes, in place: p = 1 / (1 + exp(-z)) per
  * element of pt[k][8], then each lane multiplied by 1 / its sum (taken in k
  * order) when that is positive. Per lane the operations of glm.c's single

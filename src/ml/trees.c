@@ -119,6 +119,19 @@ static void evaluate(const struct trees *T, const double *x, double *out)
     }
 }
 
+/* Scratch doubles before the forest kernel's in a single prediction. */
+#define ROW_SCRATCH(T) ((T)->n_feat + 2 * (T)->n_dims + (T)->n_classes + 2)
+
+/* One row: the compare-all kernel when the ensemble has one (the same
+ * sums, and no branches to mispredict), else the walk. fs: its scratch. */
+static void eval_row(const struct trees *T, const double *x, double *out, double *fs)
+{
+    if (T->forest)
+        cml__x512_forest_eval(T->forest, x, T->n_feat, 1, T->base, out, fs);
+    else
+        evaluate(T, x, out);
+}
+
 static void softmax(double *p, size_t n)
 {
     double mx = p[0], sum = 0.0;
@@ -140,7 +153,7 @@ static int run_regressor(const struct cml__node *nd, struct cml__exec *x)
         return x->err->code;
     int32_t s = nd->out[nd->values_out];
     double *y = x->buf[s];
-    evaluate(T, in, y);
+    eval_row(T, in, y, x->scratch + ROW_SCRATCH(T));
     if (T->transform == TR_LOGISTIC)
         for (size_t k = 0; k < T->n_dims; k++)
             y[k] = cml__sigmoid(y[k]);
@@ -194,7 +207,7 @@ static int run_classifier(const struct cml__node *nd, struct cml__exec *x)
         return x->err->code;
     double *raw = x->scratch + T->n_feat;
     double *p = cml__probs_buf(x, nd, raw + T->n_dims + 1);
-    evaluate(T, in, raw);
+    eval_row(T, in, raw, x->scratch + ROW_SCRATCH(T));
     to_probs(T, raw, p);
     cml__publish_class(x, nd, p);
     return 0;
@@ -861,7 +874,7 @@ int cml__load_tree(struct cml__build *b, const struct cml__mm_model *mm)
                              labels->n);
     }
     nd->impl = T;
-    nd->n_scratch = CAI_MAX(T->n_feat + 2 * T->n_dims + T->n_classes + 2,
+    nd->n_scratch = CAI_MAX(ROW_SCRATCH(T),
                             BLOCK * T->n_dims + T->n_classes + 2);
     if ((rc = cml__bind_outputs(b, nd, mm, NULL, T->n_dims)) != 0)
         return rc;
@@ -891,10 +904,11 @@ int cml__load_tree(struct cml__build *b, const struct cml__mm_model *mm)
             return rc;
         if (T->wnodes && (cls || cml__batch_values_ok(b, nd, T->n_dims)))
             nd->run_batch = run_batch;
-        if (T->forest)
-            nd->n_scratch = CAI_MAX(nd->n_scratch, BLOCK * T->n_dims + T->n_classes + 2 +
-                                                       cml__x512_forest_scratch(T->n_feat,
-                                                                                T->n_dims));
+        if (T->forest) {
+            size_t fs = cml__x512_forest_scratch(T->n_feat, T->n_dims);
+            nd->n_scratch = CAI_MAX(nd->n_scratch, BLOCK * T->n_dims + T->n_classes + 2 + fs);
+            nd->n_scratch = CAI_MAX(nd->n_scratch, ROW_SCRATCH(T) + fs);
+        }
     }
     static const char *const trn[] = {"none", "softmax", "logistic", "softmax-zero"};
     cml__node_info(b, nd, "%zu trees, %zu nodes, depth %zu, %zu features, %zu outputs, %s%s",

@@ -639,13 +639,15 @@ static void test_gemm(void)
     enum { MR = 19, MO = 41, MI = 70 };
     static double x[MR * MI], xs[MR * MI], w[MO * MI], wt[MI * 48], b[MO], y[MR * MO];
     static double y8[2 * MO * 8], xt[16 * 72];
+    static int32_t ks[MI + 32];
     static float xf[MR * MI], wtf[MI * 48], bf[MO], yf[MR * MO];
     size_t n_cases = 0;
     for (size_t n_in = 1; n_in <= MI; n_in += 23) {
         for (size_t n_out = 1; n_out <= MO; n_out += 8) {
             size_t ldw = (n_out + 7) / 8 * 8, ldwf = (n_out + 15) / 16 * 16;
             for (size_t i = 0; i < MR * n_in; i++) {
-                x[i] = (double)((int)rnd(2001) - 1000) / 256.0;
+                /* half zeros, for the zero skipping */
+                x[i] = rnd(2) ? 0.0 : (double)((int)rnd(2001) - 1000) / 256.0;
                 xf[i] = (float)x[i];
             }
             memset(wt, 0, sizeof(wt));
@@ -661,7 +663,8 @@ static void test_gemm(void)
             }
             for (size_t rows = 1; rows <= MR; rows += 6) {
                 cml__x512_gemm_f64(rows, n_out, n_in, x, n_in, wt, ldw, b, y, n_out);
-                cml__x512_gemm_f32(rows, n_out, n_in, xf, n_in, wtf, ldwf, bf, yf, n_out, NULL);
+                cml__x512_gemm_f32(rows, n_out, n_in, xf, n_in, wtf, ldwf, bf, yf, n_out, NULL,
+                                   n_in % 2 == 0);
                 for (size_t r = 0; r < rows; r++) {
                     for (size_t o = 0; o < n_out; o++) {
                         double s = 0.0;
@@ -675,11 +678,12 @@ static void test_gemm(void)
                 }
                 /* The rows-in-lanes layout: the same bits, on random reals. */
                 for (size_t i = 0; i < rows * n_in; i++)
-                    xs[i] = sin((double)i * 0.37 + (double)n_out);
+                    xs[i] = rnd(3) == 0 ? 0.0 : sin((double)i * 0.37 + (double)n_out);
                 cml__x512_gemm_f64(rows, n_out, n_in, xs, n_in, wt, ldw, b, y, n_out);
                 for (size_t r0 = 0; r0 < rows; r0 += 16) {
                     size_t nb = MIN((size_t)16, rows - r0);
-                    cml__x512_gemm8_f64(nb, n_out, n_in, xs + r0 * n_in, n_in, w, b, y8, xt);
+                    cml__x512_gemm8_f64(nb, n_out, n_in, xs + r0 * n_in, n_in, w, b, y8, xt, ks,
+                                        (r0 / 16) % 2 == 0);
                     for (size_t r = 0; r < nb; r++)
                         for (size_t o = 0; o < n_out; o++)
                             CHECK(y8[(r / 8) * 8 * n_out + 8 * o + r % 8] ==
