@@ -39,7 +39,9 @@
  *
  * K runs in chunks, with accumulators parked in memory between chunks (no
  * arithmetic changes). No allocation: small buffers on the stack, big ones
- * in the caller's scratch. */
+ * in the caller's scratch. Both engines prefetch the next row group in
+ * software: the hardware prefetchers do not follow 8 or 16 short interleaved
+ * row streams. */
 #include "../kernels.h"
 #include "../ref/ref.h"
 #include "x86.h"
@@ -351,7 +353,7 @@ AI void pair_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0,
 /* ---- the R16 engine (many tokens) ---------------------------------------- */
 
 #define R_MIN_TOK 4        /* fewer tokens: the pair engine */
-#define R_TB      64       /* tokens per block (at most) */
+#define R_TB      48       /* tokens per block (at most) */
 #define R_TT_CH   6        /* tokens per tile, chain kinds */
 #define R_TT_L8   2        /* tokens per tile, lanes8 kinds */
 #define R_REPACK  (640)    /* scratch bytes per block of a 16-row group */
@@ -376,13 +378,17 @@ AI __m256i r16_row(int kind, const uint8_t *b)
 /* Repacks blocks [0, nb) of 16 rows (block pointers wr[r] at the first
  * block) into dst: per block 8 x 64 bytes (zmm j: lane r = row r's bytes
  * 4j..4j+3), then 16 float scales, then (type-1) 16 float mins. */
-AI void r16_repack(int kind, const uint8_t *const *wr, int64_t nb, uint8_t *dst)
+AI void r16_repack(int kind, const uint8_t *const *wr, int64_t nb, uint8_t *dst, uintptr_t pf,
+                   size_t pf_step)
 {
     const int bs = q32_bytes(kind);
     const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
     const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     for (int64_t i = 0; i < nb; i++, dst += R_REPACK) {
         const size_t o = (size_t)i * bs;
+        /* the next group's rows, linearly (as in q32_scales8) */
+        for (size_t b = 0; b < pf_step; b += 64)
+            _mm_prefetch((const char *)(pf + (size_t)i * pf_step + b), _MM_HINT_T0);
         __m512i z[8], t[8], s[8];
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
@@ -572,7 +578,13 @@ AI void r16_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, 
                 const uint8_t *wr[16];
                 for (int j = 0; j < 16; j++)
                     wr[j] = w0 + (size_t)(j < nr ? j : nr - 1) * w_stride + (size_t)k0 * bs;
-                r16_repack(kind, wr, kn, qbuf);
+                r16_repack(kind, wr, kn, qbuf,
+                           (uintptr_t)w0 + 16 * w_stride + (size_t)k0 * bs, (size_t)16 * bs);
+                if (last && rg + 16 < r1) /* the next group's output lines, for writing */
+                    for (int t = 0; t < tb_n; t++)
+                        _mm_prefetch((const char *)(y + (size_t)(tb + t) * y_stride +
+                                                    (size_t)rg + 16),
+                                     _MM_HINT_ET0);
                 for (int t0 = 0; t0 < tb_n; t0 += TT) {
                     const int tt = tb_n - t0 < TT ? tb_n - t0 : TT;
                     const uint8_t *xr[R_TT_CH];
