@@ -17,10 +17,13 @@
 #include "../base/base.h"
 #include "simd.h"
 
+/* -DCML_HAVE_X512=0 builds the portable stubs (a test of that branch). */
+#ifndef CML_HAVE_X512
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CML_HAVE_X512 1
 #else
 #define CML_HAVE_X512 0
+#endif
 #endif
 
 bool cml__simd_supported(void)
@@ -629,14 +632,14 @@ X512 void cml__x512_softmax_f32(const float *x, float *y, size_t n)
 X512 void cml__x512_softmax_rows(const float *x, size_t ldx, size_t n_rows, size_t n, float *tmp,
                                  double *probs, int32_t *best)
 {
-    const __m512i rows = _mm512_mullo_epi32(
-        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-        _mm512_set1_epi32((int)ldx));
     const __mmask16 live = tail16(n_rows);
+    /* rows into lanes (plain copies: as fast as 16-lane gathers here) */
+    for (size_t r = 0; r < 16; r++)
+        for (size_t i = 0; i < n; i++)
+            tmp[16 * i + r] = r < n_rows ? x[r * ldx + i] : 0.0f;
     __m512 mx = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i++) {
-        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rows, x + i, 4);
-        _mm512_storeu_ps(tmp + 16 * i, v);
+        __m512 v = _mm512_loadu_ps(tmp + 16 * i);
         mx = i ? _mm512_max_ps(mx, v) : v;
     }
     __m512 sum = _mm512_setzero_ps();
@@ -948,10 +951,8 @@ X512 void cml__x512_forest_eval(const struct cml__x512_forest *F, const double *
 
 void cml__x512_exp(const double *x, double *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        y[i] = exp(x[i]);
+    (void)x, (void)y, (void)n;
 }
-/* ... the remaining stubs below do nothing. */
 void cml__x512_sigmoid(const double *x, double *y, size_t n)
 {
     (void)x, (void)y, (void)n;
@@ -982,6 +983,26 @@ void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const float *x
 {
     (void)n_rows, (void)n_out, (void)n_in, (void)x, (void)ldx, (void)w, (void)ldw, (void)b,
         (void)y, (void)ldy, (void)epi, (void)skip_zeros;
+}
+void cml__x512_gemm8_f64(size_t n_rows, size_t n_out, size_t n_in, const double *x, size_t ldx,
+                         const double *w, const double *b, double *zt, double *xt, int32_t *ks,
+                         bool skip_zeros)
+{
+    (void)n_rows, (void)n_out, (void)n_in, (void)x, (void)ldx, (void)w, (void)b, (void)zt,
+        (void)xt, (void)ks, (void)skip_zeros;
+}
+void cml__x512_ovr8(double *pt, size_t k)
+{
+    (void)pt, (void)k;
+}
+void cml__x512_argmax8(const double *pt, size_t k, size_t n_rows, int32_t *best)
+{
+    (void)pt, (void)k, (void)n_rows, (void)best;
+}
+void cml__x512_untranspose8(const double *pt, size_t k, size_t n_rows, double *y, size_t ldy,
+                            double *tmp)
+{
+    (void)pt, (void)k, (void)n_rows, (void)y, (void)ldy, (void)tmp;
 }
 void cml__x512_to_f32(const double *x, float *y, size_t n)
 {
@@ -1020,7 +1041,6 @@ size_t cml__x512_forest_scratch(size_t n_feat, size_t n_dims)
 {
     return n_feat + n_dims;
 }
-
 void cml__x512_forest_eval(const struct cml__x512_forest *F, const double *x, size_t ldx,
                            size_t n_rows, const double *base, double *raw, double *scratch)
 {

@@ -911,8 +911,9 @@ int cml__load_tree(struct cml__build *b, const struct cml__mm_model *mm)
         }
     }
     static const char *const trn[] = {"none", "softmax", "logistic", "softmax-zero"};
-    cml__node_info(b, nd, "%zu trees, %zu nodes, depth %zu, %zu features, %zu outputs, %s%s",
+    cml__node_info(b, nd, "%zu trees, %zu nodes, depth %zu, %zu features, %zu outputs, %s%s%s",
                    T->n_trees, T->n_nodes, depth, T->n_feat, T->n_dims, trn[T->transform],
-                   T->uniform_op == OP_LE ? ", all <=" : T->uniform_op == OP_LT ? ", all <" : "");
+                   T->uniform_op == OP_LE ? ", all <=" : T->uniform_op == OP_LT ? ", all <" : "",
+                   T->forest ? ", compare-all (avx512)" : T->wnodes ? ", lockstep batches" : "");
     return 0;
 }
