@@ -61,6 +61,9 @@ struct cai_quant_params {
     int         awq_grid;         /* alpha grid points past 0 (default 10) */
     int         awq_rows;         /* rows per matrix in the AWQ error (default 32) */
     int         n_threads;        /* 0: all online CPUs */
+    const char *formats;          /* mixed: comma-separated candidate formats (e.g.
+                                   * "q4_0,q4_K,q5_0,q6_K,q8_0"); NULL: all of q4_0, q4_K,
+                                   * q4_1, q5_0, q5_K, q5_1, q6_K, q8_0 */
     int         embd_type;        /* token embedding / output matrix: a CAI type id
                                    * (q8_0 = 8, f16 = 1, ...), or -1 for the default
                                    * (q8_0; f16 for precision f16) */

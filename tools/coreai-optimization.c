@@ -44,6 +44,10 @@ static const char usage_text[] =
     "\n"
     "  --embd-type T        format of the token embedding and output matrix (default\n"
     "                       q8_0): f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k\n"
+    "  --formats LIST       mixed: the candidate formats, comma-separated (default all:\n"
+    "                       q4_0,q4_K,q4_1,q5_0,q5_K,q5_1,q6_K,q8_0)\n"
+    "  --no-reorder         keep the channel order (default: regroup channels by\n"
+    "                       activation size, an exact change, with calibration)\n"
     "  --no-awq             skip activation-aware scaling\n"
     "  --no-gptq            round to nearest (importance-weighted) instead of GPTQ\n"
     "  --calib-tokens N     most calibration tokens (default 4096)\n"
@@ -69,8 +73,23 @@ static void clear_bar(void)
 static void on_progress(void *user, const char *stage, uint64_t done, uint64_t total)
 {
     (void)user;
-    if (quiet || !tty || total == 0)
+    if (quiet || total == 0)
         return;
+    if (!tty) {
+        /* Logs: a line when a stage starts and at each tenth. */
+        static char last_stage[32];
+        static int last_tenth = -1;
+        int tenth = (int)(done * 10 / total);
+        if (strncmp(last_stage, stage, sizeof(last_stage) - 1) != 0) {
+            snprintf(last_stage, sizeof(last_stage), "%s", stage);
+            last_tenth = -1;
+        }
+        if (tenth != last_tenth && strcmp(stage, "quantize") != 0) {
+            last_tenth = tenth;
+            fprintf(stderr, "%s: %" PRIu64 "/%" PRIu64 "\n", stage, done, total);
+        }
+        return;
+    }
     int pct = (int)(done * 100 / total), bar = pct * 30 / 100;
     char b[31];
     for (int i = 0; i < 30; i++)
@@ -192,6 +211,11 @@ static int cmd_quantize(int argc, char **argv)
             if (p.embd_type < 0)
                 return bad("--embd-type: \"%s\" is not one of f32, f16, q4_0, q4_1, q5_0, q5_1, "
                            "q8_0, q4_k, q5_k, q6_k", v);
+        } else if (!strcmp(a, "--formats")) {
+            NEED_VALUE();
+            p.formats = v;
+        } else if (!strcmp(a, "--no-reorder")) {
+            p.reorder = false;
         } else if (!strcmp(a, "--no-awq")) {
             p.awq = false;
         } else if (!strcmp(a, "--no-gptq")) {

@@ -47,8 +47,9 @@ static void eval_usage(FILE *f)
             "  -b, --batch N        tokens per decode call (default: the chunk length)\n"
             "  --chunks N           score at most N chunks (default: all)\n"
             "  -t, --threads N      threads (default: all online CPUs)\n"
-            "  -o, --output F       text (default) or json: one object with n_tokens, ppl and,\n"
-            "                       with a reference, kld_mean, kld_max, kld_p99, top1, ref_ppl\n"
+            "  -o, --output F       text (default) or json: one object with n_tokens, ppl, bpw\n"
+            "                       (over the 2-D weights) and, with a reference, kld_mean,\n"
+            "                       kld_mean_se, kld_max, kld_p99, top1, ref_ppl\n"
             "  -h, --help           this text\n");
 }
 
@@ -255,6 +256,22 @@ static int cmd_eval(int argc, char **argv)
     }
     struct cai_model_info info, rinfo;
     cai_model_get_info(m, &info);
+    /* Bits per weight over the 2-D weight tensors (docs/FORMAT.md). */
+    double bits2 = 0.0, elems2 = 0.0;
+    {
+        const char *tn, *ttype;
+        int64_t ne[4];
+        int nd;
+        uint64_t nb;
+        for (int i = 0; cai_model_tensor(m, i, &tn, &ttype, ne, &nd, &nb); i++) {
+            if (nd < 2)
+                continue;
+            bits2 += 8.0 * (double)nb;
+            elems2 += (double)ne[0] * (double)ne[1] * (double)(nd > 2 ? ne[2] : 1) *
+                      (double)(nd > 3 ? ne[3] : 1);
+        }
+    }
+    double bpw = elems2 > 0.0 ? bits2 / elems2 : 0.0;
     if (rm) {
         cai_model_get_info(rm, &rinfo);
         if (rinfo.n_vocab != info.n_vocab) {
@@ -376,8 +393,8 @@ static int cmd_eval(int argc, char **argv)
         eval_json_str(model_path);
         printf(", \"text\": ");
         eval_json_str(text_path);
-        printf(", \"n_ctx\": %d, \"n_chunks\": %d, \"n_tokens\": %ld, \"ppl\": %.6f", n_ctx,
-               n_chunks, n_scored, ppl);
+        printf(", \"bpw\": %.4f, \"n_ctx\": %d, \"n_chunks\": %d, \"n_tokens\": %ld, "
+               "\"ppl\": %.6f", bpw, n_ctx, n_chunks, n_scored, ppl);
         if (rs) {
             printf(", \"ref_model\": ");
             eval_json_str(ref_path);
@@ -388,7 +405,7 @@ static int cmd_eval(int argc, char **argv)
         }
         printf("}\n");
     } else {
-        printf("model      %s\n", model_path);
+        printf("model      %s (%.4f bits per weight)\n", model_path, bpw);
         printf("text       %s: %d tokens, %d chunks of %d, %ld scored\n", text_path, n_tok,
                n_chunks, n_ctx, n_scored);
         printf("ppl        %.4f\n", ppl);

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "quantize_int.h"
 
@@ -37,15 +38,46 @@ struct cand {
     int      n, cur;
 };
 
-/* Formats a row of n_in may take, by increasing size. */
-static int candidates(int64_t n_in, uint32_t *out)
+static const uint32_t k_all[] = {CAI_TYPE_Q4_0, CAI_TYPE_Q4_K, CAI_TYPE_Q4_1, CAI_TYPE_Q5_0,
+                                 CAI_TYPE_Q5_K, CAI_TYPE_Q5_1, CAI_TYPE_Q6_K, CAI_TYPE_Q8_0};
+
+/* Which of k_all the list "q4_0,q6_K,..." names (case-insensitive); NULL:
+ * all. Fails on an unknown name. */
+int cai__qmixed_formats(const char *list, bool allowed[8], struct cai_error *err)
 {
-    static const uint32_t k_all[] = {CAI_TYPE_Q4_0, CAI_TYPE_Q4_K, CAI_TYPE_Q4_1, CAI_TYPE_Q5_0,
-                                     CAI_TYPE_Q5_K, CAI_TYPE_Q5_1, CAI_TYPE_Q6_K, CAI_TYPE_Q8_0};
+    for (int i = 0; i < 8; i++)
+        allowed[i] = list == NULL;
+    if (!list)
+        return 0;
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        bool found = false;
+        for (int i = 0; i < 8; i++) {
+            const char *nm = cai__qfmt_get(k_all[i])->name;
+            if (strlen(nm) == n && strncasecmp(nm, p, n) == 0) {
+                allowed[i] = found = true;
+            }
+        }
+        if (!found)
+            return cai__fail(err, CAI_EINVAL, "unknown format \"%.*s\" in the mixed formats "
+                             "(valid: q4_0, q4_K, q4_1, q5_0, q5_K, q5_1, q6_K, q8_0)",
+                             (int)CAI_MIN(n, (size_t)32), p);
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+/* Formats a row of n_in may take, by increasing size. */
+static int candidates(int64_t n_in, const bool allowed[8], uint32_t *out)
+{
     int n = 0;
     for (size_t i = 0; i < CAI_ARRAY_LEN(k_all); i++) {
         const struct cai__qfmt *f = cai__qfmt_get(k_all[i]);
-        if (n_in % f->group == 0)
+        if (allowed[i] && n_in % f->group == 0)
             out[n++] = k_all[i];
     }
     return n;
@@ -144,6 +176,9 @@ int cai__qmixed_plan(struct cai__qctx *c, float target_bpw, double *predicted_kl
     uint8_t *blk = NULL;
     struct cand *cd = NULL;
     int rc = 0;
+    bool allowed[8];
+    if ((rc = cai__qmixed_formats(c->p->formats, allowed, err)) < 0)
+        return rc;
 
     c->mixed = cai__calloc(1, sizeof(*c->mixed));
     if (!c->mixed)
@@ -239,10 +274,10 @@ int cai__qmixed_plan(struct cai__qctx *c, float target_bpw, double *predicted_kl
         int64_t n_in = t->ne[0], n_out = t->ne[1], ns = CAI_MIN((int64_t)256, n_out);
         const float *sq = fc.sq + ((size_t)l * CAI__QP_COUNT + (size_t)point_of[r]) * (size_t)wide;
         const float *W = mx->fp[i];
-        cd[i].n = candidates(n_in, cd[i].type);
+        cd[i].n = candidates(n_in, allowed, cd[i].type);
         if (cd[i].n == 0) {
-            rc = cai__fail(err, CAI_EUNSUPPORTED, "%s: rows of %lld fit no block format", t->name,
-                           (long long)n_in);
+            rc = cai__fail(err, CAI_EINVAL, "%s: rows of %lld fit none of the allowed formats",
+                           t->name, (long long)n_in);
             goto out;
         }
         for (int ci = 0; ci < cd[i].n; ci++) {
@@ -324,8 +359,8 @@ int cai__qmixed_plan(struct cai__qctx *c, float target_bpw, double *predicted_kl
         }
         if (used > budget + 1e-6) {
             rc = cai__fail(err, CAI_ERANGE, "target of %.4g bits per weight is below the smallest "
-                           "this model allows, %.4g (the layer matrices at 4.5 and the rest as "
-                           "fixed)", (double)target_bpw, (used + fixed_bits) / n2);
+                           "this model allows, %.4g (the layer matrices at their cheapest "
+                           "format, the rest fixed)", (double)target_bpw, (used + fixed_bits) / n2);
             goto out;
         }
         for (;;) {

@@ -1144,7 +1144,13 @@ static int check_params(const char *in_path, const char *out_path, const struct 
             return cai__fail(err, CAI_EINVAL, "unknown target device \"%s\" (valid: cpu, ref, "
                              "avx2, avx512)", p->target_device);
     }
+    if (p->formats && p->precision != CAI_QUANT_MIXED)
+        return cai__fail(err, CAI_EINVAL, "a list of formats applies to mixed precision only");
     if (p->precision == CAI_QUANT_MIXED) {
+        bool allowed[8];
+        int rc = cai__qmixed_formats(p->formats, allowed, err);
+        if (rc < 0)
+            return rc;
         if (!(p->target_bpw > 0.0f) || !(p->target_bpw <= 32.0f))
             return cai__fail(err, CAI_EINVAL, "mixed precision needs a target bits per weight "
                              "in (0, 32] (--target-bpw)");

@@ -80,5 +80,7 @@ int  cai__qcalibrated(struct cai__qctx *c, float *const *fp_layers, struct cai_e
 int  cai__qmixed_plan(struct cai__qctx *c, float target_bpw, double *predicted_kld,
                       struct cai_error *err);
 void cai__qmixed_free(struct cai__qctx *c);
+/* Parses the mixed candidate list (see cai_quant_params.formats). */
+int  cai__qmixed_formats(const char *list, bool allowed[8], struct cai_error *err);
 
 #endif /* CAI_QUANTIZE_INT_H */
