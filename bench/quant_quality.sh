@@ -8,7 +8,7 @@
 #      bench/build_llamacpp.sh);
 #   3. ours: int8 and int4 round-to-nearest, int8 and int4 calibrated (AWQ +
 #      GPTQ) on tests/golden/quant/calibration.txt, and mixed at the bits per
-#      weight of llama.cpp's Q4_K_M;
+#      weight of llama.cpp's Q4_K_M (all formats, and without q4_1/q5_1);
 #   4. `coreai eval` of each against the f16 source on the held-out text
 #      tests/golden/quant/heldout.txt (chunks of 512, second halves scored).
 #
@@ -97,13 +97,17 @@ if [ "$skip_mixed" = 0 ]; then
     qkm_bpw="$("${eval_cmd[@]}" "$out/llamacpp-Q4_K_M.gguf" --text "$held" --chunks 1 -c 64 -o json -t "$threads" |
         sed -n 's/.*"bpw": \([0-9.]*\).*/\1/p')"
     run_q mixed --precision mixed --target-bpw "$qkm_bpw" --calibration "$cal"
+    # Without q4_1 / q5_1: the f16 source was dequantized from q4_1, so those
+    # two formats can re-find its grid almost exactly (see RESULTS.md).
+    run_q mixed-no-q41 --precision mixed --target-bpw "$qkm_bpw" --calibration "$cal" \
+        --formats q4_0,q4_K,q5_0,q5_K,q6_K,q8_0
 fi
 
 results="$out/results.jsonl"
 : > "$results"
 names=(llamacpp-Q8_0 coreai-int8-rtn coreai-int8-cal llamacpp-Q4_0 coreai-int4-rtn coreai-int4-cal
     llamacpp-Q4_K_M)
-[ "$skip_mixed" = 0 ] && names+=(coreai-mixed)
+[ "$skip_mixed" = 0 ] && names+=(coreai-mixed coreai-mixed-no-q41)
 for n in "${names[@]}"; do
     step "eval $n"
     "${eval_cmd[@]}" "$out/$n.gguf" --text "$held" --kld-against "$src" -o json -t "$threads" |

@@ -53,10 +53,10 @@ struct cai_quant_params {
     bool        awq;              /* activation-aware scaling (with calibration); default true */
     bool        gptq;             /* error-compensating rounding (with calibration); default true */
     bool        reorder;          /* with calibration: regroup residual and feed-forward channels
-                                   * by activation size (exact); default true */
+                                   * by activation size (exact); default false */
     int         n_calib_tokens;   /* most calibration tokens used (default 4096) */
     int         seq_len;          /* calibration sequence length (default 512) */
-    int         n_sens_tokens;    /* mixed: tokens of the per-tensor KLD probe (default 128) */
+    int         n_sens_tokens;    /* mixed: tokens of the per-tensor KLD probe (default 64) */
     float       damp;             /* GPTQ damping, fraction of mean diag(H) (default 0.01) */
     int         awq_grid;         /* alpha grid points past 0 (default 10) */
     int         awq_rows;         /* rows per matrix in the AWQ error (default 32) */

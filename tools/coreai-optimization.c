@@ -46,13 +46,13 @@ static const char usage_text[] =
     "                       q8_0): f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k\n"
     "  --formats LIST       mixed: the candidate formats, comma-separated (default all:\n"
     "                       q4_0,q4_K,q4_1,q5_0,q5_K,q5_1,q6_K,q8_0)\n"
-    "  --no-reorder         keep the channel order (default: regroup channels by\n"
-    "                       activation size, an exact change, with calibration)\n"
+    "  --reorder            with calibration: regroup residual and feed-forward channels\n"
+    "                       by activation size (an exact change; off by default)\n"
     "  --no-awq             skip activation-aware scaling\n"
     "  --no-gptq            round to nearest (importance-weighted) instead of GPTQ\n"
     "  --calib-tokens N     most calibration tokens (default 4096)\n"
     "  --seq-len N          calibration sequence length (default 512)\n"
-    "  --sens-tokens N      mixed: tokens of each sensitivity probe (default 128)\n"
+    "  --sens-tokens N      mixed: tokens of each sensitivity probe (default 64)\n"
     "  --damp F             GPTQ damping, fraction of mean diag(H) (default 0.01)\n"
     "  --awq-grid N         AWQ exponents tried past 0 (default 10)\n"
     "  -t, --threads N      threads (default: all online CPUs)\n"
@@ -214,8 +214,8 @@ static int cmd_quantize(int argc, char **argv)
         } else if (!strcmp(a, "--formats")) {
             NEED_VALUE();
             p.formats = v;
-        } else if (!strcmp(a, "--no-reorder")) {
-            p.reorder = false;
+        } else if (!strcmp(a, "--reorder")) {
+            p.reorder = true;
         } else if (!strcmp(a, "--no-awq")) {
             p.awq = false;
         } else if (!strcmp(a, "--no-gptq")) {

@@ -49,10 +49,10 @@ struct cai_quant_params cai_quant_params_default(void)
     p.precision = CAI_QUANT_INT4;
     p.awq = true;
     p.gptq = true;
-    p.reorder = true;
+    p.reorder = false;
     p.n_calib_tokens = 4096;
     p.seq_len = 512;
-    p.n_sens_tokens = 128;
+    p.n_sens_tokens = 64;
     p.damp = 0.01f;
     p.awq_grid = 10;
     p.awq_rows = 32;
@@ -720,6 +720,68 @@ float *cai__qown_f32(struct cai__qctx *c, struct cai__qt *t, struct cai_error *e
     return t->data;
 }
 
+/* The output matrix with GPTQ too, on the final normed states of the
+ * quantized model (x[N][n_embd] is overwritten). In tied models that matrix
+ * is also the token embedding; its rows then carry the compensated rounding
+ * into the embedding as well, which is as close to them as plain rounding. */
+static int head_gptq(struct cai__qctx *c, float *x, int64_t N, float *H, float *E,
+                     struct cai_error *err)
+{
+    const struct cai__hparams *hp = &c->m->hp;
+    int64_t d = hp->n_embd, V = hp->n_vocab;
+    struct cai__qt *t = find_qt(c, "output.weight");
+    if (!t)
+        t = find_qt(c, "token_embd.weight");
+    struct cai__qt *tn = find_qt(c, "output_norm.weight");
+    const struct cai__qfmt *f = t ? cai__qfmt_get(t->want) : NULL;
+    if (!t || !tn || !f || t->ne[0] != d || t->ne[1] != V || d % f->group != 0)
+        return 0; /* f16 / f32 output, or an unusual shape: rounded on its own later */
+    const float *norm = tn->data ? (const float *)tn->data : c->m->output_norm.data;
+    for (int64_t i = 0; i < N; i++)
+        c->k->rmsnorm(x + i * d, x + i * d, norm, d, hp->rms_eps);
+    memset(H, 0, (size_t)d * (size_t)d * sizeof(float));
+    int rc = cai__qfwd_stats(c->k, c->pool, x, N, d, H, NULL, err);
+    if (rc < 0)
+        return rc;
+    float *W = cai__malloc_array((size_t)V * (size_t)d, sizeof(float));
+    float *Wc = cai__malloc_array((size_t)V * (size_t)d, sizeof(float));
+    float *imp = cai__malloc_array((size_t)d, sizeof(float));
+    float *U = NULL;
+    if (!W || !Wc || !imp) {
+        rc = cai__fail(err, CAI_ENOMEM, "%s: out of memory", t->name);
+        goto out;
+    }
+    if ((rc = cai__qload_output(c, W)) < 0) {
+        rc = cai__fail(err, rc, "%s: cannot read its type", t->name);
+        goto out;
+    }
+    U = cai__gptq_factor(H, d, c->p->damp, err);
+    if (!U) {
+        rc = err ? err->code : CAI_EINVAL;
+        goto out;
+    }
+    for (int64_t j = 0; j < d; j++)
+        imp[j] = H[j * d + j];
+    if ((rc = qt_alloc(c, t, t->want, err)) < 0)
+        goto out;
+    memcpy(Wc, W, (size_t)V * (size_t)d * sizeof(float));
+    if (cai__gptq_quantize(f, Wc, V, d, U, imp, t->data, c->pool) < 0.0) {
+        rc = cai__fail(err, CAI_ENOMEM, "%s: out of memory", t->name);
+        goto out;
+    }
+    t->rel_err = rel_output_err(c, W, t, H, NULL, E);
+    t->done = true;
+    c->n_done++;
+    cai__qreport(c, t);
+    cai__qprogress(c, "quantize", (uint64_t)c->n_done, (uint64_t)c->n_todo);
+out:
+    cai__free(W);
+    cai__free(Wc);
+    cai__free(imp);
+    cai__free(U);
+    return rc;
+}
+
 int cai__qcalibrated(struct cai__qctx *c, float *const *fp_layers, struct cai_error *err)
 {
     const struct cai__hparams *hp = &c->m->hp;
@@ -793,6 +855,8 @@ int cai__qcalibrated(struct cai__qctx *c, float *const *fp_layers, struct cai_er
         if ((rc = cai__qfwd_layer(&f, &lw, l, x, seq_hook, &sc)) != 0)
             goto out;
     }
+    if (c->p->gptq)
+        rc = head_gptq(c, x, N, sc.H, sc.scratch, err);
 out:
     cai__qfwd_deinit(&f);
     cai__free(x);
