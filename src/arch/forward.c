@@ -361,19 +361,21 @@ static void att_worker(void *ctx, int ith, int nth)
          * another for a single token (its dot product); we follow both. The
          * positions past n_pos hold zero probabilities. */
         bool batch = j->n_tok > 1 && hd % 16 == 0;
-        float (*dot)(const cai_half *, const cai_half *, int64_t) =
-            batch ? f->k->dot_f16_chain : f->k->dot_f16;
+        void (*dotn)(const cai_half *, size_t, int64_t, const cai_half *, int64_t, float *) =
+            batch ? f->k->dot_f16_chain_n : f->k->dot_f16_n;
         int n_pad = batch ? (n_pos + 15) & ~15 : (n_pos + 63) & ~63;
         cai_half qh[CAI__MAX_HEAD_DIM];
         f->k->f32_to_f16(f->q + (size_t)t * f->q_dim + (size_t)h * hd, qh, hd);
+        /* K.Q for every position, then P.V for every dimension: independent
+         * dot products, computed many at a time, each in its own order */
+        dotn(kc + (size_t)kvh * hd, (size_t)f->kv_dim, n_pos, qh, hd, sc);
         for (int p = 0; p < n_pos; p++)
-            sc[p] = dot(kc + (size_t)p * f->kv_dim + (size_t)kvh * hd, qh, hd) * scale;
+            sc[p] *= scale;
         f->k->softmax(sc, n_pos);
         f->k->f32_to_f16(sc, ph, n_pos);
         memset(ph + n_pos, 0, (size_t)(n_pad - n_pos) * sizeof(cai_half));
         float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
-        for (int dd = 0; dd < hd; dd++)
-            out[dd] = dot(vt + ((size_t)kvh * hd + (size_t)dd) * np, ph, n_pad);
+        dotn(vt + (size_t)kvh * hd * np, (size_t)np, hd, ph, n_pad, out);
     }
 }
 
@@ -444,9 +446,13 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
             } else {
                 k->f32_to_f16(f->kt + (size_t)t * f->kv_dim, (cai_half *)f->k_cache + off,
                               f->kv_dim);
-                cai_half *vt = (cai_half *)f->v_cache + voff;
+                /* V: converted as a row (same bits as cai__f32_to_fp16) into
+                 * xb (free between the QKV matmul and attention; at least
+                 * q_dim floats), then scattered into the transposed cache */
+                cai_half *vh = (cai_half *)f->xb, *vt = (cai_half *)f->v_cache + voff;
+                k->f32_to_f16(vsrc, vh, f->kv_dim);
                 for (int i = 0; i < f->kv_dim; i++)
-                    vt[(size_t)i * f->n_ctx_pad] = cai__f32_to_fp16(vsrc[i]);
+                    vt[(size_t)i * f->n_ctx_pad] = vh[i];
             }
         }
         prof_end(f, il, CAI__OP_ROPE_KV, t0, (uint64_t)n * (f->q_dim + 2u * f->kv_dim) * 4u,

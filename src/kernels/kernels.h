@@ -88,6 +88,14 @@ struct cai_kernels {
      * 16-lane accumulator chained over chunks of 16, then reduced across
      * lanes. n must be a multiple of 16. */
     float (*dot_f16_chain)(const cai_half *a, const cai_half *b, int64_t n);
+    /* Many dot products at once, each bit for bit as the single function:
+     * out[v] = dot_f16(a + v * a_stride, b, n) (resp. dot_f16_chain) for v in
+     * [0, n_vec); a_stride in elements. Attention's K.Q over positions and
+     * P.V over dimensions. */
+    void (*dot_f16_n)(const cai_half *a, size_t a_stride, int64_t n_vec, const cai_half *b,
+                      int64_t n, float *out);
+    void (*dot_f16_chain_n)(const cai_half *a, size_t a_stride, int64_t n_vec,
+                            const cai_half *b, int64_t n, float *out);
     /* y[i] += a * x[i] with x in f16 */
     void (*axpy_f16)(float *y, float a, const cai_half *x, int64_t n);
     void (*f32_to_f16)(const float *x, cai_half *y, int64_t n);

@@ -723,7 +723,8 @@ static void test_tables_complete(void)
             }
         }
         CHECK(k->dot_f32 && k->axpy_f32 && k->rmsnorm && k->softmax && k->silu_mul &&
-              k->dot_f16_f32 && k->axpy_f16 && k->f32_to_f16);
+              k->dot_f16_f32 && k->axpy_f16 && k->f32_to_f16 && k->dot_f16 && k->dot_f16_chain &&
+              k->dot_f16_n && k->dot_f16_chain_n);
     }
     const struct cai_kernels *r = &cai__kernels_ref;
     CHECK_EQ_INT(r->type[CAI_TYPE_Q4_0].vec_dot_type, CAI_TYPE_Q8_0);
@@ -863,6 +864,55 @@ static void test_mm_exact(void)
         }
     }
     free(mm_scratch);
+}
+
+/* The batched f16 dots equal the single ones (and ref's) bit for bit. */
+static void test_dot_f16_batched(void)
+{
+    static const int64_t nvecs[] = {1, 5, 16, 17, 33, 48};
+    static const int64_t ns_chain[] = {16, 64, 80, 512};
+    static const int64_t ns_plain[] = {1, 7, 63, 64, 65, 130, 512};
+    const struct cai_kernels *ref = &cai__kernels_ref;
+    for (size_t ti = 0; ti < CAI_ARRAY_LEN(isas); ti++) {
+        const struct cai_kernels *k = cai__kernels_by_name(isas[ti]);
+        if (!k)
+            continue;
+        int bad = 0;
+        for (int chain = 0; chain < 2; chain++) {
+            const int64_t *ns = chain ? ns_chain : ns_plain;
+            size_t n_ns = chain ? CAI_ARRAY_LEN(ns_chain) : CAI_ARRAY_LEN(ns_plain);
+            for (size_t a = 0; a < CAI_ARRAY_LEN(nvecs); a++) {
+                for (size_t b = 0; b < n_ns; b++) {
+                    int64_t nv = nvecs[a], n = ns[b];
+                    size_t stride = (size_t)n + (a % 2 ? 24 : 0);
+                    cai_half *m = malloc((stride * (size_t)nv + 64) * sizeof(cai_half));
+                    cai_half *bv = malloc((size_t)n * sizeof(cai_half));
+                    float *out = malloc((size_t)nv * sizeof(float));
+                    if (!m || !bv || !out)
+                        abort();
+                    for (size_t i = 0; i < stride * (size_t)nv + 64; i++)
+                        m[i] = cai__f32_to_fp16(rnd_normal());
+                    for (int64_t i = 0; i < n; i++)
+                        bv[i] = cai__f32_to_fp16(b % 2 ? rnd_unit() : rnd_normal());
+                    if (chain)
+                        k->dot_f16_chain_n(m, stride, nv, bv, n, out);
+                    else
+                        k->dot_f16_n(m, stride, nv, bv, n, out);
+                    for (int64_t v = 0; v < nv; v++) {
+                        const cai_half *row = m + (size_t)v * stride;
+                        float one = chain ? k->dot_f16_chain(row, bv, n) : k->dot_f16(row, bv, n);
+                        float r = chain ? ref->dot_f16_chain(row, bv, n) : ref->dot_f16(row, bv, n);
+                        bad += memcmp(&out[v], &one, sizeof(float)) != 0 ||
+                               memcmp(&out[v], &r, sizeof(float)) != 0;
+                    }
+                    free(m);
+                    free(bv);
+                    free(out);
+                }
+            }
+        }
+        CHECK_MSG(bad == 0, "%s batched f16 dots: %d differ", k->isa, bad);
+    }
 }
 
 /* The 32-element formats compute in one order in every table: SIMD vec_dot
@@ -1142,6 +1192,7 @@ int main(void)
     RUN(test_types_all_tables);
     RUN(test_mm_exact);
     RUN(test_q32_orders_identical);
+    RUN(test_dot_f16_batched);
     RUN(test_quantizer_quality);
     RUN(test_f32_ops);
     RUN(test_ref_f32_ops);

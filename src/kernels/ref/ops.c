@@ -175,6 +175,21 @@ float cai__ref_dot_f16_chain(const cai_half *a, const cai_half *b, int64_t n)
     return cai__ref_hsum16(acc);
 }
 
+/* out[v] = dot of row v of a (stride a_stride elements) with b */
+void cai__ref_dot_f16_n(const cai_half *a, size_t a_stride, int64_t n_vec, const cai_half *b,
+                        int64_t n, float *out)
+{
+    for (int64_t v = 0; v < n_vec; v++)
+        out[v] = cai__ref_dot_f16(a + (size_t)v * a_stride, b, n);
+}
+
+void cai__ref_dot_f16_chain_n(const cai_half *a, size_t a_stride, int64_t n_vec,
+                              const cai_half *b, int64_t n, float *out)
+{
+    for (int64_t v = 0; v < n_vec; v++)
+        out[v] = cai__ref_dot_f16_chain(a + (size_t)v * a_stride, b, n);
+}
+
 /* y: [n] f32, x: [n] f16; y += a * x */
 void cai__ref_axpy_f16(float *y, float a, const cai_half *x, int64_t n)
 {

@@ -89,6 +89,10 @@ float cai__ref_dot_f16_f32(const cai_half *a, const float *b, int64_t n);
 void  cai__ref_axpy_f16(float *y, float a, const cai_half *x, int64_t n);
 float cai__ref_dot_f16(const cai_half *a, const cai_half *b, int64_t n);
 float cai__ref_dot_f16_chain(const cai_half *a, const cai_half *b, int64_t n);
+void  cai__ref_dot_f16_n(const cai_half *a, size_t a_stride, int64_t n_vec, const cai_half *b,
+                         int64_t n, float *out);
+void  cai__ref_dot_f16_chain_n(const cai_half *a, size_t a_stride, int64_t n_vec,
+                               const cai_half *b, int64_t n, float *out);
 void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
 
 /* A type entry made of ref functions, e.g. CAI__REF_TYPE(q4_0, CAI_TYPE_Q8_0). */
@@ -124,6 +128,7 @@ void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
         .softmax = cai__ref_softmax, .silu_mul = cai__ref_silu_mul,                                \
         .dot_f16_f32 = cai__ref_dot_f16_f32, .axpy_f16 = cai__ref_axpy_f16,                        \
         .dot_f16 = cai__ref_dot_f16, .dot_f16_chain = cai__ref_dot_f16_chain,                      \
+        .dot_f16_n = cai__ref_dot_f16_n, .dot_f16_chain_n = cai__ref_dot_f16_chain_n,              \
         .f32_to_f16 = cai__ref_f32_to_f16,                                                         \
     }
 

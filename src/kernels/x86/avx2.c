@@ -951,6 +951,20 @@ static void silu_mul(float *y, const float *g, const float *u, int64_t n)
         y[i] = g[i] / (1.0f + cai__ref_expf_ggml(-g[i])) * u[i];
 }
 
+static void dot_f16_n(const cai_half *a, size_t a_stride, int64_t n_vec, const cai_half *b,
+                      int64_t n, float *out)
+{
+    for (int64_t v = 0; v < n_vec; v++)
+        out[v] = dot_f16(a + (size_t)v * a_stride, b, n);
+}
+
+static void dot_f16_chain_n(const cai_half *a, size_t a_stride, int64_t n_vec, const cai_half *b,
+                            int64_t n, float *out)
+{
+    for (int64_t v = 0; v < n_vec; v++)
+        out[v] = dot_f16_chain(a + (size_t)v * a_stride, b, n);
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 /* mm as one vec_dot per output (this table has no tiled kernels). */
@@ -1002,6 +1016,8 @@ const struct cai_kernels cai__kernels_avx2 = {
     .axpy_f16 = axpy_f16,
     .dot_f16 = dot_f16,
     .dot_f16_chain = dot_f16_chain,
+    .dot_f16_n = dot_f16_n,
+    .dot_f16_chain_n = dot_f16_chain_n,
     .f32_to_f16 = f32_to_f16,
 };
 

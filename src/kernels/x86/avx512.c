@@ -685,6 +685,95 @@ static float dot_f16_chain(const cai_half *a, const cai_half *b, int64_t n)
     return _mm512_reduce_add_ps(acc);
 }
 
+/* The sums of 16 vectors' lanes at once, each in _mm512_reduce_add_ps's
+ * order (cai__ref_hsum16: halves of 8, of 4, then (q0+q2)+(q1+q3)): a
+ * transpose-and-add tree, 46 instructions for 16 reductions. Lane v of the
+ * result is the sum of a[v]. */
+static inline __m512 hsum16_x16(const __m512 *a)
+{
+    __m512 t[8], q[4], r[2];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) /* lanes 0-7: a[2k]'s t, 8-15: a[2k+1]'s */
+        t[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) /* 128-bit lane j: q0..q3 of vector 4k + j */
+        q[k] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * k], t[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(t[2 * k], t[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++) /* lane j: {q0+q2, q1+q3} of vectors 8k + j, 8k + 4 + j */
+        r[k] = _mm512_add_ps(_mm512_shuffle_ps(q[2 * k], q[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(q[2 * k], q[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* lane j: vectors j, 4 + j, 8 + j, 12 + j */
+    __m512 f = _mm512_add_ps(_mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(idx, f);
+}
+
+/* 16 chained dot products at a time (16 independent accumulators). */
+static void dot_f16_chain_n(const cai_half *a, size_t a_stride, int64_t n_vec, const cai_half *b,
+                            int64_t n, float *out)
+{
+    int64_t v = 0;
+    for (; v + 16 <= n_vec; v += 16) {
+        const cai_half *av = a + (size_t)v * a_stride;
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++)
+            acc[k] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < n; i += 16) {
+            const __m512 bv = load_f16x16(b + i);
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++)
+                acc[k] = _mm512_fmadd_ps(load_f16x16(av + (size_t)k * a_stride + i), bv, acc[k]);
+        }
+        _mm512_storeu_ps(out + v, hsum16_x16(acc));
+    }
+    for (; v < n_vec; v++)
+        out[v] = dot_f16_chain(a + (size_t)v * a_stride, b, n);
+}
+
+/* dot_f16 16 at a time: each vector's four accumulators as in dot_f16,
+ * the cross-lane sums together, the tails one by one. */
+static void dot_f16_n(const cai_half *a, size_t a_stride, int64_t n_vec, const cai_half *b,
+                      int64_t n, float *out)
+{
+    const int64_t np = n & ~(int64_t)63;
+    int64_t v = 0;
+    for (; v + 16 <= n_vec; v += 16) {
+        const cai_half *av = a + (size_t)v * a_stride;
+        __m512 r[16];
+        for (int k = 0; k < 16; k++) {
+            const cai_half *ak = av + (size_t)k * a_stride;
+            __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+            for (int64_t i = 0; i < np; i += 64) {
+                s0 = _mm512_fmadd_ps(load_f16x16(ak + i), load_f16x16(b + i), s0);
+                s1 = _mm512_fmadd_ps(load_f16x16(ak + i + 16), load_f16x16(b + i + 16), s1);
+                s2 = _mm512_fmadd_ps(load_f16x16(ak + i + 32), load_f16x16(b + i + 32), s2);
+                s3 = _mm512_fmadd_ps(load_f16x16(ak + i + 48), load_f16x16(b + i + 48), s3);
+            }
+            r[k] = _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+        }
+        __m512 sums = hsum16_x16(r);
+        if (np == n) {
+            _mm512_storeu_ps(out + v, sums);
+            continue;
+        }
+        float red[16];
+        _mm512_storeu_ps(red, sums);
+        for (int k = 0; k < 16; k++) {
+            const cai_half *ak = av + (size_t)k * a_stride;
+            double sum = (double)red[k];
+            for (int64_t i = np; i < n; i++)
+                sum += (double)(h2f(ak[i]) * h2f(b[i]));
+            out[v + k] = (float)sum;
+        }
+    }
+    for (; v < n_vec; v++)
+        out[v] = dot_f16(a + (size_t)v * a_stride, b, n);
+}
+
 static float dot_f16_f32(const cai_half *a, const float *b, int64_t n)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(),
@@ -938,6 +1027,8 @@ const struct cai_kernels cai__kernels_avx512 = {
     .axpy_f16 = axpy_f16,
     .dot_f16 = dot_f16,
     .dot_f16_chain = dot_f16_chain,
+    .dot_f16_n = dot_f16_n,
+    .dot_f16_chain_n = dot_f16_chain_n,
     .f32_to_f16 = f32_to_f16,
 };
 

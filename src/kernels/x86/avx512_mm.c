@@ -111,6 +111,7 @@ AI float h2f(const void *p)
 #define P_TT 4   /* tokens per tile */
 #define P_TB 64  /* tokens per block */
 #define P_KC 256 /* blocks per K chunk */
+#define P_PF_AHEAD 256 /* software prefetch distance in each striped row stream */
 
 /* Block quants of two rows (block pointers a, b) as unsigned bytes:
  * bytes 0-31 = row a's elements 0..31, bytes 32-63 = row b's. */
@@ -220,7 +221,8 @@ struct pair_spill {
  * acc[0][t]'s low half. */
 AI void pair_tile(int kind, int TT, const uint8_t *const *wr, const uint8_t *const *xr,
                   int64_t nb, const float *dws, const float *ms, int first, int last,
-                  struct pair_spill *sp, float *const *yt, int nr)
+                  struct pair_spill *sp, float *const *yt, int nr, int inl, uintptr_t pf,
+                  size_t pf_step, const int64_t *rows)
 {
     const int bs = q32_bytes(kind), mn = q32_min(kind), off = q32_off(kind);
     const int xbs = q32_xbytes(kind), xqo = q32_xqs(kind);
@@ -241,7 +243,24 @@ AI void pair_tile(int kind, int TT, const uint8_t *const *wr, const uint8_t *con
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++)
             wz[p] = q32_wpair(kind, wr[2 * p] + wo, wr[2 * p + 1] + wo);
-        const __m256 dw8 = _mm256_load_ps(dws + 8 * i);
+        __m256 dw8, m8 = _mm256_setzero_ps();
+        if (inl) { /* one token group: scales here, in the streaming pass */
+            if (rows) { /* striped rows: each slot streams on, prefetch ahead in it */
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++)
+                    _mm_prefetch((const char *)(wr[j] + wo + P_PF_AHEAD), _MM_HINT_T0);
+            }
+            for (size_t b = 0; b < pf_step; b += 64)
+                _mm_prefetch((const char *)(pf + (size_t)i * pf_step + b), _MM_HINT_T0);
+            __m256i g = q32_words8(wr, wo);
+            dw8 = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(g));
+            if (mn)
+                m8 = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(g, 16)));
+        } else {
+            dw8 = _mm256_load_ps(dws + 8 * i);
+            if (mn)
+                m8 = _mm256_load_ps(ms + 8 * i);
+        }
 #pragma GCC unroll 4
         for (int t = 0; t < TT; t++) {
             const uint8_t *xb = xr[t] + (size_t)i * xbs;
@@ -258,8 +277,7 @@ AI void pair_tile(int kind, int TT, const uint8_t *const *wr, const uint8_t *con
                     acc[p][t] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(is), acc[p][t]);
                     pidx = _mm512_add_epi32(pidx, two);
                 }
-                sm[t] = _mm256_fmadd_ps(_mm256_load_ps(ms + 8 * i), _mm256_set1_ps(h2f(xb + 2)),
-                                        sm[t]);
+                sm[t] = _mm256_fmadd_ps(m8, _mm256_set1_ps(h2f(xb + 2)), sm[t]);
             } else {
                 /* start at -off * (the activation's 4-element sums) */
                 __m512i init = _mm512_setzero_si512();
@@ -294,13 +312,78 @@ AI void pair_tile(int kind, int TT, const uint8_t *const *wr, const uint8_t *con
             r = _mm256_add_ps(pair_hsum8(acc[0][t], acc[1][t], acc[2][t], acc[3][t]), sm[t]);
         else
             r = _mm512_castps512_ps256(acc[0][t]);
-        _mm256_mask_storeu_ps(yt[t], keep, r);
+        if (rows) {
+            float v[8];
+            _mm256_storeu_ps(v, r);
+            for (int j = 0; j < nr; j++)
+                yt[t][rows[j]] = v[j];
+        } else {
+            _mm256_mask_storeu_ps(yt[t], keep, r);
+        }
+    }
+}
+
+/* Few tokens (one tile of them: decode): each tile takes 8 rows striped
+ * over the range, rows r0 + j * S + g (j = 0..7) for g = 0..S-1, so each
+ * of the tile's 8 load streams walks a contiguous run of rows from start to
+ * end, as a plain row-by-row loop does: the hardware prefetchers follow
+ * that, not 8 short interleaved rows. */
+AI void pair_mm_striped(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0,
+                        int64_t r1, const void *x, size_t x_stride, int n_tok, float *y,
+                        size_t y_stride)
+{
+    const int64_t nb = n / CAI_QK, S = (r1 - r0 + 7) / 8;
+    const int bs = q32_bytes(kind), xbs = q32_xbytes(kind);
+    struct pair_spill spill;
+    for (int64_t g = 0; g < S; g++) {
+        int64_t rows[8];
+        int nr = 0;
+        for (int j = 0; j < 8; j++)
+            if (r0 + j * S + g < r1)
+                rows[nr++] = r0 + j * S + g;
+        for (int64_t k0 = 0; k0 < nb; k0 += P_KC) {
+            const int64_t kn = nb - k0 < P_KC ? nb - k0 : P_KC;
+            const int first = k0 == 0, last = k0 + kn == nb;
+            const uint8_t *wr[8];
+            for (int j = 0; j < 8; j++)
+                wr[j] = (const uint8_t *)w + (size_t)rows[j < nr ? j : nr - 1] * w_stride +
+                        (size_t)k0 * bs;
+            const uint8_t *xr[P_TT];
+            float *yt[P_TT];
+            for (int t = 0; t < P_TT; t++) {
+                int tc = t < n_tok ? t : n_tok - 1;
+                xr[t] = (const uint8_t *)x + (size_t)tc * x_stride + (size_t)k0 * xbs;
+                yt[t] = y + (size_t)tc * y_stride;
+            }
+            switch (n_tok) {
+            case 4:
+                pair_tile(kind, 4, wr, xr, kn, NULL, NULL, first, last, &spill, yt, nr, 1, 0, 0,
+                          rows);
+                break;
+            case 3:
+                pair_tile(kind, 3, wr, xr, kn, NULL, NULL, first, last, &spill, yt, nr, 1, 0, 0,
+                          rows);
+                break;
+            case 2:
+                pair_tile(kind, 2, wr, xr, kn, NULL, NULL, first, last, &spill, yt, nr, 1, 0, 0,
+                          rows);
+                break;
+            default:
+                pair_tile(kind, 1, wr, xr, kn, NULL, NULL, first, last, &spill, yt, nr, 1, 0, 0,
+                          rows);
+                break;
+            }
+        }
     }
 }
 
 AI void pair_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,
                 const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride)
 {
+    if (n_tok <= P_TT) {
+        pair_mm_striped(kind, n, w, w_stride, r0, r1, x, x_stride, n_tok, y, y_stride);
+        return;
+    }
     const int64_t nb = n / CAI_QK;
     const int bs = q32_bytes(kind), xbs = q32_xbytes(kind);
     _Alignas(64) float dws[P_KC * 8];
@@ -319,7 +402,10 @@ AI void pair_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0,
                     wr[j] = w0 + (size_t)(j < nr ? j : nr - 1) * w_stride + (size_t)k0 * bs;
                 /* prefetch: the rows two groups ahead, 1/kn of them per block */
                 const uintptr_t pf = (uintptr_t)w0 + 16 * w_stride + (size_t)k0 * bs;
-                q32_scales8(kind, wr, kn, dws, ms, pf, (size_t)8 * bs);
+                const size_t pf_step = (size_t)8 * bs;
+                const int inl = tb_n <= P_TT;
+                if (!inl)
+                    q32_scales8(kind, wr, kn, dws, ms, pf, pf_step);
                 for (int t0 = 0; t0 < tb_n; t0 += P_TT) {
                     const int tt = tb_n - t0 < P_TT ? tb_n - t0 : P_TT;
                     const uint8_t *xr[P_TT];
@@ -332,16 +418,20 @@ AI void pair_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0,
                     struct pair_spill *sp = &spill[t0 / P_TT];
                     switch (tt) {
                     case 4:
-                        pair_tile(kind, 4, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
+                        pair_tile(kind, 4, wr, xr, kn, dws, ms, first, last, sp, yt, nr, inl, pf,
+                                  pf_step, NULL);
                         break;
                     case 3:
-                        pair_tile(kind, 3, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
+                        pair_tile(kind, 3, wr, xr, kn, dws, ms, first, last, sp, yt, nr, inl, pf,
+                                  pf_step, NULL);
                         break;
                     case 2:
-                        pair_tile(kind, 2, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
+                        pair_tile(kind, 2, wr, xr, kn, dws, ms, first, last, sp, yt, nr, inl, pf,
+                                  pf_step, NULL);
                         break;
                     default:
-                        pair_tile(kind, 1, wr, xr, kn, dws, ms, first, last, sp, yt, nr);
+                        pair_tile(kind, 1, wr, xr, kn, dws, ms, first, last, sp, yt, nr, inl, pf,
+                                  pf_step, NULL);
                         break;
                     }
                 }
