@@ -915,12 +915,13 @@ static void test_dot_f16_batched(void)
     }
 }
 
-/* The 32-element formats compute in one order in every table: SIMD vec_dot
- * equals ref's bit for bit. */
-static void test_q32_orders_identical(void)
+/* Every quantized format computes in one order in every table: SIMD
+ * vec_dot equals ref's bit for bit. */
+static void test_q_orders_identical(void)
 {
-    static const uint32_t q32[] = {CAI_TYPE_Q4_0, CAI_TYPE_Q4_1, CAI_TYPE_Q5_0,
-                                   CAI_TYPE_Q5_1, CAI_TYPE_Q8_0, CAI_TYPE_Q8_1};
+    static const uint32_t q32[] = {CAI_TYPE_Q4_0, CAI_TYPE_Q4_1, CAI_TYPE_Q5_0, CAI_TYPE_Q5_1,
+                                   CAI_TYPE_Q8_0, CAI_TYPE_Q8_1, CAI_TYPE_Q4_K, CAI_TYPE_Q5_K,
+                                   CAI_TYPE_Q6_K, CAI_TYPE_Q8_K};
     const struct cai_kernels *ref = &cai__kernels_ref;
     for (size_t ti = 1; ti < CAI_ARRAY_LEN(isas); ti++) {
         const struct cai_kernels *k = cai__kernels_by_name(isas[ti]);
@@ -1191,7 +1192,7 @@ int main(void)
     RUN(test_tables_complete);
     RUN(test_types_all_tables);
     RUN(test_mm_exact);
-    RUN(test_q32_orders_identical);
+    RUN(test_q_orders_identical);
     RUN(test_dot_f16_batched);
     RUN(test_quantizer_quality);
     RUN(test_f32_ops);

@@ -159,7 +159,8 @@ float cai__ref_q4_k_vec_dot(int64_t n, const void *vw, const void *vx)
             summ += mn[j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
         }
         float d = h2f(w[i].d) * x[i].d, dmin = h2f(w[i].dmin) * x[i].d;
-        sumf += d * (float)sumi - dmin * (float)summ;
+        sumf = fmaf(d, (float)sumi, sumf);
+        sumf = fmaf(-dmin, (float)summ, sumf);
     }
     return sumf;
 }
@@ -224,7 +225,8 @@ float cai__ref_q5_k_vec_dot(int64_t n, const void *vw, const void *vx)
             summ += mn[j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
         }
         float d = h2f(w[i].d) * x[i].d, dmin = h2f(w[i].dmin) * x[i].d;
-        sumf += d * (float)sumi - dmin * (float)summ;
+        sumf = fmaf(d, (float)sumi, sumf);
+        sumf = fmaf(-dmin, (float)summ, sumf);
     }
     return sumf;
 }
@@ -312,7 +314,7 @@ float cai__ref_q6_k_vec_dot(int64_t n, const void *vw, const void *vx)
                 s += (q6_k_quant(&w[i], 16 * b + l) - 32) * x[i].qs[16 * b + l];
             sumi += w[i].scales[b] * s;
         }
-        sumf += (h2f(w[i].d) * x[i].d) * (float)sumi;
+        sumf = fmaf(h2f(w[i].d) * x[i].d, (float)sumi, sumf);
     }
     return sumf;
 }
@@ -376,7 +378,7 @@ float cai__ref_q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
         int sumi = 0;
         for (int j = 0; j < CAI_QK_K; j++)
             sumi += w[i].qs[j] * x[i].qs[j];
-        sumf += (w[i].d * x[i].d) * (float)sumi;
+        sumf = fmaf(w[i].d * x[i].d, (float)sumi, sumf);
     }
     return sumf;
 }

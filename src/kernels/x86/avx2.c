@@ -429,7 +429,7 @@ static float q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q8_k *w = vw;
     const struct cai_block_q8_k *x = vx;
-    __m256 acc = _mm256_setzero_ps();
+    float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
         __m256i s = _mm256_setzero_si256();
         for (int c = 0; c < 8; c++) {
@@ -437,9 +437,9 @@ static float q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
             __m256i y0 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
             s = _mm256_add_epi32(s, dot_s8s8(w0, y0));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(w[i].d * x[i].d), _mm256_cvtepi32_ps(s), acc);
+        acc = fmaf(w[i].d * x[i].d, (float)hsum_epi32(s), acc);
     }
-    return hsum_ps(acc);
+    return acc;
 }
 
 /* ---- Q4_K / Q5_K -------------------------------------------------------- */
@@ -488,7 +488,7 @@ static float q4_k_vec_dot(int64_t n, const void *vw, const void *vx)
     const struct cai_block_q4_k *w = vw;
     const struct cai_block_q8_k *x = vx;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
         uint8_t sc[16]; /* 8 scales, 8 mins */
         __m128i sm = k4_unpack(w[i].scales);
@@ -507,10 +507,10 @@ static float q4_k_vec_dot(int64_t n, const void *vw, const void *vx)
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
         float d = h2f(w[i].d) * x[i].d, dmin = h2f(w[i].dmin) * x[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summ), accm);
+        acc = fmaf(d, (float)hsum_epi32(sumi), acc);
+        acc = fmaf(-dmin, (float)hsum_epi32(summ), acc);
     }
-    return hsum_ps(acc) - hsum_ps(accm);
+    return acc;
 }
 
 /* Byte l = 0x10 when bit `bit` of qh[l] is set. */
@@ -547,7 +547,7 @@ static float q5_k_vec_dot(int64_t n, const void *vw, const void *vx)
     const struct cai_block_q5_k *w = vw;
     const struct cai_block_q8_k *x = vx;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
         uint8_t sc[16]; /* 8 scales, 8 mins */
         __m128i sm = k4_unpack(w[i].scales);
@@ -570,10 +570,10 @@ static float q5_k_vec_dot(int64_t n, const void *vw, const void *vx)
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
         float d = h2f(w[i].d) * x[i].d, dmin = h2f(w[i].dmin) * x[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summ), accm);
+        acc = fmaf(d, (float)hsum_epi32(sumi), acc);
+        acc = fmaf(-dmin, (float)hsum_epi32(summ), acc);
     }
-    return hsum_ps(acc) - hsum_ps(accm);
+    return acc;
 }
 
 /* ---- Q6_K --------------------------------------------------------------- */
@@ -627,7 +627,7 @@ static float q6_k_vec_dot(int64_t n, const void *vw, const void *vx)
     /* picks int16 pair i of a dword-broadcast: low lane word 0, high lane word 1 */
     const __m256i split = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, //
                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
-    __m256 acc = _mm256_setzero_ps();
+    float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
         __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
@@ -645,10 +645,9 @@ static float q6_k_vec_dot(int64_t n, const void *vw, const void *vx)
             }
         }
         sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
-        float d = h2f(w[i].d) * x[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = fmaf(h2f(w[i].d) * x[i].d, (float)hsum_epi32(sumi), acc);
     }
-    return hsum_ps(acc);
+    return acc;
 }
 
 /* ---- float types -------------------------------------------------------- */

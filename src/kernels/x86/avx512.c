@@ -376,7 +376,7 @@ static float q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q8_k *w = vw;
     const struct cai_block_q8_k *x = vx;
-    __m512 acc = _mm512_setzero_ps();
+    float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
         __m512i s = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
@@ -384,9 +384,9 @@ static float q8_k_vec_dot(int64_t n, const void *vw, const void *vx)
             __m512i xq = _mm512_loadu_si512((const void *)(x[i].qs + 64 * k));
             s = _mm512_add_epi32(s, dot_s8s8(wq, xq));
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(w[i].d * x[i].d), _mm512_cvtepi32_ps(s), acc);
+        acc = fmaf(w[i].d * x[i].d, (float)_mm512_reduce_add_epi32(s), acc);
     }
-    return _mm512_reduce_add_ps(acc);
+    return acc;
 }
 
 /* ---- Q4_K / Q5_K -------------------------------------------------------- */
@@ -442,8 +442,7 @@ static inline __attribute__((always_inline)) float k4_vec_dot(int64_t n, const v
     const struct cai_block_q8_k *x = vx;
     const uint8_t *wb = vw;
     size_t stride = five_bit ? sizeof(struct cai_block_q5_k) : sizeof(struct cai_block_q4_k);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
+    float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++, wb += stride) {
         /* Q4_K and Q5_K share d, dmin and scales; qs sits after qh in Q5_K. */
         const struct cai_block_q4_k *w4 = (const void *)wb;
@@ -470,10 +469,10 @@ static inline __attribute__((always_inline)) float k4_vec_dot(int64_t n, const v
             sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(pa, pb));
         }
         float d = h2f(w4->d) * x[i].d, dmin = h2f(w4->dmin) * x[i].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summ), accm);
+        acc = fmaf(d, (float)_mm512_reduce_add_epi32(sumi), acc);
+        acc = fmaf(-dmin, (float)hsum_epi32_256(summ), acc);
     }
-    return _mm512_reduce_add_ps(acc) - hsum_256(accm);
+    return acc;
 }
 
 static float q4_k_vec_dot(int64_t n, const void *vw, const void *vx)
@@ -548,7 +547,7 @@ static float q6_k_vec_dot(int64_t n, const void *vw, const void *vx)
     const struct cai_block_q6_k *w = vw;
     const struct cai_block_q8_k *x = vx;
     const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512 acc = _mm512_setzero_ps();
+    float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
         __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
         /* scales as int16 in the low half of each int32 lane, high half 0 */
@@ -570,10 +569,9 @@ static float q6_k_vec_dot(int64_t n, const void *vw, const void *vx)
         }
         /* sum (q - 32) y = sum q y - 32 sum y, the latter from bsums */
         sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
-        float d = h2f(w[i].d) * x[i].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+        acc = fmaf(h2f(w[i].d) * x[i].d, (float)_mm512_reduce_add_epi32(sumi), acc);
     }
-    return _mm512_reduce_add_ps(acc);
+    return acc;
 }
 
 static void q6_k_to_f32(const void *vx, float *y, int64_t n)
