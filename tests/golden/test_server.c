@@ -29,6 +29,7 @@
 
 #include "base/json.h"
 #include "coreai.h"
+#include "server/json_out.h"
 #include "server/server.h"
 #include "test.h"
 
@@ -928,6 +929,140 @@ static void test_kv_reuse(void)
     resp_free(&r);
 }
 
+/* Builds a chat request body with the JSON writer (so replies are escaped). */
+static void chat_request(struct cai__buf *b, const char *const *turns, int n_turns, int max_tokens)
+{
+    cai__buf_reset(b);
+    struct cai__jw w;
+    cai__jw_init(&w, b);
+    cai__jw_obj(&w);
+    cai__jw_key(&w, "messages");
+    cai__jw_arr(&w);
+    for (int i = 0; i < n_turns; i++) {
+        cai__jw_obj(&w);
+        cai__jw_key(&w, "role");
+        cai__jw_str(&w, i % 2 ? "assistant" : "user");
+        cai__jw_key(&w, "content");
+        cai__jw_str(&w, turns[i]);
+        cai__jw_obj_end(&w);
+    }
+    cai__jw_arr_end(&w);
+    cai__jw_key(&w, "max_tokens");
+    cai__jw_int(&w, max_tokens);
+    cai__jw_key(&w, "temperature");
+    cai__jw_int(&w, 0);
+    cai__jw_obj_end(&w);
+}
+
+/* Sends a chat on a new connection without waiting for the answer. */
+static bool chat_send(struct client *c, const struct cai__buf *body)
+{
+    char head[256];
+    int k = snprintf(head, sizeof(head),
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Connection: close\r\nContent-Length: %zu\r\n\r\n", body->n);
+    return client_open(c) && client_send(c, head, (size_t)k) && client_send(c, body->data, body->n);
+}
+
+/* Reads a chat answer: its status, reply text (malloc'd) and token counts. */
+static int chat_recv(struct client *c, char **reply, int64_t *n_prompt, int64_t *n_cached)
+{
+    struct resp r;
+    *reply = NULL;
+    int status = read_response(c, &r, IO_TIMEOUT_MS) ? r.status : -1;
+    struct cai_json *j = status == 200 ? parse_json(r.body, r.n_body) : NULL;
+    const struct cai_json_node *t = j ? JGET(j, "choices", "#0", "message", "content") : NULL;
+    if (t && t->type == CAI_JSON_STRING)
+        *reply = strndup(t->s, t->len);
+    *n_prompt = *n_cached = -1;
+    if (j) {
+        cai__json_i64(JGET(j, "usage", "prompt_tokens"), n_prompt);
+        cai__json_i64(JGET(j, "usage", "prompt_tokens_details", "cached_tokens"), n_cached);
+    }
+    cai__json_free(j);
+    resp_free(&r);
+    client_close(c);
+    return status;
+}
+
+/* A second server with two slots and no queue: two conversations run at
+ * once (a third gets 503), and each continuation lands on the slot that
+ * holds its history. Least-recently-used choice alone would miss at least
+ * one of A2, A3, B2. */
+static void test_two_slots(void)
+{
+    NEED_SERVER();
+    struct cai__server_params p = cai__server_params_default();
+    p.port = 0;
+    p.n_slots = 2;
+    p.queue_max = 0;
+    p.session.n_ctx = 512;
+    p.session.n_threads = 1;
+    p.max_lifetime_ms = 120000;
+    p.shutdown_grace_ms = 1000;
+    struct cai__server *two = NULL;
+    struct cai_error err = {0};
+    CHECK(cai__server_new(&two, model, &p, &err) == 0);
+    if (!two)
+        return;
+    int saved_port = port;
+    port = cai__server_port(two);
+    pthread_t th;
+    struct cai__server *prev = srv;
+    srv = two;
+    CHECK(pthread_create(&th, NULL, server_main, NULL) == 0);
+
+    struct cai__buf body;
+    cai__buf_init(&body, 1 << 16);
+    const char *a[5] = {"Tell me about cats.", NULL, "More.", NULL, "And more."};
+    const char *b[3] = {"Explain the moon briefly, please.", NULL, "Go on."};
+    struct client ca, cb, cc;
+    chat_request(&body, a, 1, 6);
+    CHECK(chat_send(&ca, &body));
+    chat_request(&body, b, 1, 6);
+    CHECK(chat_send(&cb, &body));
+    sleep_ms(5);
+    CHECK(chat_send(&cc, &body)); /* both slots busy, no queue */
+    char *ra = NULL, *rb = NULL, *rc = NULL;
+    int64_t pa, pb, pc, cached;
+    CHECK_EQ_INT(chat_recv(&ca, &ra, &pa, &cached), 200);
+    CHECK_EQ_INT(chat_recv(&cb, &rb, &pb, &cached), 200);
+    CHECK_EQ_INT(chat_recv(&cc, &rc, &pc, &cached), 503);
+    free(rc);
+    if (ra && rb) {
+        a[1] = ra;
+        b[1] = rb;
+        char *ra2 = NULL, *rb2 = NULL, *ra3 = NULL;
+        int64_t p2, c2;
+        chat_request(&body, a, 3, 4);
+        CHECK(chat_send(&ca, &body));
+        CHECK_EQ_INT(chat_recv(&ca, &ra2, &p2, &c2), 200);
+        CHECK_MSG(c2 >= pa - 1, "A2 cached %lld of %lld", (long long)c2, (long long)pa);
+        a[3] = ra2 ? ra2 : "";
+        chat_request(&body, a, 5, 4);
+        CHECK(chat_send(&ca, &body));
+        int64_t p3, c3;
+        CHECK_EQ_INT(chat_recv(&ca, &ra3, &p3, &c3), 200);
+        CHECK_MSG(c3 >= p2 - 1, "A3 cached %lld of %lld", (long long)c3, (long long)p2);
+        chat_request(&body, b, 3, 4);
+        CHECK(chat_send(&cb, &body));
+        CHECK_EQ_INT(chat_recv(&cb, &rb2, &p2, &c2), 200);
+        CHECK_MSG(c2 >= pb - 1, "B2 cached %lld of %lld", (long long)c2, (long long)pb);
+        free(ra2);
+        free(rb2);
+        free(ra3);
+    }
+    free(ra);
+    free(rb);
+    cai__buf_free(&body);
+    cai__server_stop(two);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(srv_rc, 0);
+    cai__server_free(two);
+    srv = prev;
+    port = saved_port;
+}
+
 int main(void)
 {
     alarm(600); /* the whole binary, whatever hangs */
@@ -942,6 +1077,7 @@ int main(void)
     RUN(test_queue_full);
     RUN(test_disconnect_cancels);
     RUN(test_kv_reuse);
+    RUN(test_two_slots);
     if (up) {
         /* Graceful stop, bounded: run() returns 0 and the threads join. */
         int64_t t0 = now_ms();
