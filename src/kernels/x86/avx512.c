@@ -975,21 +975,21 @@ static void silu_mul(float *y, const float *g, const float *u, int64_t n)
 
 /* ---- the table ---------------------------------------------------------- */
 
-/* mm: tiled for the 32-element formats (avx512_mm.c), else one vec_dot per
- * output. */
+/* mm: tiled for the 32-element formats and the K-quants (avx512_mm.c), else
+ * one vec_dot per output. */
 static CAI__MM_LOOP(f32_mm, f32_vec_dot)
 static CAI__MM_LOOP(f16_mm, f16_vec_dot)
 static CAI__MM_LOOP(bf16_mm, bf16_vec_dot)
 static CAI__MM_LOOP(q8_1_mm, q8_1_vec_dot)
-static CAI__MM_LOOP(q4_k_mm, q4_k_vec_dot)
-static CAI__MM_LOOP(q5_k_mm, q5_k_vec_dot)
-static CAI__MM_LOOP(q6_k_mm, q6_k_vec_dot)
 static CAI__MM_LOOP(q8_k_mm, q8_k_vec_dot)
 #define q4_0_mm cai__avx512_q4_0_mm
 #define q4_1_mm cai__avx512_q4_1_mm
 #define q5_0_mm cai__avx512_q5_0_mm
 #define q5_1_mm cai__avx512_q5_1_mm
 #define q8_0_mm cai__avx512_q8_0_mm
+#define q4_k_mm cai__avx512_q4_k_mm
+#define q5_k_mm cai__avx512_q5_k_mm
+#define q6_k_mm cai__avx512_q6_k_mm
 
 #define SIMD_TYPE(t, vdt, from)                                                                    \
     {                                                                                              \

@@ -468,43 +468,51 @@ AI __m256i r16_row(int kind, const uint8_t *b)
 /* Repacks blocks [0, nb) of 16 rows (block pointers wr[r] at the first
  * block) into dst: per block 8 x 64 bytes (zmm j: lane r = row r's bytes
  * 4j..4j+3), then 16 float scales, then (type-1) 16 float mins. */
+/* 16 rows x 8 dwords -> 8 x 16 dwords: z[k] holds row k (bytes 0-31) and
+ * row k + 8 (bytes 32-63); dst gets 8 zmm, zmm j lane r = row r's dword j. */
+AI void r16_transpose(const __m512i *z, uint8_t *dst)
+{
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    __m512i t[8], s[8];
+    /* 8 x 8 dword transposes in both 256-bit halves at once */
+#pragma GCC unroll 4
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
+        t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < 8; k += 4) {
+        s[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
+        s[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
+        s[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
+        s[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
+    }
+    /* s[c] (rows 0-3) and s[4 + c] (rows 4-7): 128-bit lane 0 = dword c,
+     * lane 1 = dword c + 4 (lanes 2, 3: rows 8-15) */
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        _mm512_store_si512((void *)(dst + 64 * c), _mm512_permutex2var_epi64(s[c], lo, s[4 + c]));
+        _mm512_store_si512((void *)(dst + 64 * (c + 4)),
+                           _mm512_permutex2var_epi64(s[c], hi, s[4 + c]));
+    }
+}
+
 AI void r16_repack(int kind, const uint8_t *const *wr, int64_t nb, uint8_t *dst, uintptr_t pf,
                    size_t pf_step)
 {
     const int bs = q32_bytes(kind);
-    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
-    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     for (int64_t i = 0; i < nb; i++, dst += R_REPACK) {
         const size_t o = (size_t)i * bs;
         /* the next group's rows, linearly (as in q32_scales8) */
         for (size_t b = 0; b < pf_step; b += 64)
             _mm_prefetch((const char *)(pf + (size_t)i * pf_step + b), _MM_HINT_T0);
-        __m512i z[8], t[8], s[8];
+        __m512i z[8];
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
             z[k] = _mm512_inserti64x4(_mm512_castsi256_si512(r16_row(kind, wr[k] + o)),
                                       r16_row(kind, wr[k + 8] + o), 1);
-        /* 8 x 8 dword transposes in both 256-bit halves at once */
-#pragma GCC unroll 4
-        for (int k = 0; k < 8; k += 2) {
-            t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
-            t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
-        }
-#pragma GCC unroll 2
-        for (int k = 0; k < 8; k += 4) {
-            s[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
-            s[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
-            s[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
-            s[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
-        }
-        /* s[c] (rows 0-3) and s[4 + c] (rows 4-7): 128-bit lane 0 = dword c,
-         * lane 1 = dword c + 4 (lanes 2, 3: rows 8-15) */
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            _mm512_store_si512((void *)(dst + 64 * c), _mm512_permutex2var_epi64(s[c], lo, s[4 + c]));
-            _mm512_store_si512((void *)(dst + 64 * (c + 4)),
-                               _mm512_permutex2var_epi64(s[c], hi, s[4 + c]));
-        }
+        r16_transpose(z, dst);
         __m256i g0 = q32_words8(wr, o), g1 = q32_words8(wr + 8, o);
         __m512i g = _mm512_inserti64x4(_mm512_castsi256_si512(g0), g1, 1);
         _mm512_store_ps(dst + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)));
@@ -720,6 +728,300 @@ AI void r16_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, 
         }
     }
 }
+
+/* ---- K-quants (Q4_K, Q5_K, Q6_K): the R16 engine ----------------------------
+ *
+ * Superblocks of 256, Q8_K activations (float d, int16 sums of 16). The
+ * order (ref/kquants.c): per superblock the exact integer sums
+ *   Q4_K / Q5_K: sumi = sum_j sc_j * (q . x over sub-block j of 32),
+ *                summ = sum_j m_j * (bsums[2j] + bsums[2j+1]);
+ *                sumf = fma(d_w d_x, sumi, sumf); sumf = fma(-dmin_w d_x, summ, sumf)
+ *   Q6_K:        sumi = sum_b sc_b * ((q - 32) . x over sub-block b of 16),
+ *                computed as sum_b sc_b (q . x) - 32 sum_b sc_b bsums[b];
+ *                sumf = fma(d_w d_x, sumi, sumf).
+ * Per 16 rows, each sub-block's 4-element groups go through vpdpbusd as in
+ * the 32-element R16 engine, times the rows' sub-block scales (vpmulld); the
+ * bsums terms are vpdpwssd of the rows' (scale, scale) int16 pairs against
+ * the activation's bsums pairs. Decode (few tokens, or no scratch) uses one
+ * vec_dot per output. */
+
+enum { QK_Q4_K, QK_Q5_K, QK_Q6_K };
+
+#define K_REPACK   5760 /* scratch bytes per superblock of a 16-row group */
+#define K_SC       4096 /* offsets in it: scales (int32 per row and sub-block) */
+#define K_PAIRS    5120 /* int16 pairs for the bsums terms: 8 zmm */
+#define K_D        5632 /* d (and dmin at + 64) as floats */
+#define K_TT       6
+
+AI int qk_bytes(int kind)
+{
+    return kind == QK_Q4_K ? 144 : kind == QK_Q5_K ? 176 : 210;
+}
+
+/* One superblock of one row as 256 unsigned bytes in element order. */
+AI void qk_row(int kind, const uint8_t *b, uint8_t *out)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    if (kind == QK_Q6_K) {
+        const struct cai_block_q6_k *q6 = (const void *)b;
+        const __m512i m4z = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+        for (int h = 0; h < 2; h++) {
+            __m512i l = _mm512_loadu_si512((const void *)(q6->ql + 64 * h));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(q6->qh + 32 * h));
+            __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(hb), _mm256_srli_epi16(hb, 2), 1);
+            __m512i lo = _mm512_or_si512(_mm512_and_si512(l, m4z),
+                                         _mm512_and_si512(_mm512_slli_epi16(z, 4), m30));
+            __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4z),
+                                         _mm512_and_si512(z, m30));
+            _mm512_storeu_si512((void *)(out + 128 * h), lo);
+            _mm512_storeu_si512((void *)(out + 128 * h + 64), hi);
+        }
+        return;
+    }
+    const uint8_t *qs = b + (kind == QK_Q5_K ? 48 : 16);
+    __m256i qh = kind == QK_Q5_K ? _mm256_loadu_si256((const __m256i *)(b + 16))
+                                 : _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (kind == QK_Q5_K) {
+            const __m256i h = _mm256_set1_epi8(0x10);
+            lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c)))),
+                                      lo, h);
+            hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << (2 * c)))),
+                                      hi, h);
+        }
+        _mm256_storeu_si256((__m256i *)(out + 64 * c), lo);
+        _mm256_storeu_si256((__m256i *)(out + 64 * c + 32), hi);
+    }
+}
+
+/* Repacks superblocks [0, nb) of 16 rows into dst (K_REPACK bytes each):
+ * 64 zmm of quants (zmm g lane r = row r's dword g), then per sub-block the
+ * rows' scales as int32 (8 for Q4_K/Q5_K, 16 for Q6_K), then 8 zmm of int16
+ * pairs (m_j, m_j) resp. (sc_2k, sc_2k+1), then d (and dmin) as floats. */
+AI void qk_repack(int kind, const uint8_t *const *wr, int64_t nb, uint8_t *dst, uintptr_t pf,
+                  size_t pf_step)
+{
+    const int bs = qk_bytes(kind);
+    _Alignas(64) uint8_t rows[16][256];
+    _Alignas(64) int32_t scl[16][16];
+    _Alignas(64) int32_t prs[8][16];
+    _Alignas(64) float dd[2][16];
+    for (int64_t i = 0; i < nb; i++, dst += K_REPACK) {
+        const size_t o = (size_t)i * bs;
+        for (size_t b = 0; b < pf_step; b += 64)
+            _mm_prefetch((const char *)(pf + (size_t)i * pf_step + b), _MM_HINT_T0);
+        for (int r = 0; r < 16; r++) {
+            const uint8_t *blk = wr[r] + o;
+            qk_row(kind, blk, rows[r]);
+            if (kind == QK_Q6_K) {
+                const struct cai_block_q6_k *q6 = (const void *)blk;
+                for (int j = 0; j < 16; j++)
+                    scl[j][r] = q6->scales[j];
+                for (int k = 0; k < 8; k++)
+                    prs[k][r] = (int32_t)((uint32_t)(uint16_t)q6->scales[2 * k] |
+                                          (uint32_t)(uint16_t)q6->scales[2 * k + 1] << 16);
+                dd[0][r] = h2f(&q6->d);
+            } else {
+                const struct cai_block_q4_k *q4 = (const void *)blk;
+                uint8_t sc[8], mn[8];
+                cai__unpack_k4_scales(q4->scales, sc, mn);
+                for (int j = 0; j < 8; j++) {
+                    scl[j][r] = sc[j];
+                    prs[j][r] = (int32_t)((uint32_t)mn[j] | (uint32_t)mn[j] << 16);
+                }
+                dd[0][r] = h2f(&q4->d);
+                dd[1][r] = h2f(&q4->dmin);
+            }
+        }
+        for (int g = 0; g < 8; g++) {
+            __m512i z[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                z[k] = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_load_si256((const __m256i *)(rows[k] + 32 * g))),
+                    _mm256_load_si256((const __m256i *)(rows[k + 8] + 32 * g)), 1);
+            r16_transpose(z, dst + 512 * g);
+        }
+        const int n_sc = kind == QK_Q6_K ? 16 : 8;
+        for (int j = 0; j < n_sc; j++)
+            _mm512_store_si512((void *)(dst + K_SC + 64 * j), _mm512_load_si512(scl[j]));
+        for (int k = 0; k < 8; k++)
+            _mm512_store_si512((void *)(dst + K_PAIRS + 64 * k), _mm512_load_si512(prs[k]));
+        _mm512_store_ps(dst + K_D, _mm512_load_ps(dd[0]));
+        if (kind != QK_Q6_K)
+            _mm512_store_ps(dst + K_D + 64, _mm512_load_ps(dd[1]));
+    }
+}
+
+/* One K tile: 16 repacked rows x TT tokens (xr[t]: the token's Q8_K block
+ * at the chunk's first superblock), over nb superblocks. */
+AI void qk_tile(int kind, int TT, const uint8_t *qb, const uint8_t *const *xr, int64_t nb,
+                int first, int last, __m512 *sp, float *const *yt, int nr)
+{
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    __m512 acc[K_TT];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++)
+        acc[t] = first ? _mm512_setzero_ps() : sp[t];
+    for (int64_t i = 0; i < nb; i++, qb += K_REPACK) {
+        const size_t xo = (size_t)i * sizeof(struct cai_block_q8_k);
+        __m512i isum[K_TT];
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++)
+            isum[t] = _mm512_setzero_si512();
+        if (kind == QK_Q6_K) {
+            for (int b = 0; b < 16; b++) { /* sub-blocks of 16: 4 dwords */
+                __m512i wq[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    wq[k] = _mm512_load_si512((const void *)(qb + 64 * (4 * b + k)));
+                const __m512i sc = _mm512_load_si512((const void *)(qb + K_SC + 64 * b));
+#pragma GCC unroll 8
+                for (int t = 0; t < TT; t++) {
+                    const uint8_t *xq = xr[t] + xo + 4 + 16 * b;
+                    __m512i is = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                    for (int k = 0; k < 4; k++)
+                        is = _mm512_dpbusd_epi32(is, wq[k], _mm512_set1_epi32(load_i32(xq + 4 * k)));
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(is, sc));
+                }
+            }
+        } else {
+            for (int j = 0; j < 8; j++) { /* sub-blocks of 32: 8 dwords */
+                __m512i wq[8];
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    wq[k] = _mm512_load_si512((const void *)(qb + 64 * (8 * j + k)));
+                const __m512i sc = _mm512_load_si512((const void *)(qb + K_SC + 64 * j));
+#pragma GCC unroll 8
+                for (int t = 0; t < TT; t++) {
+                    const uint8_t *xq = xr[t] + xo + 4 + 32 * j;
+                    __m512i is = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                    for (int k = 0; k < 8; k++)
+                        is = _mm512_dpbusd_epi32(is, wq[k], _mm512_set1_epi32(load_i32(xq + 4 * k)));
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(is, sc));
+                }
+            }
+        }
+        const __m512 dw = _mm512_load_ps(qb + K_D);
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; t++) {
+            const uint8_t *xb = xr[t] + xo;
+            float dx;
+            memcpy(&dx, xb, sizeof(dx));
+            /* the bsums terms: int16 pairs against the activation's pairs */
+            __m512i bt = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                bt = _mm512_dpwssd_epi32(bt, _mm512_load_si512((const void *)(qb + K_PAIRS + 64 * k)),
+                                         _mm512_set1_epi32(load_i32(xb + 260 + 4 * k)));
+            const __m512 vdx = _mm512_set1_ps(dx);
+            if (kind == QK_Q6_K) {
+                __m512i is = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(bt, 5));
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, vdx), _mm512_cvtepi32_ps(is), acc[t]);
+            } else {
+                const __m512 dm = _mm512_load_ps(qb + K_D + 64);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, vdx), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+                acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, vdx), _mm512_cvtepi32_ps(bt), acc[t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) {
+        if (last)
+            _mm512_mask_storeu_ps(yt[t], keep, acc[t]);
+        else
+            sp[t] = acc[t];
+    }
+}
+
+/* The K driver. scratch: spills (one zmm per token of a block), then one
+ * group's repacked K chunk. */
+AI void qk_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1,
+              const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride, uint8_t *scratch)
+{
+    const int64_t nb = n / CAI_QK_K;
+    const int bs = qk_bytes(kind);
+    const size_t xbs = sizeof(struct cai_block_q8_k);
+    const int tb_max = R_TB - R_TB % K_TT;
+    __m512 *spill = (__m512 *)scratch;
+    uint8_t *qbuf = scratch + (size_t)R_TB * 64;
+    const int64_t kc = (int64_t)((CAI__MM_SCRATCH_BYTES - (size_t)R_TB * 64) / K_REPACK);
+    for (int tb = 0; tb < n_tok; tb += tb_max) {
+        const int tb_n = n_tok - tb < tb_max ? n_tok - tb : tb_max;
+        for (int64_t rg = r0; rg < r1; rg += 16) {
+            const int nr = r1 - rg < 16 ? (int)(r1 - rg) : 16;
+            const uint8_t *w0 = (const uint8_t *)w + (size_t)rg * w_stride;
+            for (int64_t k0 = 0; k0 < nb; k0 += kc) {
+                const int64_t kn = nb - k0 < kc ? nb - k0 : kc;
+                const int first = k0 == 0, last = k0 + kn == nb;
+                const uint8_t *wr[16];
+                for (int j = 0; j < 16; j++)
+                    wr[j] = w0 + (size_t)(j < nr ? j : nr - 1) * w_stride + (size_t)k0 * bs;
+                qk_repack(kind, wr, kn, qbuf, (uintptr_t)w0 + 16 * w_stride + (size_t)k0 * bs,
+                          (size_t)16 * bs);
+                if (last && rg + 16 < r1)
+                    for (int t = 0; t < tb_n; t++)
+                        _mm_prefetch((const char *)(y + (size_t)(tb + t) * y_stride +
+                                                    (size_t)rg + 16),
+                                     _MM_HINT_ET0);
+                for (int t0 = 0; t0 < tb_n; t0 += K_TT) {
+                    const int tt = tb_n - t0 < K_TT ? tb_n - t0 : K_TT;
+                    const uint8_t *xr[K_TT];
+                    float *yt[K_TT];
+                    for (int t = 0; t < K_TT; t++) {
+                        int tc = tb + t0 + (t < tt ? t : tt - 1);
+                        xr[t] = (const uint8_t *)x + (size_t)tc * x_stride + (size_t)k0 * xbs;
+                        yt[t] = y + (size_t)tc * y_stride + (size_t)rg;
+                    }
+                    __m512 *sp = spill + t0;
+                    switch (tt) {
+                    case 6:
+                        qk_tile(kind, 6, qbuf, xr, kn, first, last, sp, yt, nr);
+                        break;
+                    case 5:
+                        qk_tile(kind, 5, qbuf, xr, kn, first, last, sp, yt, nr);
+                        break;
+                    case 4:
+                        qk_tile(kind, 4, qbuf, xr, kn, first, last, sp, yt, nr);
+                        break;
+                    case 3:
+                        qk_tile(kind, 3, qbuf, xr, kn, first, last, sp, yt, nr);
+                        break;
+                    case 2:
+                        qk_tile(kind, 2, qbuf, xr, kn, first, last, sp, yt, nr);
+                        break;
+                    default:
+                        qk_tile(kind, 1, qbuf, xr, kn, first, last, sp, yt, nr);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#define QK_MM(name, kind, vec_dot)                                                                 \
+    void name(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,    \
+              size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch)                \
+    {                                                                                              \
+        if (scratch && n_tok >= R_MIN_TOK) {                                                       \
+            qk_mm(kind, n, w, w_stride, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);         \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t r = r0; r < r1; r++)                                                          \
+            for (int t = 0; t < n_tok; t++)                                                        \
+                y[(size_t)t * y_stride + (size_t)r] =                                              \
+                    vec_dot(n, (const uint8_t *)w + (size_t)r * w_stride,                          \
+                            (const uint8_t *)x + (size_t)t * x_stride);                            \
+    }
+
+QK_MM(cai__avx512_q4_k_mm, QK_Q4_K, cai__kernels_avx512.type[CAI_TYPE_Q4_K].vec_dot)
+QK_MM(cai__avx512_q5_k_mm, QK_Q5_K, cai__kernels_avx512.type[CAI_TYPE_Q5_K].vec_dot)
+QK_MM(cai__avx512_q6_k_mm, QK_Q6_K, cai__kernels_avx512.type[CAI_TYPE_Q6_K].vec_dot)
 
 /* ---- entry points -------------------------------------------------------- */
 

@@ -17,5 +17,8 @@ CAI__X86_MM_DECL(cai__avx512_q4_1_mm)
 CAI__X86_MM_DECL(cai__avx512_q5_0_mm)
 CAI__X86_MM_DECL(cai__avx512_q5_1_mm)
 CAI__X86_MM_DECL(cai__avx512_q8_0_mm)
+CAI__X86_MM_DECL(cai__avx512_q4_k_mm)
+CAI__X86_MM_DECL(cai__avx512_q5_k_mm)
+CAI__X86_MM_DECL(cai__avx512_q6_k_mm)
 
 #endif /* CAI_KERNELS_X86_H */
