@@ -211,6 +211,58 @@ static void mm_worker(void *ctx, int ith, int nth)
     }
 }
 
+/* ---- token-parallel steps ------------------------------------------------ */
+
+/* Batches of at least this many tokens spread their per-token work (norms,
+ * activation quantization, RoPE and cache writes, residuals, SwiGLU) over
+ * the pool; smaller ones (decode) run it on the caller, where a dispatch
+ * would cost more than the work. Per-token work is independent, so the
+ * split changes no result. */
+#define PAR_MIN_TOK 4
+
+typedef void (*tok_fn)(struct cai__fwd *f, void *ctx, int t0, int t1);
+
+struct tok_job {
+    struct cai__fwd *f;
+    tok_fn           fn;
+    void            *ctx;
+    int              n_tok;
+};
+
+static void tok_worker(void *vctx, int ith, int nth)
+{
+    const struct tok_job *j = vctx;
+    int t0 = (int)((int64_t)j->n_tok * ith / nth), t1 = (int)((int64_t)j->n_tok * (ith + 1) / nth);
+    if (t0 < t1)
+        j->fn(j->f, j->ctx, t0, t1);
+}
+
+/* fn(f, ctx, t0, t1) over tokens [0, n_tok), split over the pool for batches. */
+static void for_tokens(struct cai__fwd *f, tok_fn fn, void *ctx, int n_tok)
+{
+    if (n_tok < PAR_MIN_TOK || f->n_threads == 1) {
+        fn(f, ctx, 0, n_tok);
+        return;
+    }
+    struct tok_job j = {.f = f, .fn = fn, .ctx = ctx, .n_tok = n_tok};
+    cai__pool_run(f->pool, tok_worker, &j);
+}
+
+struct quant_ctx {
+    uint32_t     vdt;
+    const float *x;
+    size_t       ld;
+    int64_t      n_cols;
+};
+
+static void quant_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
+{
+    const struct quant_ctx *c = vctx;
+    for (int t = t0; t < t1; t++)
+        f->k->type[c->vdt].from_f32(c->x + (size_t)t * c->ld, f->xq + (size_t)t * f->xq_stride,
+                                    c->n_cols);
+}
+
 /* Converts x[n_tok][n_cols] (row stride ld) to the vec_dot type of `type`. */
 static const uint8_t *quantize_input(struct cai__fwd *f, uint32_t wtype, const float *x, int n_tok,
                                      int64_t n_cols, size_t ld, size_t *stride)
@@ -220,8 +272,8 @@ static const uint8_t *quantize_input(struct cai__fwd *f, uint32_t wtype, const f
         *stride = ld * sizeof(float);
         return (const uint8_t *)x;
     }
-    for (int t = 0; t < n_tok; t++)
-        f->k->type[vdt].from_f32(x + (size_t)t * ld, f->xq + (size_t)t * f->xq_stride, n_cols);
+    struct quant_ctx c = {.vdt = vdt, .x = x, .ld = ld, .n_cols = n_cols};
+    for_tokens(f, quant_tokens, &c, n_tok);
     *stride = f->xq_stride;
     return f->xq;
 }
@@ -381,14 +433,96 @@ static void att_worker(void *ctx, int ith, int nth)
 
 /* ---- the pass ---------------------------------------------------------- */
 
-static void add_bias(float *y, const struct cai__weight *b, int n_tok, int64_t n)
+static void add_bias(float *y, const struct cai__weight *b, int t0, int t1, int64_t n)
 {
     if (!b->data)
         return;
     const float *bv = b->data;
-    for (int t = 0; t < n_tok; t++)
+    for (int t = t0; t < t1; t++)
         for (int64_t i = 0; i < n; i++)
             y[(size_t)t * (size_t)n + (size_t)i] += bv[i];
+}
+
+/* out[t] = rmsnorm(x[t]) * w, after x[t] += add[t] when add is not NULL. */
+struct norm_ctx {
+    float       *x;
+    const float *add;
+    const float *w;
+    float       *out;
+};
+
+static void norm_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
+{
+    const struct norm_ctx *c = vctx;
+    const int d = f->m->hp.n_embd;
+    for (int t = t0; t < t1; t++) {
+        float *x = c->x + (size_t)t * d;
+        if (c->add) {
+            const float *a = c->add + (size_t)t * d;
+            for (int i = 0; i < d; i++)
+                x[i] += a[i];
+        }
+        if (c->out)
+            f->k->rmsnorm(c->out + (size_t)t * d, x, c->w, d, f->m->hp.rms_eps);
+    }
+}
+
+/* x[t] += add[t] */
+static void residual(struct cai__fwd *f, float *x, const float *add, int n_tok)
+{
+    struct norm_ctx c = {.x = x, .add = add};
+    for_tokens(f, norm_tokens, &c, n_tok);
+}
+
+struct rope_ctx {
+    const struct cai__layer *L;
+    int                      il, pos0;
+};
+
+/* Biases, RoPE, and the new keys and values into the caches. */
+static void rope_kv_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
+{
+    const struct rope_ctx *c = vctx;
+    const struct cai__hparams *hp = &f->m->hp;
+    const struct cai_kernels *k = f->k;
+    add_bias(f->q, &c->L->bq, t0, t1, f->q_dim);
+    add_bias(f->kt, &c->L->bk, t0, t1, f->kv_dim);
+    add_bias(f->vt, &c->L->bv, t0, t1, f->kv_dim);
+    size_t layer_off = (size_t)c->il * f->n_ctx * f->kv_dim;
+    for (int t = t0; t < t1; t++) {
+        rope_apply(f, f->q + (size_t)t * f->q_dim, hp->n_head, t);
+        rope_apply(f, f->kt + (size_t)t * f->kv_dim, hp->n_head_kv, t);
+        size_t off = layer_off + (size_t)(c->pos0 + t) * f->kv_dim;
+        size_t voff = (size_t)c->il * f->kv_dim * f->n_ctx_pad + (size_t)(c->pos0 + t);
+        const float *vsrc = f->vt + (size_t)t * f->kv_dim;
+        if (f->kv_f32) {
+            memcpy((float *)f->k_cache + off, f->kt + (size_t)t * f->kv_dim,
+                   (size_t)f->kv_dim * sizeof(float));
+            float *vt = (float *)f->v_cache + voff;
+            for (int i = 0; i < f->kv_dim; i++)
+                vt[(size_t)i * f->n_ctx_pad] = vsrc[i];
+        } else {
+            k->f32_to_f16(f->kt + (size_t)t * f->kv_dim, (cai_half *)f->k_cache + off,
+                          f->kv_dim);
+            /* V: converted as a row (same bits as cai__f32_to_fp16) into
+             * token t's row of xb (free between the QKV matmul and
+             * attention; at least q_dim floats), then scattered into the
+             * transposed cache */
+            cai_half *vh = (cai_half *)(f->xb + (size_t)t * f->q_dim);
+            cai_half *vt = (cai_half *)f->v_cache + voff;
+            k->f32_to_f16(vsrc, vh, f->kv_dim);
+            for (int i = 0; i < f->kv_dim; i++)
+                vt[(size_t)i * f->n_ctx_pad] = vh[i];
+        }
+    }
+}
+
+static void silu_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
+{
+    (void)vctx;
+    size_t nf = (size_t)f->m->hp.n_ff;
+    f->k->silu_mul(f->hg + (size_t)t0 * nf, f->hg + (size_t)t0 * nf, f->hu + (size_t)t0 * nf,
+                   (int64_t)(t1 - t0) * (int64_t)nf);
 }
 
 void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, int n_out,
@@ -413,9 +547,10 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         const struct cai__layer *L = &m->layers[il];
         /* Attention block: xb = norm(x); q,k,v = W·xb. */
         t0 = prof_start(f);
-        for (int t = 0; t < n; t++)
-            k->rmsnorm(f->xb + (size_t)t * d, f->x + (size_t)t * d, L->attn_norm.data, d,
-                       hp->rms_eps);
+        {
+            struct norm_ctx c = {.x = f->x, .w = L->attn_norm.data, .out = f->xb};
+            for_tokens(f, norm_tokens, &c, n);
+        }
         prof_end(f, il, CAI__OP_ATTN_NORM, t0, (uint64_t)n * d * 8u, (uint64_t)n * d * 4u);
         t0 = prof_start(f);
         {
@@ -427,33 +562,9 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
                  mm_bytes(&L->wv, n), mm_flops(&L->wq, n) + mm_flops(&L->wk, n) +
                  mm_flops(&L->wv, n));
         t0 = prof_start(f);
-        add_bias(f->q, &L->bq, n, f->q_dim);
-        add_bias(f->kt, &L->bk, n, f->kv_dim);
-        add_bias(f->vt, &L->bv, n, f->kv_dim);
-        size_t layer_off = (size_t)il * f->n_ctx * f->kv_dim;
-        for (int t = 0; t < n; t++) {
-            rope_apply(f, f->q + (size_t)t * f->q_dim, hp->n_head, t);
-            rope_apply(f, f->kt + (size_t)t * f->kv_dim, hp->n_head_kv, t);
-            size_t off = layer_off + (size_t)(pos0 + t) * f->kv_dim;
-            size_t voff = (size_t)il * f->kv_dim * f->n_ctx_pad + (size_t)(pos0 + t);
-            const float *vsrc = f->vt + (size_t)t * f->kv_dim;
-            if (f->kv_f32) {
-                memcpy((float *)f->k_cache + off, f->kt + (size_t)t * f->kv_dim,
-                       (size_t)f->kv_dim * sizeof(float));
-                float *vt = (float *)f->v_cache + voff;
-                for (int i = 0; i < f->kv_dim; i++)
-                    vt[(size_t)i * f->n_ctx_pad] = vsrc[i];
-            } else {
-                k->f32_to_f16(f->kt + (size_t)t * f->kv_dim, (cai_half *)f->k_cache + off,
-                              f->kv_dim);
-                /* V: converted as a row (same bits as cai__f32_to_fp16) into
-                 * xb (free between the QKV matmul and attention; at least
-                 * q_dim floats), then scattered into the transposed cache */
-                cai_half *vh = (cai_half *)f->xb, *vt = (cai_half *)f->v_cache + voff;
-                k->f32_to_f16(vsrc, vh, f->kv_dim);
-                for (int i = 0; i < f->kv_dim; i++)
-                    vt[(size_t)i * f->n_ctx_pad] = vh[i];
-            }
+        {
+            struct rope_ctx c = {.L = L, .il = il, .pos0 = pos0};
+            for_tokens(f, rope_kv_tokens, &c, n);
         }
         prof_end(f, il, CAI__OP_ROPE_KV, t0, (uint64_t)n * (f->q_dim + 2u * f->kv_dim) * 4u,
                  (uint64_t)n * (f->q_dim + f->kv_dim) * 3u);
@@ -467,17 +578,14 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         t0 = prof_start(f);
         matmul1(f, &L->wo, f->tmp, f->xb, n, (size_t)f->q_dim);
         prof_end(f, il, CAI__OP_ATTN_OUT, t0, mm_bytes(&L->wo, n), mm_flops(&L->wo, n));
+        /* Residual and the feed-forward block's norm in one step:
+         * x += attn_out; xb = norm(x). Then x += Wdown·(silu(Wgate·xb) * Wup·xb). */
         t0 = prof_start(f);
-        for (size_t i = 0; i < (size_t)n * d; i++)
-            f->x[i] += f->tmp[i];
-        prof_end(f, il, CAI__OP_RESIDUAL, t0, (uint64_t)n * d * 12u, (uint64_t)n * d);
-
-        /* Feed-forward block: x += Wdown·(silu(Wgate·xb) * Wup·xb), xb = norm(x). */
-        t0 = prof_start(f);
-        for (int t = 0; t < n; t++)
-            k->rmsnorm(f->xb + (size_t)t * d, f->x + (size_t)t * d, L->ffn_norm.data, d,
-                       hp->rms_eps);
-        prof_end(f, il, CAI__OP_FFN_NORM, t0, (uint64_t)n * d * 8u, (uint64_t)n * d * 4u);
+        {
+            struct norm_ctx c = {.x = f->x, .add = f->tmp, .w = L->ffn_norm.data, .out = f->xb};
+            for_tokens(f, norm_tokens, &c, n);
+        }
+        prof_end(f, il, CAI__OP_FFN_NORM, t0, (uint64_t)n * d * 20u, (uint64_t)n * d * 5u);
         t0 = prof_start(f);
         {
             const struct cai__weight *ws[2] = {&L->w_gate, &L->w_up};
@@ -487,15 +595,14 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         prof_end(f, il, CAI__OP_GATE_UP, t0, mm_bytes(&L->w_gate, n) + mm_bytes(&L->w_up, n),
                  mm_flops(&L->w_gate, n) + mm_flops(&L->w_up, n));
         t0 = prof_start(f);
-        k->silu_mul(f->hg, f->hg, f->hu, (int64_t)n * hp->n_ff);
+        for_tokens(f, silu_tokens, NULL, n);
         prof_end(f, il, CAI__OP_SILU, t0, (uint64_t)n * hp->n_ff * 12u,
                  (uint64_t)n * hp->n_ff * 5u);
         t0 = prof_start(f);
         matmul1(f, &L->w_down, f->tmp, f->hg, n, (size_t)hp->n_ff);
         prof_end(f, il, CAI__OP_DOWN, t0, mm_bytes(&L->w_down, n), mm_flops(&L->w_down, n));
         t0 = prof_start(f);
-        for (size_t i = 0; i < (size_t)n * d; i++)
-            f->x[i] += f->tmp[i];
+        residual(f, f->x, f->tmp, n);
         prof_end(f, il, CAI__OP_RESIDUAL, t0, (uint64_t)n * d * 12u, (uint64_t)n * d);
     }
 
