@@ -180,7 +180,7 @@ static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_p
     int max_tokens = p->max_tokens > 0 ? p->max_tokens : INT32_MAX;
     res->stop_reason = CAI_STOP_NONE;
     for (;;) {
-        if (s->cancel) {
+        if (__atomic_load_n(&s->cancel, __ATOMIC_RELAXED)) {
             res->stop_reason = CAI_STOP_CALLBACK;
             break;
         }

@@ -54,7 +54,7 @@ static int push_piece(void *user, const struct cai_piece *p)
     j->tail = q;
     pthread_cond_signal(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    return j->s->cancel ? 1 : 0;
+    return __atomic_load_n(&j->s->cancel, __ATOMIC_RELAXED) ? 1 : 0;
 }
 
 static void *job_main(void *arg)
@@ -145,7 +145,7 @@ int cai_job_start(struct cai_job **out, struct cai_session *s, const char *promp
         job_destroy(j);
         return CAI_ENOMEM;
     }
-    s->cancel = 0;
+    __atomic_store_n(&s->cancel, 0, __ATOMIC_RELAXED);
     if (pthread_create(&j->thread, NULL, job_main, j) != 0) {
         job_destroy(j);
         return CAI_ENOMEM;
@@ -198,7 +198,7 @@ int cai_job_next(struct cai_job *j, struct cai_piece *out, int timeout_ms)
 void cai_job_cancel(struct cai_job *j)
 {
     if (j)
-        j->s->cancel = 1;
+        __atomic_store_n(&j->s->cancel, 1, __ATOMIC_RELAXED);
 }
 
 int cai_job_result(struct cai_job *j, struct cai_gen_result *res)
@@ -217,9 +217,9 @@ void cai_job_free(struct cai_job *j)
     if (!j)
         return;
     if (j->started) {
-        j->s->cancel = 1;
+        __atomic_store_n(&j->s->cancel, 1, __ATOMIC_RELAXED);
         pthread_join(j->thread, NULL);
-        j->s->cancel = 0;
+        __atomic_store_n(&j->s->cancel, 0, __ATOMIC_RELAXED);
     }
     job_destroy(j);
 }

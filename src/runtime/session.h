@@ -13,7 +13,7 @@ struct cai_session {
     float            *logits;      /* [logits_cap rows][n_vocab] */
     int               logits_rows; /* rows valid after the last decode */
     int               logits_cap;
-    volatile int      cancel;      /* set by cai_job_cancel from another thread */
+    int               cancel;      /* set by cai_job_cancel from another thread; atomic access */
     char              errmsg[256];
 };
 
