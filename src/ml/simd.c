@@ -48,9 +48,10 @@ bool cml__simd_supported(void)
 #define X512_INLINE static inline __attribute__((always_inline, target(X512_TARGET)))
 
 /* Full unrolling of the register-tile loops (constant trip counts), so that
- * the accumulator arrays become registers. */
+ * the accumulator arrays become registers. Clang unrolls them unasked (and
+ * its unroll(full) pragma makes sanitizer builds of this file crawl). */
 #if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
+#define UNROLL
 #elif defined(__GNUC__)
 #define UNROLL _Pragma("GCC unroll 16")
 #else
@@ -318,7 +319,7 @@ X512_INLINE void tile_f64(const int R, const int J, size_t n_in, const double *x
 
 X512_INLINE void tile_f32(const int R, const int J, size_t n_in, const float *x, size_t ldx,
                           const float *w, size_t ldw, const float *b, __mmask16 mlast, float *y,
-                          size_t ldy, const struct cml__x512_epi *epi, size_t o, bool skip)
+                          size_t ldy, bool skip)
 {
     __m512 acc[8][4];
     int32_t ks[KCHUNK + 16];
@@ -356,22 +357,25 @@ X512_INLINE void tile_f32(const int R, const int J, size_t n_in, const float *x,
     UNROLL for (int j = 0; j < J; j++) {
         __mmask16 m = j == J - 1 ? mlast : (__mmask16)0xffff;
         __m512 bv = b ? _mm512_maskz_loadu_ps(m, b + 16 * j) : _mm512_setzero_ps();
-        UNROLL for (int r = 0; r < R; r++) {
-            __m512 v = _mm512_add_ps(acc[r][j], bv);
-            _mm512_mask_storeu_ps(y + (size_t)r * ldy + 16 * j, m, v);
-            if (epi)
-                _mm512_mask_storeu_ps(epi->y + (size_t)r * epi->ldy + o + 16 * j, m,
-                                      act16(epi->act, v, _mm512_set1_ps(epi->alpha),
-                                            _mm512_set1_ps(epi->beta)));
-        }
+        UNROLL for (int r = 0; r < R; r++)
+            _mm512_mask_storeu_ps(y + (size_t)r * ldy + 16 * j, m, _mm512_add_ps(acc[r][j], bv));
     }
 }
 
-/* Up to 16 accumulators: 8 rows for 1-2 output vectors, 4 rows for 3-4. */
+/* Up to 16 accumulators: 8 rows for 1-2 output vectors, 4 rows for 3-4;
+ * the rows left over go by 4, 2 and 1. */
 #define TILE_CASES(F)                                                                              \
-    F(1, 1) F(2, 1) F(3, 1) F(4, 1) F(5, 1) F(6, 1) F(7, 1) F(8, 1)                                \
-    F(1, 2) F(2, 2) F(3, 2) F(4, 2) F(5, 2) F(6, 2) F(7, 2) F(8, 2)                                \
-    F(1, 3) F(2, 3) F(3, 3) F(4, 3) F(1, 4) F(2, 4) F(3, 4) F(4, 4)
+    F(1, 1) F(2, 1) F(4, 1) F(8, 1) F(1, 2) F(2, 2) F(4, 2) F(8, 2)                                \
+    F(1, 3) F(2, 3) F(4, 3) F(1, 4) F(2, 4) F(4, 4)
+
+/* The largest power of two <= min(rmax, left). */
+static inline size_t tile_rows(size_t rmax, size_t left)
+{
+    size_t r = rmax;
+    while (r > left)
+        r /= 2;
+    return r;
+}
 
 X512 void cml__x512_gemm_f64(size_t n_rows, size_t n_out, size_t n_in, const double *x,
                              size_t ldx, const double *w, size_t ldw, const double *b, double *y,
@@ -383,11 +387,11 @@ X512 void cml__x512_gemm_f64(size_t n_rows, size_t n_out, size_t n_in, const dou
         __mmask8 mlast = tail8(left - 8 * (size_t)(J - 1));
         int rmax = J <= 2 ? 8 : 4;
         const double *bo = b ? b + o : NULL;
-        for (size_t r0 = 0; r0 < n_rows; r0 += (size_t)rmax) {
-            int R = (int)CAI_MIN((size_t)rmax, n_rows - r0);
+        for (size_t r0 = 0, R; r0 < n_rows; r0 += R) {
+            R = tile_rows((size_t)rmax, n_rows - r0);
             const double *xr = x + r0 * ldx;
             double *yr = y + r0 * ldy + o;
-            switch (R * 8 + J) {
+            switch (R * 8 + (size_t)J) {
 #define F64_CASE(RR, JJ)                                                                           \
     case (RR) * 8 + (JJ): tile_f64(RR, JJ, n_in, xr, ldx, w + o, ldw, bo, mlast, yr, ldy); break;
                 TILE_CASES(F64_CASE)
@@ -408,25 +412,23 @@ X512 void cml__x512_gemm_f32(size_t n_rows, size_t n_out, size_t n_in, const flo
         __mmask16 mlast = tail16(left - 16 * (size_t)(J - 1));
         int rmax = J <= 2 ? 8 : 4;
         const float *bo = b ? b + o : NULL;
-        for (size_t r0 = 0; r0 < n_rows; r0 += (size_t)rmax) {
-            int R = (int)CAI_MIN((size_t)rmax, n_rows - r0);
+        for (size_t r0 = 0, R; r0 < n_rows; r0 += R) {
+            R = tile_rows((size_t)rmax, n_rows - r0);
             const float *xr = x + r0 * ldx;
             float *yr = y + r0 * ldy + o;
-            struct cml__x512_epi e;
-            if (epi) {
-                e = *epi;
-                e.y += r0 * e.ldy;
-            }
-            const struct cml__x512_epi *ep = epi ? &e : NULL;
-            switch (R * 8 + J) {
+            switch (R * 8 + (size_t)J) {
 #define F32_CASE(RR, JJ)                                                                           \
     case (RR) * 8 + (JJ):                                                                          \
-        tile_f32(RR, JJ, n_in, xr, ldx, w + o, ldw, bo, mlast, yr, ldy, ep, o, skip_zeros);        \
+        tile_f32(RR, JJ, n_in, xr, ldx, w + o, ldw, bo, mlast, yr, ldy, skip_zeros);               \
         break;
                 TILE_CASES(F32_CASE)
 #undef F32_CASE
             default: break;
             }
+            /* the fused activation, while the tile's outputs are in L1 */
+            for (size_t r = 0; epi && r < R; r++)
+                cml__x512_act_f32(epi->act, epi->alpha, epi->beta, yr + r * ldy,
+                                  epi->y + (r0 + r) * epi->ldy + o, CAI_MIN((size_t)64, left));
         }
     }
 }
@@ -692,18 +694,26 @@ X512_INLINE void svm_tile(const int R, const int J, const bool rbf,
             }
         }
     }
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < J; j++)
+            _mm512_storeu_pd(kv + (size_t)r * s->ld + s0 + 8 * j, acc[r][j]);
+}
+
+/* The kernel function of the sums (squared distances or dot products) in
+ * kv[0..n), in place. */
+static X512 void svm_finish(const struct cml__x512_svm *s, double *kv, size_t n)
+{
     const __m512d g = _mm512_set1_pd(s->gamma), c = _mm512_set1_pd(s->c);
-    UNROLL for (int r = 0; r < R; r++) {
-        UNROLL for (int j = 0; j < J; j++) {
-            __m512d a = acc[r][j];
-            switch (s->kernel) {
-            case 2: a = exp8(_mm512_mul_pd(_mm512_set1_pd(-s->gamma), a)); break;
-            case 3: a = ipow8(_mm512_add_pd(_mm512_mul_pd(g, a), c), s->degree); break;
-            case 4: a = tanh8(_mm512_add_pd(_mm512_mul_pd(g, a), c)); break;
-            default: break;
-            }
-            _mm512_storeu_pd(kv + (size_t)r * s->ld + s0 + 8 * j, a);
+    const __m512d ng = _mm512_set1_pd(-s->gamma);
+    for (size_t i = 0; i < n; i += 8) {
+        __m512d a = _mm512_loadu_pd(kv + i);
+        switch (s->kernel) {
+        case 2: a = exp8(_mm512_mul_pd(ng, a)); break;
+        case 3: a = ipow8(_mm512_add_pd(_mm512_mul_pd(g, a), c), s->degree); break;
+        case 4: a = tanh8(_mm512_add_pd(_mm512_mul_pd(g, a), c)); break;
+        default: break;
         }
+        _mm512_storeu_pd(kv + i, a);
     }
 }
 
@@ -741,6 +751,8 @@ X512 void cml__x512_svm_kernel(const struct cml__x512_svm *s, const double *x, s
             }
         }
     }
+    for (size_t r = 0; r < n_rows; r++)
+        svm_finish(s, kv + r * s->ld, s->ld);
 }
 
 X512 double cml__x512_svm_dot(const double *kv, const double *c1, size_t lo1, size_t hi1,
