@@ -259,6 +259,17 @@ def main():
         bk = [x[1] for x in r]
         lines.append("| %s | %s | %.2f | %.3f | %.3f-%.3f |" % (name, eng, b1, np.median(bk),
                                                                min(bk), max(bk)))
+    # Paired per round: did coreml beat the fastest other engine of that round?
+    lines += ["", "| model | coreml (this) faster than the fastest other engine, rounds won "
+              "(batch 1 / batch 1000) |", "|---|---:|"]
+    for name in dict.fromkeys(n for n, _, _ in benches):
+        others = [e for n, e, _ in benches if n == name and not e.startswith("coreml")]
+        won = [0, 0]
+        for i in range(args.rounds):
+            me = runs[(name, "coreml (this)")][i]
+            for col in (0, 1):
+                won[col] += me[col] < min(runs[(name, e)][i][col] for e in others)
+        lines.append("| %s | %d / %d of %d |" % (name, won[0], won[1], args.rounds))
     text = "\n".join(lines)
     print(text)
     if args.out:
