@@ -240,7 +240,12 @@ CAI_API size_t cml_model_n_values(const struct cml_model *m);
  * x[n_rows][n_cols]. The model's inputs must be numeric: either one
  * MultiArray of n_cols elements, or n_cols scalar (double/int64) inputs.
  * Returns the number of rows predicted, or a negative code (the first failing
- * row is named in cml_ctx_errmsg()). Allocates nothing. */
+ * row is named in cml_ctx_errmsg()). Allocates nothing.
+ *
+ * A model that is one GLM, tree ensemble, SVM or NeuralNetwork predicts the
+ * rows in blocks (AVX-512 kernels where the CPU has them); others go row by
+ * row. Either way each row's results are bit-identical to cml_predict()'s on
+ * the same input, whatever n_rows and the row's place in the batch. */
 CAI_API long cml_predict_batch(struct cml_ctx *c, const double *x, size_t n_rows, size_t n_cols,
                                const struct cml_batch_out *out);
 
