@@ -291,8 +291,12 @@ static int cmd_quantize(int argc, char **argv)
            s.worst);
     if (s.calib_tokens)
         printf("calibration       %" PRIu64 " tokens\n", s.calib_tokens);
-    if (p.precision == CAI_QUANT_MIXED)
+    if (p.precision == CAI_QUANT_MIXED) {
         printf("predicted KLD     %.4e (sum of per-matrix predictions)\n", s.predicted_kld);
+        if (s.bpw < (double)p.target_bpw - 0.01)
+            printf("note              %.4f bpw left unused: no further upgrade lowers the "
+                   "predicted KLD\n", (double)p.target_bpw - s.bpw);
+    }
     printf("time              %.1f s\n", s.seconds);
     return 0;
 }

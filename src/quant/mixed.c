@@ -180,6 +180,32 @@ int cai__qmixed_plan(struct cai__qctx *c, float target_bpw, double *predicted_kl
     if ((rc = cai__qmixed_formats(c->p->formats, allowed, err)) < 0)
         return rc;
 
+    /* The smallest budget possible, before any expensive step. */
+    {
+        double n2 = 0.0, min_bits = 0.0;
+        for (int i = 0; i < c->n_t; i++) {
+            const struct cai__qt *t = &c->t[i];
+            if (t->n_dims < 2)
+                continue;
+            double ne = (double)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+            n2 += ne;
+            if (t->role >= 0) {
+                uint32_t ty[MAX_CAND];
+                if (candidates(t->ne[0], allowed, ty) == 0)
+                    return cai__fail(err, CAI_EINVAL, "%s: rows of %lld fit none of the allowed "
+                                     "formats", t->name, (long long)t->ne[0]);
+                min_bits += ne * cai__type_bpw(ty[0]);
+            } else {
+                min_bits += t->quant ? ne * cai__type_bpw(t->want) : 8.0 * (double)t->src->n_bytes;
+            }
+        }
+        if (n2 > 0.0 && min_bits / n2 > (double)target_bpw + 1e-6)
+            return cai__fail(err, CAI_ERANGE, "target of %.4g bits per weight is below the "
+                             "smallest this model allows, %.4g (the layer matrices at their "
+                             "cheapest format, the rest fixed)", (double)target_bpw,
+                             min_bits / n2);
+    }
+
     c->mixed = cai__calloc(1, sizeof(*c->mixed));
     if (!c->mixed)
         return cai__fail(err, CAI_ENOMEM, "mixed: out of memory");
