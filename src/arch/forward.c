@@ -6,6 +6,7 @@
  * rows across the pool; attention is split by (token, head) pairs. */
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "forward.h"
 
@@ -86,6 +87,25 @@ static void *zalloc_f(size_t n_elem, size_t elem, bool *ok)
     return p;
 }
 
+/* The KV caches: fresh anonymous pages, zero without being written, so only
+ * the pages a sequence reaches become resident (a 4096-token SmolLM2 cache is
+ * 94 MB; a short chat touches a few). The transposed V cache relies on the
+ * zeros: attention reads it up to a padded length, with zero weights. */
+static void *kv_map(size_t n_elem, size_t elem, size_t *bytes, bool *ok)
+{
+    if (!*ok || !cai__mul_size(n_elem, elem, bytes)) {
+        *ok = false;
+        return NULL;
+    }
+    void *p = mmap(NULL, *bytes ? *bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        *ok = false;
+        return NULL;
+    }
+    return p;
+}
+
 int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct cai_kernels *k,
                   int n_ctx, int n_batch, int n_threads, bool kv_f32, struct cai_error *err)
 {
@@ -112,8 +132,8 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     if (!cai__mul_size((size_t)hp->n_layer * (size_t)f->n_ctx_pad, (size_t)f->kv_dim, &v_elems))
         ok = false;
     size_t kv_size = kv_f32 ? sizeof(float) : sizeof(cai_half);
-    f->k_cache = zalloc_f(kv_elems, kv_size, &ok);
-    f->v_cache = zalloc_f(v_elems, kv_size, &ok);
+    f->k_cache = kv_map(kv_elems, kv_size, &f->k_bytes, &ok);
+    f->v_cache = kv_map(v_elems, kv_size, &f->v_bytes, &ok);
     size_t wide = (size_t)CAI_MAX(hp->n_embd, f->q_dim);
     f->x = zalloc_f(nb * (size_t)hp->n_embd, sizeof(float), &ok);
     f->xb = zalloc_f(nb * wide, sizeof(float), &ok);
@@ -152,8 +172,10 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
 void cai__fwd_deinit(struct cai__fwd *f)
 {
     cai__pool_free(f->pool);
-    cai__free_aligned(f->k_cache);
-    cai__free_aligned(f->v_cache);
+    if (f->k_cache)
+        munmap(f->k_cache, f->k_bytes ? f->k_bytes : 1);
+    if (f->v_cache)
+        munmap(f->v_cache, f->v_bytes ? f->v_bytes : 1);
     cai__free_aligned(f->x);
     cai__free_aligned(f->xb);
     cai__free_aligned(f->q);

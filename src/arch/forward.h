@@ -45,7 +45,8 @@ struct cai__fwd {
     int       kv_dim;      /* n_head_kv * head_dim */
     int       q_dim;       /* n_head * head_dim */
     bool      kv_f32;      /* caches hold f32 (else f16); see cai_session_params.kv_f32 */
-    void     *k_cache;     /* [n_layer][n_ctx][kv_dim] */
+    void     *k_cache;     /* [n_layer][n_ctx][kv_dim] (mmap'd, k_bytes) */
+    size_t    k_bytes, v_bytes;
     void     *v_cache;     /* [n_layer][kv_dim][n_ctx_pad] transposed, as llama.cpp keeps V
                             * without flash attention, so the weighted sum over positions
                             * is one contiguous dot product per dimension */

@@ -128,17 +128,6 @@ static inline void store_mul_sub(float *y, __m256i q, float d, float m)
         _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(vd, f[k]), vm));
 }
 
-/* roundf(): nearest, ties away from zero, exactly. */
-static inline __m256 round_away(__m256 v)
-{
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
-    __m256 up = _mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-    __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
-    return _mm256_add_ps(t, _mm256_and_ps(up, one));
-}
-
 /* 4 x 8 int32 (each in [-128, 127]) -> 32 int8 in order. */
 static inline __m256i pack_i32x32(__m256i a, __m256i b, __m256i c, __m256i d)
 {

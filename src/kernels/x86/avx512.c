@@ -98,16 +98,6 @@ static inline void store_mul_sub(float *y, __m256i q, float d, float m)
     _mm512_storeu_ps(y + 16, _mm512_sub_ps(_mm512_mul_ps(vd, f1), vm));
 }
 
-/* roundf(): nearest, ties away from zero, exactly (v - trunc(v) is exact). */
-static inline __m512 round_away(__m512 v)
-{
-    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_abs_ps(_mm512_sub_ps(v, t));
-    __mmask16 up = _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-    __m512 one = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
-    return _mm512_mask_add_ps(t, up, t, one);
-}
-
 /* Q5 quants (0..31) of one block: nibbles plus 0x10 where the qh bit is set
  * (bit j of the block's u32 qh belongs to its element j). */
 static inline __m256i q5_32(const uint8_t *qs, const uint8_t *qh)
