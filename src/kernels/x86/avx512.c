@@ -731,16 +731,27 @@ static void dot_f16_n(const cai_half *a, size_t a_stride, int64_t n_vec, const c
     for (; v + 16 <= n_vec; v += 16) {
         const cai_half *av = a + (size_t)v * a_stride;
         __m512 r[16];
-        for (int k = 0; k < 16; k++) {
-            const cai_half *ak = av + (size_t)k * a_stride;
-            __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int k = 0; k < 16; k += 4) { /* 4 vectors share each chunk of b */
+            __m512 s[4][4];
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++)
+                s[q][0] = s[q][1] = s[q][2] = s[q][3] = _mm512_setzero_ps();
             for (int64_t i = 0; i < np; i += 64) {
-                s0 = _mm512_fmadd_ps(load_f16x16(ak + i), load_f16x16(b + i), s0);
-                s1 = _mm512_fmadd_ps(load_f16x16(ak + i + 16), load_f16x16(b + i + 16), s1);
-                s2 = _mm512_fmadd_ps(load_f16x16(ak + i + 32), load_f16x16(b + i + 32), s2);
-                s3 = _mm512_fmadd_ps(load_f16x16(ak + i + 48), load_f16x16(b + i + 48), s3);
+                const __m512 b0 = load_f16x16(b + i), b1 = load_f16x16(b + i + 16);
+                const __m512 b2 = load_f16x16(b + i + 32), b3 = load_f16x16(b + i + 48);
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) {
+                    const cai_half *ak = av + (size_t)(k + q) * a_stride + i;
+                    s[q][0] = _mm512_fmadd_ps(load_f16x16(ak), b0, s[q][0]);
+                    s[q][1] = _mm512_fmadd_ps(load_f16x16(ak + 16), b1, s[q][1]);
+                    s[q][2] = _mm512_fmadd_ps(load_f16x16(ak + 32), b2, s[q][2]);
+                    s[q][3] = _mm512_fmadd_ps(load_f16x16(ak + 48), b3, s[q][3]);
+                }
             }
-            r[k] = _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++)
+                r[k + q] = _mm512_add_ps(_mm512_add_ps(s[q][0], s[q][2]),
+                                         _mm512_add_ps(s[q][1], s[q][3]));
         }
         __m512 sums = hsum16_x16(r);
         if (np == n) {
