@@ -426,6 +426,40 @@ static inline __m512i qh_bits(int j)
     return _mm512_inserti64x4(v, _mm256_set1_epi8((char)(1 << (j + 1))), 1);
 }
 
+/* One Q4_K/Q5_K superblock (wb) against one Q8_K block: the exact integer
+ * sums sum_j sc_j * (q . x)_j (lanes of *sumi) and sum_j m_j * bsums
+ * (lanes of *summ). */
+static inline __attribute__((always_inline)) void k4_sums(const uint8_t *wb,
+                                                          const struct cai_block_q8_k *x,
+                                                          __m256i bsums, int five_bit,
+                                                          __m512i *sumi_out, __m256i *summ_out)
+{
+    /* Q4_K and Q5_K share d, dmin and scales; qs sits after qh in Q5_K. */
+    const struct cai_block_q4_k *w4 = (const void *)wb;
+    const struct cai_block_q5_k *w5 = (const void *)wb;
+    const uint8_t *qs = five_bit ? w5->qs : w4->qs;
+    __m128i sm8 = k4_unpack(w4->scales);
+    __m512i sm = _mm512_cvtepu8_epi32(sm8); /* lanes: 8 scales, 8 mins */
+    *summ_out = _mm256_madd_epi16(bsums, k4_mins_pairs(sm8));
+    __m512i qh = five_bit ? _mm512_broadcast_i64x4(load_32(w5->qh)) : _mm512_setzero_si512();
+    __m512i sumi = _mm512_setzero_si512();
+    for (int k = 0; k < 2; k++) {
+        __m512i a, b;
+        k4_quants(qs, k, &a, &b);
+        if (five_bit) {
+            const __m512i h = _mm512_set1_epi8(0x10);
+            a = _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(qh, qh_bits(4 * k)), a, h);
+            b = _mm512_mask_add_epi8(b, _mm512_test_epi8_mask(qh, qh_bits(4 * k + 2)), b, h);
+        }
+        __m512i ya = _mm512_loadu_si512((const void *)(x->qs + 128 * k));
+        __m512i yb = _mm512_loadu_si512((const void *)(x->qs + 128 * k + 64));
+        __m512i pa = _mm512_madd_epi16(dot_u8s8(a, ya), scale_pair(sm, 4 * k));
+        __m512i pb = _mm512_madd_epi16(dot_u8s8(b, yb), scale_pair(sm, 4 * k + 2));
+        sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(pa, pb));
+    }
+    *sumi_out = sumi;
+}
+
 static inline __attribute__((always_inline)) float k4_vec_dot(int64_t n, const void *vw, const void *vx, int five_bit)
 {
     const struct cai_block_q8_k *x = vx;
@@ -433,35 +467,81 @@ static inline __attribute__((always_inline)) float k4_vec_dot(int64_t n, const v
     size_t stride = five_bit ? sizeof(struct cai_block_q5_k) : sizeof(struct cai_block_q4_k);
     float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++, wb += stride) {
-        /* Q4_K and Q5_K share d, dmin and scales; qs sits after qh in Q5_K. */
         const struct cai_block_q4_k *w4 = (const void *)wb;
-        const struct cai_block_q5_k *w5 = (const void *)wb;
-        const uint8_t *qs = five_bit ? w5->qs : w4->qs;
-        __m128i sm8 = k4_unpack(w4->scales);
-        __m512i sm = _mm512_cvtepu8_epi32(sm8); /* lanes: 8 scales, 8 mins */
-        __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        __m256i summ = _mm256_madd_epi16(bsums, k4_mins_pairs(sm8));
-        __m512i qh = five_bit ? _mm512_broadcast_i64x4(load_32(w5->qh)) : _mm512_setzero_si512();
-        __m512i sumi = _mm512_setzero_si512();
-        for (int k = 0; k < 2; k++) {
-            __m512i a, b;
-            k4_quants(qs, k, &a, &b);
-            if (five_bit) {
-                const __m512i h = _mm512_set1_epi8(0x10);
-                a = _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(qh, qh_bits(4 * k)), a, h);
-                b = _mm512_mask_add_epi8(b, _mm512_test_epi8_mask(qh, qh_bits(4 * k + 2)), b, h);
-            }
-            __m512i ya = _mm512_loadu_si512((const void *)(x[i].qs + 128 * k));
-            __m512i yb = _mm512_loadu_si512((const void *)(x[i].qs + 128 * k + 64));
-            __m512i pa = _mm512_madd_epi16(dot_u8s8(a, ya), scale_pair(sm, 4 * k));
-            __m512i pb = _mm512_madd_epi16(dot_u8s8(b, yb), scale_pair(sm, 4 * k + 2));
-            sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(pa, pb));
-        }
+        __m512i sumi;
+        __m256i summ;
+        k4_sums(wb, &x[i], _mm256_loadu_si256((const __m256i *)x[i].bsums), five_bit, &sumi, &summ);
         float d = h2f(w4->d) * x[i].d, dmin = h2f(w4->dmin) * x[i].d;
         acc = fmaf(d, (float)_mm512_reduce_add_epi32(sumi), acc);
         acc = fmaf(-dmin, (float)hsum_epi32_256(summ), acc);
     }
     return acc;
+}
+
+/* The sums of four int32 vectors' lanes: lane r of the result = sum of v[r]. */
+static inline __m128i hsum_epi32_x4(const __m512i *v)
+{
+    __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+    __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+    __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+static inline __m128i hsum_epi32_x4_256(const __m256i *v)
+{
+    __m256i t0 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+    __m256i t1 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+    __m256i u = _mm256_add_epi32(_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1));
+    return _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+}
+
+/* Four rows (w, w + w_stride, ...) against one activation row, each output
+ * exactly k4_vec_dot's: the integer sums are exact, and the two fmas per
+ * superblock run per lane (lane r = row r) in the same order. The
+ * activation loads are shared and the four rows' chains overlap. */
+static inline __attribute__((always_inline)) void k4_dot4(int64_t n, const void *vw,
+                                                          size_t w_stride, const void *vx,
+                                                          float *out, int five_bit)
+{
+    const struct cai_block_q8_k *x = vx;
+    const uint8_t *wb = vw;
+    size_t stride = five_bit ? sizeof(struct cai_block_q5_k) : sizeof(struct cai_block_q4_k);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, wb += stride) {
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        __m512i sumi[4];
+        __m256i summ[4];
+        uint16_t dh[4], mh[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *b = wb + (size_t)r * w_stride;
+            const struct cai_block_q4_k *w4 = (const void *)b;
+            _mm_prefetch((const char *)b + 4 * stride, _MM_HINT_T0);
+            _mm_prefetch((const char *)b + 4 * stride + 64, _MM_HINT_T0);
+            if (five_bit)
+                _mm_prefetch((const char *)b + 4 * stride + 128, _MM_HINT_T0);
+            memcpy(&dh[r], &w4->d, sizeof(dh[r]));
+            memcpy(&mh[r], &w4->dmin, sizeof(mh[r]));
+            k4_sums(b, &x[i], bsums, five_bit, &sumi[r], &summ[r]);
+        }
+        const __m128 xd = _mm_set1_ps(x[i].d);
+        const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)dh)), xd);
+        const __m128 dmin = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)mh)), xd);
+        acc = _mm_fmadd_ps(d, _mm_cvtepi32_ps(hsum_epi32_x4(sumi)), acc);
+        acc = _mm_fnmadd_ps(dmin, _mm_cvtepi32_ps(hsum_epi32_x4_256(summ)), acc);
+    }
+    _mm_storeu_ps(out, acc);
+}
+
+void cai__avx512_q4_k_dot4(int64_t n, const void *w, size_t w_stride, const void *x, float *out)
+{
+    k4_dot4(n, w, w_stride, x, out, 0);
+}
+
+void cai__avx512_q5_k_dot4(int64_t n, const void *w, size_t w_stride, const void *x, float *out)
+{
+    k4_dot4(n, w, w_stride, x, out, 1);
 }
 
 static float q4_k_vec_dot(int64_t n, const void *vw, const void *vx)
@@ -531,36 +611,69 @@ static inline void q6_k_half(const struct cai_block_q6_k *b, int h, __m512i *lo,
     *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(z, m30));
 }
 
+/* One Q6_K superblock against one Q8_K block: the exact integer sum
+ * sum_b sc_b * ((q - 32) . x)_b, in the lanes of the result. */
+static inline __attribute__((always_inline)) __m512i q6_k_sums(const struct cai_block_q6_k *w,
+                                                               const struct cai_block_q8_k *x,
+                                                               __m256i bsums)
+{
+    const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m128i sc8 = _mm_loadu_si128((const __m128i *)w->scales);
+    /* scales as int16 in the low half of each int32 lane, high half 0 */
+    __m512i sc32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(sc8));
+    __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), bsums);
+    __m512i sumi = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        __m512i lo, hi;
+        q6_k_half(w, h, &lo, &hi);
+        __m512i ylo = _mm512_loadu_si512((const void *)(x->qs + 128 * h));
+        __m512i yhi = _mm512_loadu_si512((const void *)(x->qs + 128 * h + 64));
+        __m512i slo = _mm512_permutexvar_epi32(_mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h)), sc32);
+        __m512i shi = _mm512_permutexvar_epi32(_mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h + 4)),
+                                               sc32);
+        sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dot_u8s8(lo, ylo), slo));
+        sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dot_u8s8(hi, yhi), shi));
+    }
+    /* sum (q - 32) y = sum q y - 32 sum y, the latter from bsums */
+    return _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+}
+
 static float q6_k_vec_dot(int64_t n, const void *vw, const void *vx)
 {
     const struct cai_block_q6_k *w = vw;
     const struct cai_block_q8_k *x = vx;
-    const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     float acc = 0.0f;
     for (int64_t i = 0; i < n / CAI_QK_K; i++) {
-        __m128i sc8 = _mm_loadu_si128((const __m128i *)w[i].scales);
-        /* scales as int16 in the low half of each int32 lane, high half 0 */
-        __m512i sc32 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(sc8));
-        __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8),
-                                         _mm256_loadu_si256((const __m256i *)x[i].bsums));
-        __m512i sumi = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            __m512i lo, hi;
-            q6_k_half(&w[i], h, &lo, &hi);
-            __m512i ylo = _mm512_loadu_si512((const void *)(x[i].qs + 128 * h));
-            __m512i yhi = _mm512_loadu_si512((const void *)(x[i].qs + 128 * h + 64));
-            __m512i slo = _mm512_permutexvar_epi32(
-                _mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h)), sc32);
-            __m512i shi = _mm512_permutexvar_epi32(
-                _mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h + 4)), sc32);
-            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dot_u8s8(lo, ylo), slo));
-            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dot_u8s8(hi, yhi), shi));
-        }
-        /* sum (q - 32) y = sum q y - 32 sum y, the latter from bsums */
-        sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+        __m512i sumi = q6_k_sums(&w[i], &x[i], _mm256_loadu_si256((const __m256i *)x[i].bsums));
         acc = fmaf(h2f(w[i].d) * x[i].d, (float)_mm512_reduce_add_epi32(sumi), acc);
     }
     return acc;
+}
+
+/* Four rows at once, each exactly q6_k_vec_dot (see k4_dot4). */
+void cai__avx512_q6_k_dot4(int64_t n, const void *vw, size_t w_stride, const void *vx, float *out)
+{
+    const struct cai_block_q8_k *x = vx;
+    const uint8_t *wb = vw;
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t i = 0; i < n / CAI_QK_K; i++, wb += sizeof(struct cai_block_q6_k)) {
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+        __m512i sumi[4];
+        uint16_t dh[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const struct cai_block_q6_k *w = (const void *)(wb + (size_t)r * w_stride);
+            _mm_prefetch((const char *)w + 4 * sizeof(*w), _MM_HINT_T0);
+            _mm_prefetch((const char *)w + 4 * sizeof(*w) + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)w + 4 * sizeof(*w) + 128, _MM_HINT_T0);
+            memcpy(&dh[r], &w->d, sizeof(dh[r]));
+            sumi[r] = q6_k_sums(w, &x[i], bsums);
+        }
+        const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)dh)),
+                                    _mm_set1_ps(x[i].d));
+        acc = _mm_fmadd_ps(d, _mm_cvtepi32_ps(hsum_epi32_x4(sumi)), acc);
+    }
+    _mm_storeu_ps(out, acc);
 }
 
 static void q6_k_to_f32(const void *vx, float *y, int64_t n)

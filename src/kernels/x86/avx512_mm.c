@@ -444,7 +444,7 @@ AI void pair_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0,
 
 #define R_MIN_TOK 4        /* fewer tokens: the pair engine */
 #define R_TB      48       /* tokens per block (at most) */
-#define R_TT_CH   6        /* tokens per tile, chain kinds */
+#define R_TT_CH   8        /* tokens per tile, chain kinds */
 #define R_TT_L8   2        /* tokens per tile, lanes8 kinds */
 #define R_REPACK  (640)    /* scratch bytes per block of a 16-row group */
 
@@ -578,10 +578,16 @@ AI void r16_tile(int kind, int TT, const uint8_t *qb, const uint8_t *const *xr,
             for (int t = 0; t < TT; t++) {
                 const uint8_t *xq = xr[t] + (size_t)i * xbs + xqo;
                 const uint32_t *e = tab[t] + 2 * i;
-                __m512i is = _mm512_set1_epi32((int)e[1]);
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++)
+                /* two half chains (exact integer sums: any split gives
+                 * the same total) halve the vpdpbusd latency chain */
+                __m512i is = _mm512_set1_epi32((int)e[1]), is1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int j = 0; j < 8; j += 2) {
                     is = _mm512_dpbusd_epi32(is, wq[j], _mm512_set1_epi32(load_i32(xq + 4 * j)));
+                    is1 = _mm512_dpbusd_epi32(is1, wq[j + 1],
+                                              _mm512_set1_epi32(load_i32(xq + 4 * j + 4)));
+                }
+                is = _mm512_add_epi32(is, is1);
                 float dx;
                 memcpy(&dx, &e[0], sizeof(dx));
                 acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx)),
@@ -703,25 +709,16 @@ AI void r16_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, 
                             r16_tile(kind, 1, qbuf, xr, tr, kn, first, last, sp, yt, nr);
                         continue;
                     }
-                    switch (tt) {
-                    case 6:
-                        r16_tile(kind, 6, qbuf, xr, tr, kn, first, last, sp, yt, nr);
-                        break;
-                    case 5:
-                        r16_tile(kind, 5, qbuf, xr, tr, kn, first, last, sp, yt, nr);
-                        break;
-                    case 4:
-                        r16_tile(kind, 4, qbuf, xr, tr, kn, first, last, sp, yt, nr);
-                        break;
-                    case 3:
-                        r16_tile(kind, 3, qbuf, xr, tr, kn, first, last, sp, yt, nr);
-                        break;
-                    case 2:
-                        r16_tile(kind, 2, qbuf, xr, tr, kn, first, last, sp, yt, nr);
-                        break;
+                    switch (tt) { /* TT as a constant: the tile's loops unroll */
+#define R16_CASE(n)                                                                                \
+    case n:                                                                                        \
+        r16_tile(kind, n, qbuf, xr, tr, kn, first, last, sp, yt, nr);                              \
+        break;
+                        R16_CASE(8) R16_CASE(7) R16_CASE(6) R16_CASE(5) R16_CASE(4)
+                        R16_CASE(3) R16_CASE(2)
                     default:
                         r16_tile(kind, 1, qbuf, xr, tr, kn, first, last, sp, yt, nr);
-                        break;
+#undef R16_CASE
                     }
                 }
             }
@@ -978,25 +975,15 @@ AI void qk_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, i
                         yt[t] = y + (size_t)tc * y_stride + (size_t)rg;
                     }
                     __m512 *sp = spill + t0;
-                    switch (tt) {
-                    case 6:
-                        qk_tile(kind, 6, qbuf, xr, kn, first, last, sp, yt, nr);
-                        break;
-                    case 5:
-                        qk_tile(kind, 5, qbuf, xr, kn, first, last, sp, yt, nr);
-                        break;
-                    case 4:
-                        qk_tile(kind, 4, qbuf, xr, kn, first, last, sp, yt, nr);
-                        break;
-                    case 3:
-                        qk_tile(kind, 3, qbuf, xr, kn, first, last, sp, yt, nr);
-                        break;
-                    case 2:
-                        qk_tile(kind, 2, qbuf, xr, kn, first, last, sp, yt, nr);
-                        break;
+                    switch (tt) { /* TT as a constant: the tile's loops unroll */
+#define QK_CASE(n)                                                                                 \
+    case n:                                                                                        \
+        qk_tile(kind, n, qbuf, xr, kn, first, last, sp, yt, nr);                                   \
+        break;
+                        QK_CASE(6) QK_CASE(5) QK_CASE(4) QK_CASE(3) QK_CASE(2)
                     default:
                         qk_tile(kind, 1, qbuf, xr, kn, first, last, sp, yt, nr);
-                        break;
+#undef QK_CASE
                     }
                 }
             }
@@ -1004,7 +991,10 @@ AI void qk_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, i
     }
 }
 
-#define QK_MM(name, kind, vec_dot)                                                                 \
+/* Few tokens: four rows per token at a time (dot4), striped over the range
+ * (rows r0 + g + j * q, j < 4) so each of the four load streams walks
+ * contiguous rows, as the pair engine does; the rest one by one. */
+#define QK_MM(name, kind, vec_dot, dot4)                                                           \
     void name(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,    \
               size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch)                \
     {                                                                                              \
@@ -1012,6 +1002,16 @@ AI void qk_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, i
             qk_mm(kind, n, w, w_stride, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);         \
             return;                                                                                \
         }                                                                                          \
+        const int64_t q = (r1 - r0) / 4;                                                          \
+        for (int64_t g = 0; g < q; g++)                                                            \
+            for (int t = 0; t < n_tok; t++) {                                                      \
+                float o[4];                                                                        \
+                dot4(n, (const uint8_t *)w + (size_t)(r0 + g) * w_stride, (size_t)q * w_stride,   \
+                     (const uint8_t *)x + (size_t)t * x_stride, o);                                \
+                for (int j = 0; j < 4; j++)                                                        \
+                    y[(size_t)t * y_stride + (size_t)(r0 + g + j * q)] = o[j];                     \
+            }                                                                                      \
+        r0 += 4 * q;                                                                               \
         for (int64_t r = r0; r < r1; r++)                                                          \
             for (int t = 0; t < n_tok; t++)                                                        \
                 y[(size_t)t * y_stride + (size_t)r] =                                              \
@@ -1019,9 +1019,12 @@ AI void qk_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, i
                             (const uint8_t *)x + (size_t)t * x_stride);                            \
     }
 
-QK_MM(cai__avx512_q4_k_mm, QK_Q4_K, cai__kernels_avx512.type[CAI_TYPE_Q4_K].vec_dot)
-QK_MM(cai__avx512_q5_k_mm, QK_Q5_K, cai__kernels_avx512.type[CAI_TYPE_Q5_K].vec_dot)
-QK_MM(cai__avx512_q6_k_mm, QK_Q6_K, cai__kernels_avx512.type[CAI_TYPE_Q6_K].vec_dot)
+QK_MM(cai__avx512_q4_k_mm, QK_Q4_K, cai__kernels_avx512.type[CAI_TYPE_Q4_K].vec_dot,
+      cai__avx512_q4_k_dot4)
+QK_MM(cai__avx512_q5_k_mm, QK_Q5_K, cai__kernels_avx512.type[CAI_TYPE_Q5_K].vec_dot,
+      cai__avx512_q5_k_dot4)
+QK_MM(cai__avx512_q6_k_mm, QK_Q6_K, cai__kernels_avx512.type[CAI_TYPE_Q6_K].vec_dot,
+      cai__avx512_q6_k_dot4)
 
 /* ---- entry points -------------------------------------------------------- */
 

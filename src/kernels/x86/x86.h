@@ -21,4 +21,10 @@ CAI__X86_MM_DECL(cai__avx512_q4_k_mm)
 CAI__X86_MM_DECL(cai__avx512_q5_k_mm)
 CAI__X86_MM_DECL(cai__avx512_q6_k_mm)
 
+/* avx512.c: four K-quant rows (stride w_stride) against one activation
+ * row, out[r] exactly the table's vec_dot of row r (decode tiles). */
+void cai__avx512_q4_k_dot4(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+void cai__avx512_q5_k_dot4(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+void cai__avx512_q6_k_dot4(int64_t n, const void *w, size_t w_stride, const void *x, float *out);
+
 #endif /* CAI_KERNELS_X86_H */
