@@ -67,6 +67,12 @@ struct cai_quant_params {
     int         embd_type;        /* token embedding / output matrix: a CAI type id
                                    * (q8_0 = 8, f16 = 1, ...), or -1 for the default
                                    * (q8_0; f16 for precision f16) */
+    /* Input of the output head (the logits matmul): 1 f32 as computed, 0
+     * rounded to 8 bits per block like every other matmul input (llama.cpp's
+     * arithmetic), -1 (default) f32 for int8 and 8-bit otherwise. Stored as
+     * the file key coreai.head.f32_input; ignored for precision f16.
+     * docs/QUANTIZATION.md, "Head input". */
+    int         head_f32_input;
     cai_quant_progress_fn progress;
     cai_quant_tensor_fn   on_tensor;
     void                 *user;

@@ -44,6 +44,9 @@ static const char usage_text[] =
     "\n"
     "  --embd-type T        format of the token embedding and output matrix (default\n"
     "                       q8_0): f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k\n"
+    "  --head-input I       the output head's input: f32 (as computed; default for int8)\n"
+    "                       or 8bit (rounded per block of 32 like every other matmul\n"
+    "                       input; default for int4 and mixed: faster decode)\n"
     "  --formats LIST       mixed: the candidate formats, comma-separated (default all:\n"
     "                       q4_0,q4_K,q4_1,q5_0,q5_K,q5_1,q6_K,q8_0)\n"
     "  --reorder            with calibration: regroup residual and feed-forward channels\n"
@@ -211,6 +214,14 @@ static int cmd_quantize(int argc, char **argv)
             if (p.embd_type < 0)
                 return bad("--embd-type: \"%s\" is not one of f32, f16, q4_0, q4_1, q5_0, q5_1, "
                            "q8_0, q4_k, q5_k, q6_k", v);
+        } else if (!strcmp(a, "--head-input")) {
+            NEED_VALUE();
+            if (!strcmp(v, "f32"))
+                p.head_f32_input = 1;
+            else if (!strcmp(v, "8bit"))
+                p.head_f32_input = 0;
+            else
+                return bad("--head-input: \"%s\" is not f32 or 8bit", v);
         } else if (!strcmp(a, "--formats")) {
             NEED_VALUE();
             p.formats = v;

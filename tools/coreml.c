@@ -22,6 +22,7 @@
 
 #include "coreml.h"
 
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
     va_list ap;
@@ -184,7 +185,7 @@ static double parse_num(const char *s, bool *ok)
         s++;
     if (!*s) {
         *ok = true;
-        return NAN;
+        return (double)NAN;
     }
     errno = 0;
     double v = strtod(s, &end);
@@ -381,7 +382,7 @@ static double js_number(struct js *j)
     char *end;
     if (j->end - j->p >= 4 && (!strncmp(j->p, "null", 4) || !strncmp(j->p, "NaN", 3))) {
         j->p += *j->p == 'n' ? 4 : 3;
-        return NAN;
+        return (double)NAN;
     }
     double v = strtod(j->p, &end);
     if (end == j->p || end > j->end)

@@ -300,6 +300,57 @@ static const uint8_t *quantize_input(struct cai__fwd *f, uint32_t wtype, const f
     return f->xq;
 }
 
+/* ---- matmul on f32 inputs ------------------------------------------------ */
+
+/* For weights marked f32_input: each row is dequantized in slices of
+ * F32IN_SLICE elements (type[w].to_f32) and dotted with every token's f32
+ * input (dot_f32), the slices' partial dots added in order. Every output is
+ * computed the same way whatever the batch size and thread count. */
+#define F32IN_SLICE 1024
+
+struct f32in_job {
+    const struct cai_kernels *k;
+    const struct cai__weight *w;
+    float                    *y; /* [n_tok][w->ne[1]] */
+    const float              *x; /* [n_tok][ld] */
+    size_t                    ld;
+    int                       n_tok;
+};
+
+static void f32in_worker(void *ctx, int ith, int nth)
+{
+    const struct f32in_job *j = ctx;
+    const struct cai__weight *w = j->w;
+    const struct cai_type_kernels *tk = &j->k->type[w->type];
+    int64_t n = w->ne[0], rows = w->ne[1];
+    int64_t n_chunks = (rows + MM_ROW_CHUNK - 1) / MM_ROW_CHUNK;
+    int64_t r0 = n_chunks * ith / nth * MM_ROW_CHUNK;
+    int64_t r1 = CAI_MIN(n_chunks * (ith + 1) / nth * MM_ROW_CHUNK, rows);
+    const struct cai_type_info *ti = cai__type_info(w->type); /* known: the model bound it */
+    size_t blk = (size_t)ti->block, blk_bytes = (size_t)ti->type_size;
+    _Alignas(64) float buf[F32IN_SLICE];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        for (int64_t c0 = 0; c0 < n; c0 += F32IN_SLICE) {
+            int64_t len = CAI_MIN((int64_t)F32IN_SLICE, n - c0);
+            tk->to_f32(wr + (size_t)c0 / blk * blk_bytes, buf, len);
+            for (int t = 0; t < j->n_tok; t++) {
+                float d = j->k->dot_f32(buf, j->x + (size_t)t * j->ld + (size_t)c0, len);
+                float *yt = &j->y[(size_t)t * (size_t)rows + (size_t)r];
+                *yt = c0 == 0 ? d : *yt + d;
+            }
+        }
+    }
+}
+
+/* y = W · x with x kept in f32. */
+static void matmul_f32in(struct cai__fwd *f, const struct cai__weight *w, float *y,
+                         const float *x, int n_tok, size_t ld)
+{
+    struct f32in_job j = {.k = f->k, .w = w, .y = y, .x = x, .ld = ld, .n_tok = n_tok};
+    cai__pool_run(f->pool, f32in_worker, &j);
+}
+
 /* y_i = W_i · x for up to three weights with the same input width. Weights
  * whose vec_dot types differ are run as separate groups. */
 static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float *const *y, int n_w,
@@ -333,6 +384,10 @@ static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float
 static void matmul1(struct cai__fwd *f, const struct cai__weight *w, float *y, const float *x,
                     int n_tok, size_t ld)
 {
+    if (w->f32_input) {
+        matmul_f32in(f, w, y, x, n_tok, ld);
+        return;
+    }
     const struct cai__weight *ws[1] = {w};
     float *ys[1] = {y};
     matmul(f, ws, ys, 1, x, n_tok, ld);

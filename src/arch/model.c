@@ -500,6 +500,11 @@ int cai_model_open(struct cai_model **out, const char *path, const struct cai_mo
         goto fail;
     if (!m->output.data)
         m->output = m->tok_embd; /* tied embeddings */
+    /* Written by coreai-optimization when the head's error is dominated by
+     * rounding its input to 8 bits (docs/FORMAT.md 4.1). */
+    if ((rc = cai__gguf_get_bool(m->gguf, "coreai.head.f32_input", false, &m->output.f32_input,
+                                 err)) < 0)
+        goto fail;
     m->layers = cai__calloc((size_t)m->hp.n_layer, sizeof(*m->layers));
     if (!m->layers) {
         rc = cai__fail(err, CAI_ENOMEM, "%s: out of memory", path);

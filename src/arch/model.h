@@ -20,6 +20,7 @@ struct cai__weight {
     uint32_t    type;      /* enum cai_type */
     int64_t     ne[4];
     size_t      row_bytes; /* bytes of one row of ne[0] elements */
+    bool        f32_input; /* matmuls take the f32 input as is (no 8-bit activation rounding) */
 };
 
 enum cai__rope_type {

@@ -33,7 +33,7 @@
 /* Records `code` and a formatted message in `err` (which may be NULL) and
  * returns `code`, so callers write `return cai__fail(err, CAI_EFORMAT, ...)`. */
 int cai__fail(struct cai_error *err, int code, const char *fmt, ...) CAI__PRINTF(3, 4);
-int cai__vfail(struct cai_error *err, int code, const char *fmt, va_list ap);
+int cai__vfail(struct cai_error *err, int code, const char *fmt, va_list ap) CAI__PRINTF(3, 0);
 /* Prefixes the message already in `err` with "prefix: " (for adding a file name). */
 void cai__error_prefix(struct cai_error *err, const char *prefix);
 

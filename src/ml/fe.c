@@ -369,7 +369,7 @@ static int load_imputer(struct cml__build *b, const struct cml__mm_model *mm, st
     int rc;
     if (!s)
         return cai__fail(b->err, CAI_ENOMEM, "out of memory");
-    s->replace = NAN;
+    s->replace = (double)NAN;
     double dv;
     int64_t iv;
     char *str;

@@ -116,7 +116,7 @@ int cai__awq_search(const struct cai_kernels *k, const struct cai__awq_mat *mats
                 colsq[(size_t)m * (size_t)n_in + (size_t)j] += w * w;
             }
 
-    double err0 = -1.0, best = INFINITY;
+    double err0 = -1.0, best = (double)INFINITY;
     float best_alpha = 0.0f;
     for (int gi = 0; gi <= n_grid; gi++) {
         float alpha = (float)gi / (float)n_grid;

@@ -55,7 +55,7 @@ static float fit_sym(const float *x, const float *imp, int n, int qmin, int qmax
         sxx += (double)impw(imp, i) * (double)x[i] * (double)x[i];
     float step = (float)(qmax - qmin + 1) / 160.0f;
     float best_s = (float)qmin != 0.0f ? max / (float)qmin : 0.0f;
-    double best_err = INFINITY;
+    double best_err = (double)INFINITY;
     for (int side = 0; side < 2; side++) {
         float target = side ? (float)qmax : (float)qmin;
         for (int k = -n_step; k <= n_step; k++) {
@@ -300,7 +300,7 @@ static float fit_6bit(const float v[8], const double wsub[8], uint8_t c[8])
         return 0.0f;
     }
     float best_d = max / 63.0f;
-    double best_e = INFINITY;
+    double best_e = (double)INFINITY;
     for (int t = 0; t < 6; t++) {
         float d = cai__fp16_to_f32(cai__f32_to_fp16(max / (63.0f - 0.5f * (float)t)));
         if (!(d > 0.0f))
@@ -396,7 +396,7 @@ static void fit_q6_k(const float *x, const float *imp, void *blk, float *scale, 
             wsub[j] += (double)impw(imp, 16 * j + i);
     }
     float best_d = amax / 127.0f;
-    double best_e = INFINITY;
+    double best_e = (double)INFINITY;
     for (int t = 0; t < 6 && amax > 0.0f; t++) {
         float d = h2f(f2h(amax / (127.0f - (float)t)));
         if (!(d > 0.0f))

@@ -57,6 +57,7 @@ struct cai_quant_params cai_quant_params_default(void)
     p.awq_grid = 10;
     p.awq_rows = 32;
     p.embd_type = -1;
+    p.head_f32_input = -1;
     return p;
 }
 
@@ -1049,6 +1050,7 @@ static const char *base_name(const char *path)
 struct prov {
     const char *method, *device, *source_format, *source_name, *digest;
     float       bits;
+    bool        head_f32_input;
     uint64_t    calib_tokens;
     int         file_type; /* -1: none */
 };
@@ -1118,6 +1120,8 @@ static int write_gguf(struct cai__qctx *c, const char *path, const struct prov *
     if (rc == 0 && pv->digest)
         rc = cai__gguf_writer_add_u64(w, "coreai.quantization.calibration_tokens",
                                       pv->calib_tokens, err);
+    if (rc == 0 && pv->head_f32_input)
+        rc = cai__gguf_writer_add_bool(w, "coreai.head.f32_input", true, err);
     for (int i = 0; i < c->n_t && rc == 0; i++) {
         const struct cai__qt *t = &c->t[i];
         const void *data = t->data ? t->data : t->src->data;
@@ -1177,6 +1181,8 @@ static int write_cam(struct cai__qctx *c, const char *path, const struct prov *p
     if (rc == 0 && pv->digest)
         rc = cai__cam_writer_add_u64(w, "coreai.quantization.calibration_tokens",
                                      pv->calib_tokens, err);
+    if (rc == 0 && pv->head_f32_input)
+        rc = cai__cam_writer_add_bool(w, "coreai.head.f32_input", true, err);
     for (int i = 0; i < c->n_t && rc == 0; i++) {
         const struct cai__qt *t = &c->t[i];
         rc = cai__cam_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type,
@@ -1349,6 +1355,9 @@ int cai_quantize(const char *in_path, const char *out_path, const struct cai_qua
         .digest = calibrated ? c.digest : NULL,
         .bits = (float)sum.bpw,
         .calib_tokens = (uint64_t)c.n_cal,
+        .head_f32_input = p->precision != CAI_QUANT_F16 &&
+                          (p->head_f32_input > 0 ||
+                           (p->head_f32_input < 0 && p->precision == CAI_QUANT_INT8)),
         .file_type = p->precision == CAI_QUANT_F16    ? 1
                      : p->precision == CAI_QUANT_INT8 ? 7
                      : p->precision == CAI_QUANT_INT4 ? 2

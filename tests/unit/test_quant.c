@@ -472,6 +472,85 @@ static bool has_meta(const char *path, const char *key, const char *want)
     return found;
 }
 
+/* Logits of the 8 tokens of max_logit_diff's prompt, decoded in one batch
+ * (batch true) or one token at a time, into out[8][TINY_VOCAB]. */
+static bool logits8(const char *path, bool batch, float *out)
+{
+    struct cai_model *m = NULL;
+    struct cai_session *s = NULL;
+    bool ok = false;
+    int32_t toks[8] = {72, 101, 108, 108, 111, 32, 119, 111};
+    if (cai_model_open(&m, path, NULL, NULL) < 0)
+        return false;
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_ctx = 32;
+    sp.n_threads = 2;
+    if (cai_session_new(&s, m, &sp, NULL) < 0)
+        goto out;
+    for (int i = 0; i < 8; i++) {
+        if (batch) {
+            if (cai_session_decode(s, toks, 8, true) < 0)
+                goto out;
+            for (int j = 0; j < 8; j++)
+                memcpy(out + (size_t)j * TINY_VOCAB, cai_session_logits(s, j),
+                       TINY_VOCAB * sizeof(float));
+            break;
+        }
+        if (cai_session_decode(s, toks + i, 1, false) < 0)
+            goto out;
+        memcpy(out + (size_t)i * TINY_VOCAB, cai_session_logits(s, -1), TINY_VOCAB * sizeof(float));
+    }
+    ok = true;
+out:
+    cai_session_free(s);
+    cai_model_close(m);
+    return ok;
+}
+
+/* int8 files take the head's input in f32 by default (coreai.head.f32_input):
+ * the flag is written, it changes the logits toward the source's, and a batch
+ * gives the same bits as token-by-token decoding. */
+static void test_head_f32_input(void)
+{
+    if (!setup_tiny())
+        SKIP("cannot write temporary files");
+    struct cai_quant_params p = cai_quant_params_default();
+    struct cai_error err = {0};
+    p.n_threads = 2;
+    p.precision = CAI_QUANT_INT8;
+    CHECK_EQ_INT(cai_quantize(src_path, out_path, &p, NULL, &err), 0);
+    p.head_f32_input = 0;
+    CHECK_EQ_INT(cai_quantize(src_path, out2_path, &p, NULL, &err), 0);
+    CHECK(has_meta(out_path, "coreai.head.f32_input", "true"));
+    CHECK(!has_meta(out2_path, "coreai.head.f32_input", NULL));
+
+    size_t n = (size_t)8 * TINY_VOCAB;
+    float *ref = malloc(n * sizeof(float)), *f32h = malloc(n * sizeof(float));
+    float *q8h = malloc(n * sizeof(float)), *one = malloc(n * sizeof(float));
+    CHECK(ref && f32h && q8h && one);
+    if (ref && f32h && q8h && one) {
+        CHECK(logits8(src_path, true, ref));
+        CHECK(logits8(out_path, true, f32h));
+        CHECK(logits8(out2_path, true, q8h));
+        CHECK(logits8(out_path, false, one));
+        CHECK(memcmp(f32h, one, n * sizeof(float)) == 0);
+        double e_f32 = 0.0, e_q8 = 0.0, d_heads = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            e_f32 += fabs((double)f32h[i] - (double)ref[i]);
+            e_q8 += fabs((double)q8h[i] - (double)ref[i]);
+            d_heads = fmax(d_heads, fabs((double)f32h[i] - (double)q8h[i]));
+        }
+        CHECK_MSG(d_heads > 0.0, "the flag changed nothing");
+        CHECK_MSG(e_f32 < e_q8, "f32 head %.4g vs 8-bit head %.4g (sum |logit - source|)", e_f32,
+                  e_q8);
+    }
+    free(ref);
+    free(f32h);
+    free(q8h);
+    free(one);
+    cleanup_tiny();
+}
+
 static void test_pipeline_tiny(void)
 {
     if (!setup_tiny())
@@ -628,6 +707,7 @@ int main(void)
     RUN(test_awq_fold_preserves_output);
     RUN(test_awq_search_outliers);
     RUN(test_pipeline_tiny);
+    RUN(test_head_f32_input);
     RUN(test_bad_arguments);
     return test_done();
 }
