@@ -49,9 +49,19 @@ static uint64_t mm_flops(const struct cai__weight *w, int n_tok)
     return 2u * (uint64_t)w->ne[0] * (uint64_t)w->ne[1] * (uint64_t)n_tok;
 }
 
-/* Attention scratch: bytes per position per thread (scores, then f16
- * probabilities). */
-#define ATT_SCRATCH (sizeof(float) + sizeof(cai_half))
+/* Attention scratch per thread, in bytes: for one token and one KV head,
+ * the scores (then probabilities) of the query heads sharing it
+ * [group][n_ctx_pad] floats, their queries rounded to f16 [group][head_dim]
+ * floats, and one f16 row [n_ctx_pad]. Decode uses the first row and the
+ * f16 row. */
+static size_t att_scratch_bytes(const struct cai__fwd *f)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    const size_t group = (size_t)(hp->n_head / hp->n_head_kv), np = (size_t)f->n_ctx_pad;
+    size_t b = group * np * sizeof(float) + group * (size_t)hp->head_dim * sizeof(float) +
+               np * sizeof(cai_half);
+    return (b + 63) & ~(size_t)63;
+}
 
 /* ---- setup ------------------------------------------------------------- */
 
@@ -145,8 +155,7 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     f->tmp = zalloc_f(nb * (size_t)hp->n_embd, sizeof(float), &ok);
     f->xq_stride = max_xq_row(m, CAI_MAX((int64_t)wide, (int64_t)hp->n_ff));
     f->xq = zalloc_f(nb, f->xq_stride, &ok);
-    /* Per thread: scores [n_ctx_pad] floats, then probabilities [n_ctx_pad] f16. */
-    f->scores = zalloc_f((size_t)n_threads * (size_t)f->n_ctx_pad, ATT_SCRATCH, &ok);
+    f->scores = zalloc_f((size_t)n_threads, att_scratch_bytes(f), &ok);
     /* mm workspaces only help batches (prefill); decode-only states skip them */
     if (n_batch > 1 && ok) {
         /* not zeroed: the kernels write before they read */
@@ -420,22 +429,11 @@ static void rope_prepare(struct cai__fwd *f, int n, int pos0)
 
 static void rope_apply(const struct cai__fwd *f, float *v, int n_heads, int t)
 {
+    /* The fused forms llama.cpp's compiled rotation uses (checked bit for
+     * bit against it): see kernels.h */
     const struct cai__hparams *hp = &f->m->hp;
-    const float *cs = f->rope_cs + (size_t)t * hp->n_rot;
-    int half = hp->n_rot / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *x = v + (size_t)h * hp->head_dim;
-        for (int i = 0; i < half; i++) {
-            int a = hp->rope_type == CAI__ROPE_NEOX ? i : 2 * i;
-            int b = hp->rope_type == CAI__ROPE_NEOX ? i + half : 2 * i + 1;
-            float c = cs[2 * i], s = cs[2 * i + 1];
-            float x0 = x[a], x1 = x[b];
-            /* The fused forms llama.cpp's compiled rotation uses (checked
-             * bit for bit against it). */
-            x[a] = fmaf(x0, c, -(x1 * s));
-            x[b] = fmaf(x0, s, x1 * c);
-        }
-    }
+    f->k->rope(v, n_heads, hp->head_dim, hp->n_rot, f->rope_cs + (size_t)t * hp->n_rot,
+               hp->rope_type == CAI__ROPE_NEOX);
 }
 
 /* ---- attention --------------------------------------------------------- */
@@ -462,6 +460,49 @@ struct att_job {
     int              layer, n_tok, pos0;
 };
 
+/* Batches: token t's query heads sharing KV head kvh, together. As llama.cpp
+ * without flash attention computes a batch (its GEMM): Q and the
+ * probabilities rounded to f16 for their products with the f16 cache, each
+ * product in dot_f16_chain's order; the scores scaled after the dot
+ * product, the softmax over the row, positions n_pos..n_pad with zero
+ * probabilities. One K (V) read serves the group's heads. */
+static void att_group(struct cai__fwd *f, const struct att_job *j, int t, int kvh, uint8_t *scr)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    const struct cai_kernels *k = f->k;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, np = f->n_ctx_pad;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *pr = (float *)scr;                          /* [group][np] */
+    float *qr = pr + (size_t)group * np;               /* [group][hd] */
+    cai_half *tmp = (cai_half *)(qr + (size_t)group * hd); /* [np] */
+    void (*h2f)(const void *, float *, int64_t) = k->type[CAI_TYPE_F16].to_f32;
+    const cai_half *kc = (const cai_half *)f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim +
+                         (size_t)kvh * hd;
+    const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np +
+                         (size_t)kvh * hd * np;
+    const int n_pos = j->pos0 + t + 1, n_pad = (n_pos + 15) & ~15;
+    const float *q = f->q + (size_t)t * f->q_dim + (size_t)kvh * group * hd;
+    for (int g = 0; g < group; g++) {
+        k->f32_to_f16(q + (size_t)g * hd, tmp, hd);
+        h2f(tmp, qr + (size_t)g * hd, hd);
+    }
+    k->dot_f16_chain_mn(kc, (size_t)f->kv_dim, n_pos, qr, (size_t)hd, group, hd, pr, (size_t)np);
+    for (int g = 0; g < group; g++) {
+        float *sc = pr + (size_t)g * np;
+        for (int p = 0; p < n_pos; p++)
+            sc[p] *= scale;
+        k->softmax(sc, n_pos);
+        k->f32_to_f16(sc, tmp, n_pos);
+        h2f(tmp, sc, n_pos);
+        memset(sc + n_pos, 0, (size_t)(n_pad - n_pos) * sizeof(float));
+    }
+    float *out = f->xb + (size_t)t * f->q_dim + (size_t)kvh * group * hd;
+    k->dot_f16_chain_mn(vt, (size_t)np, hd, pr, (size_t)np, group, n_pad, out, (size_t)hd);
+}
+
+/* Items: (token, KV head) pairs for batches, (token, head) pairs for
+ * single tokens or the f32 cache; dealt to the threads round robin, so the
+ * long rows of the last tokens are shared out too. */
 static void att_worker(void *ctx, int ith, int nth)
 {
     const struct att_job *j = ctx;
@@ -469,42 +510,41 @@ static void att_worker(void *ctx, int ith, int nth)
     const struct cai__hparams *hp = &f->m->hp;
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, np = f->n_ctx_pad;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *sc = (float *)((uint8_t *)f->scores + (size_t)ith * np * ATT_SCRATCH);
-    cai_half *ph = (cai_half *)(sc + np);
+    uint8_t *scr = (uint8_t *)f->scores + (size_t)ith * att_scratch_bytes(f);
+    float *sc = (float *)scr;
+    cai_half *ph = (cai_half *)(sc + (size_t)group * np + (size_t)group * hd);
     const cai_half *kc = (const cai_half *)f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim;
     const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np;
-    int64_t n_items = (int64_t)j->n_tok * hp->n_head;
-    int64_t i0 = n_items * ith / nth, i1 = n_items * (ith + 1) / nth;
-    for (int64_t it = i0; it < i1; it++) {
-        int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
+    const bool batch = j->n_tok > 1 && hd % 16 == 0 && !f->kv_f32;
+    const int per_tok = batch ? hp->n_head_kv : hp->n_head;
+    const int64_t n_items = (int64_t)j->n_tok * per_tok;
+    for (int64_t it = ith; it < n_items; it += nth) {
+        int t = (int)(it / per_tok), h = (int)(it % per_tok);
+        if (batch) {
+            att_group(f, j, t, h, scr);
+            continue;
+        }
         int kvh = h / group;
         int n_pos = j->pos0 + t + 1; /* causal: positions 0..pos0+t */
         if (f->kv_f32) {
             att_head_f32(f, j->layer, t, h, n_pos, sc);
             continue;
         }
-        /* As llama.cpp without flash attention: Q and the probabilities are
-         * rounded to f16 for their products with the f16 cache, the scores
-         * scaled after the dot product, the softmax over the row. Its f16
-         * products are summed in one order in a batch (its GEMM) and in
-         * another for a single token (its dot product); we follow both. The
-         * positions past n_pos hold zero probabilities. */
-        bool batch = j->n_tok > 1 && hd % 16 == 0;
-        void (*dotn)(const cai_half *, size_t, int64_t, const cai_half *, int64_t, float *) =
-            batch ? f->k->dot_f16_chain_n : f->k->dot_f16_n;
-        int n_pad = batch ? (n_pos + 15) & ~15 : (n_pos + 63) & ~63;
+        /* One token: llama.cpp's single-token dot product order (dot_f16),
+         * otherwise as att_group. */
+        int n_pad = (n_pos + 63) & ~63;
         cai_half qh[CAI__MAX_HEAD_DIM];
         f->k->f32_to_f16(f->q + (size_t)t * f->q_dim + (size_t)h * hd, qh, hd);
         /* K.Q for every position, then P.V for every dimension: independent
          * dot products, computed many at a time, each in its own order */
-        dotn(kc + (size_t)kvh * hd, (size_t)f->kv_dim, n_pos, qh, hd, sc);
+        f->k->dot_f16_n(kc + (size_t)kvh * hd, (size_t)f->kv_dim, n_pos, qh, hd, sc);
         for (int p = 0; p < n_pos; p++)
             sc[p] *= scale;
         f->k->softmax(sc, n_pos);
         f->k->f32_to_f16(sc, ph, n_pos);
         memset(ph + n_pos, 0, (size_t)(n_pad - n_pos) * sizeof(cai_half));
         float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
-        dotn(vt + (size_t)kvh * hd * np, (size_t)np, hd, ph, n_pad, out);
+        f->k->dot_f16_n(vt + (size_t)kvh * hd * np, (size_t)np, hd, ph, n_pad, out);
     }
 }
 
@@ -532,16 +572,15 @@ static void norm_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
 {
     const struct norm_ctx *c = vctx;
     const int d = f->m->hp.n_embd;
-    for (int t = t0; t < t1; t++) {
+    for (int t = t0; t < t1 && c->add; t++) {
         float *x = c->x + (size_t)t * d;
-        if (c->add) {
-            const float *a = c->add + (size_t)t * d;
-            for (int i = 0; i < d; i++)
-                x[i] += a[i];
-        }
-        if (c->out)
-            f->k->rmsnorm(c->out + (size_t)t * d, x, c->w, d, f->m->hp.rms_eps);
+        const float *a = c->add + (size_t)t * d;
+        for (int i = 0; i < d; i++)
+            x[i] += a[i];
     }
+    if (c->out)
+        f->k->rmsnorm_n(c->out + (size_t)t0 * d, (size_t)d, c->x + (size_t)t0 * d, (size_t)d,
+                        c->w, d, t1 - t0, f->m->hp.rms_eps);
 }
 
 /* x[t] += add[t] */

@@ -72,8 +72,17 @@ struct cai_kernels {
     void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
     /* y[i] = x[i] * w[i] / sqrt(mean(x^2) + eps); y may alias x. */
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+    /* rmsnorm of n_tok rows (strides in floats), each bit for bit as
+     * rmsnorm; several rows' sequential sums interleaved. */
+    void (*rmsnorm_n)(float *y, size_t y_stride, const float *x, size_t x_stride, const float *w,
+                      int64_t n, int n_tok, float eps);
     /* In-place softmax of x[0..n), max-subtracted. */
     void (*softmax)(float *x, int64_t n);
+    /* Rotary embedding of n_heads vectors of head_dim floats at x, their
+     * first n_rot elements in pairs (i, i + n_rot / 2) when neox, else
+     * (2i, 2i + 1); cs[2i], cs[2i + 1]: cos and sin of pair i's angle. Each
+     * pair: x0' = fma(x0, c, -(x1 * s)), x1' = fma(x0, s, x1 * c). */
+    void (*rope)(float *x, int n_heads, int head_dim, int n_rot, const float *cs, int neox);
     /* y[i] = silu(g[i]) * u[i]; silu(v) = v / (1 + exp(-v)). y may alias g. */
     void (*silu_mul)(float *y, const float *g, const float *u, int64_t n);
 
@@ -96,6 +105,16 @@ struct cai_kernels {
                       int64_t n, float *out);
     void (*dot_f16_chain_n)(const cai_half *a, size_t a_stride, int64_t n_vec,
                             const cai_half *b, int64_t n, float *out);
+    /* dot_f16_chain's order with f32 right-hand vectors, many of them:
+     * out[j * out_stride + v] = sum over the 16 lanes (reduced as
+     * dot_f16_chain does) of lane l's chain acc = fma(a_v[i + l], b_j[i + l],
+     * acc), i = 0, 16, .., n - 16; a_v = a + v * a_stride (f16), b_j = b + j *
+     * b_stride (f32), v < n_vec, j < n_b, n a multiple of 16. With b_j
+     * holding f16 values it equals dot_f16_chain(a_v, f16(b_j)) bit for bit.
+     * Attention of batches: the query heads sharing a KV head (and their
+     * probabilities) against one K (V) read. */
+    void (*dot_f16_chain_mn)(const cai_half *a, size_t a_stride, int64_t n_vec, const float *b,
+                             size_t b_stride, int n_b, int64_t n, float *out, size_t out_stride);
     /* y[i] += a * x[i] with x in f16 */
     void (*axpy_f16)(float *y, float a, const cai_half *x, int64_t n);
     void (*f32_to_f16)(const float *x, cai_half *y, int64_t n);

@@ -722,9 +722,9 @@ static void test_tables_complete(void)
                           k->isa, ty);
             }
         }
-        CHECK(k->dot_f32 && k->axpy_f32 && k->rmsnorm && k->softmax && k->silu_mul &&
-              k->dot_f16_f32 && k->axpy_f16 && k->f32_to_f16 && k->dot_f16 && k->dot_f16_chain &&
-              k->dot_f16_n && k->dot_f16_chain_n);
+        CHECK(k->dot_f32 && k->axpy_f32 && k->rmsnorm && k->rmsnorm_n && k->rope && k->softmax &&
+              k->silu_mul && k->dot_f16_f32 && k->axpy_f16 && k->f32_to_f16 && k->dot_f16 &&
+              k->dot_f16_chain && k->dot_f16_n && k->dot_f16_chain_n && k->dot_f16_chain_mn);
     }
     const struct cai_kernels *r = &cai__kernels_ref;
     CHECK_EQ_INT(r->type[CAI_TYPE_Q4_0].vec_dot_type, CAI_TYPE_Q8_0);
@@ -920,6 +920,144 @@ static void test_dot_f16_batched(void)
             }
         }
         CHECK_MSG(bad == 0, "%s batched f16 dots: %d differ", k->isa, bad);
+    }
+}
+
+/* Runs the body once per table the host supports, with k pointing at it. */
+#define FOR_EACH_TABLE(k)                                                                          \
+    for (size_t ti_ = 0; ti_ < CAI_ARRAY_LEN(isas); ti_++)                                         \
+        for (const struct cai_kernels *k = cai__kernels_by_name(isas[ti_]); k; k = NULL)
+
+/* rope equals ref's bit for bit, both pairings, partial rotation. */
+static void test_rope(void)
+{
+    static const int dims[][3] = {{64, 64, 9}, {64, 32, 3}, {128, 128, 2}, {80, 64, 2}, {64, 24, 2}};
+    const struct cai_kernels *ref = &cai__kernels_ref;
+    FOR_EACH_TABLE(k) {
+        int bad = 0;
+        for (size_t a = 0; a < CAI_ARRAY_LEN(dims); a++) {
+            for (int neox = 0; neox < 2; neox++) {
+                const int hd = dims[a][0], nr = dims[a][1], nh = dims[a][2];
+                const size_t nx = (size_t)hd * (size_t)nh;
+                float *x = malloc(nx * sizeof(float)), *y = malloc(nx * sizeof(float));
+                float *cs = malloc((size_t)nr * sizeof(float));
+                if (!x || !y || !cs)
+                    abort();
+                for (size_t i = 0; i < nx; i++)
+                    x[i] = y[i] = rnd_normal() * 4.0f;
+                for (int i = 0; i < nr / 2; i++) {
+                    float th = (float)(a * 7 + 1) * powf(10000.0f, -2.0f * (float)i / (float)nr);
+                    cs[2 * i] = cosf(th);
+                    cs[2 * i + 1] = sinf(th);
+                }
+                k->rope(x, nh, hd, nr, cs, neox);
+                ref->rope(y, nh, hd, nr, cs, neox);
+                bad += memcmp(x, y, nx * sizeof(float)) != 0;
+                free(x);
+                free(y);
+                free(cs);
+            }
+        }
+        CHECK_MSG(bad == 0, "%s rope: %d cases differ", k->isa, bad);
+    }
+}
+
+/* rmsnorm_n equals rmsnorm row by row, bit for bit, also in place. */
+static void test_rmsnorm_n(void)
+{
+    static const int ntoks[] = {1, 3, 4, 5, 9};
+    static const int64_t ns[] = {1, 7, 64, 576, 2049};
+    FOR_EACH_TABLE(k) {
+        int bad = 0;
+        for (size_t a = 0; a < CAI_ARRAY_LEN(ntoks); a++) {
+            for (size_t b = 0; b < CAI_ARRAY_LEN(ns); b++) {
+                const int nt = ntoks[a];
+                const int64_t n = ns[b];
+                const size_t xs = (size_t)n + (a % 2 ? 3 : 0), ys = (size_t)n + (b % 2 ? 5 : 0);
+                float *x = malloc(xs * (size_t)nt * sizeof(float));
+                float *y = malloc(ys * (size_t)nt * sizeof(float));
+                float *w = malloc((size_t)n * sizeof(float));
+                float *one = malloc((size_t)n * sizeof(float));
+                if (!x || !y || !w || !one)
+                    abort();
+                for (size_t i = 0; i < xs * (size_t)nt; i++)
+                    x[i] = rnd_normal() * (i % 7 == 0 ? 1e-3f : 3.0f);
+                for (int64_t i = 0; i < n; i++)
+                    w[i] = rnd_normal();
+                k->rmsnorm_n(y, ys, x, xs, w, n, nt, 1e-6f);
+                for (int t = 0; t < nt; t++) {
+                    k->rmsnorm(one, x + (size_t)t * xs, w, n, 1e-6f);
+                    bad += memcmp(one, y + (size_t)t * ys, (size_t)n * sizeof(float)) != 0;
+                }
+                /* in place: the expected rows are in y */
+                k->rmsnorm_n(x, xs, x, xs, w, n, nt, 1e-6f);
+                for (int t = 0; t < nt; t++)
+                    bad += memcmp(x + (size_t)t * xs, y + (size_t)t * ys,
+                                  (size_t)n * sizeof(float)) != 0;
+                free(x);
+                free(y);
+                free(w);
+                free(one);
+            }
+        }
+        CHECK_MSG(bad == 0, "%s rmsnorm_n: %d rows differ", k->isa, bad);
+    }
+}
+
+/* dot_f16_chain_mn equals ref's bit for bit for any f32 right-hand
+ * vectors, and dot_f16_chain when they hold f16 values; outputs outside
+ * [0, n_vec) of each row stay untouched. */
+static void test_dot_f16_chain_mn(void)
+{
+    static const int64_t nvecs[] = {1, 3, 4, 7, 16, 33};
+    static const int nbs[] = {1, 2, 3, 4, 5, 7, 8};
+    static const int64_t ns[] = {16, 64, 80, 512};
+    const struct cai_kernels *ref = &cai__kernels_ref;
+    FOR_EACH_TABLE(k) {
+        int bad = 0;
+        for (size_t a = 0; a < CAI_ARRAY_LEN(nvecs); a++) {
+            for (size_t c = 0; c < CAI_ARRAY_LEN(nbs); c++) {
+                for (size_t d = 0; d < CAI_ARRAY_LEN(ns); d++) {
+                    const int64_t nv = nvecs[a], n = ns[d];
+                    const int nb = nbs[c];
+                    const int f16_exact = (int)((a + c + d) % 2);
+                    size_t as = (size_t)n + (a % 2 ? 24 : 0), bs = (size_t)n + (c % 2 ? 16 : 0);
+                    size_t os = (size_t)nv + 3;
+                    cai_half *m = malloc(as * (size_t)nv * sizeof(cai_half));
+                    float *bv = malloc(bs * (size_t)nb * sizeof(float));
+                    cai_half *bh = malloc((size_t)n * sizeof(cai_half));
+                    float *out = malloc(os * (size_t)nb * sizeof(float));
+                    float *want = malloc(os * (size_t)nb * sizeof(float));
+                    if (!m || !bv || !bh || !out || !want)
+                        abort();
+                    for (size_t i = 0; i < as * (size_t)nv; i++)
+                        m[i] = cai__f32_to_fp16(rnd_normal());
+                    for (size_t i = 0; i < bs * (size_t)nb; i++) {
+                        float x = d % 2 ? rnd_unit() : rnd_normal();
+                        bv[i] = f16_exact ? cai__fp16_to_f32(cai__f32_to_fp16(x)) : x;
+                    }
+                    for (size_t i = 0; i < os * (size_t)nb; i++)
+                        out[i] = want[i] = -7.0f;
+                    k->dot_f16_chain_mn(m, as, nv, bv, bs, nb, n, out, os);
+                    ref->dot_f16_chain_mn(m, as, nv, bv, bs, nb, n, want, os);
+                    bad += memcmp(out, want, os * (size_t)nb * sizeof(float)) != 0;
+                    for (int j = 0; f16_exact && j < nb; j++) {
+                        for (int64_t i = 0; i < n; i++)
+                            bh[i] = cai__f32_to_fp16(bv[(size_t)j * bs + (size_t)i]);
+                        for (int64_t v = 0; v < nv; v++) {
+                            float one = ref->dot_f16_chain(m + (size_t)v * as, bh, n);
+                            bad += memcmp(&out[(size_t)j * os + (size_t)v], &one, sizeof(float)) != 0;
+                        }
+                    }
+                    free(m);
+                    free(bv);
+                    free(bh);
+                    free(out);
+                    free(want);
+                }
+            }
+        }
+        CHECK_MSG(bad == 0, "%s dot_f16_chain_mn: %d cases differ", k->isa, bad);
     }
 }
 
@@ -1202,6 +1340,9 @@ int main(void)
     RUN(test_mm_exact);
     RUN(test_q_orders_identical);
     RUN(test_dot_f16_batched);
+    RUN(test_dot_f16_chain_mn);
+    RUN(test_rmsnorm_n);
+    RUN(test_rope);
     RUN(test_quantizer_quality);
     RUN(test_f32_ops);
     RUN(test_ref_f32_ops);

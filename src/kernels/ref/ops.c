@@ -94,15 +94,61 @@ void cai__ref_axpy_f32(float *y, float a, const float *x, int64_t n)
 
 /* y, x, w: [n]; y = (x * scale) * w with scale = 1 / sqrt(mean(x^2) + eps),
  * as ggml's rms_norm followed by the weight multiply. */
+void cai__ref_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, int neox)
+{
+    const int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            const float c = cs[2 * i], s = cs[2 * i + 1];
+            const float x0 = v[a], x1 = v[b];
+            v[a] = fmaf(x0, c, -(x1 * s));
+            v[b] = fmaf(x0, s, x1 * c);
+        }
+    }
+}
+
+/* rmsnorm's second half, from the row's sequential double sum of squares */
+static void rms_scale(float *y, const float *x, const float *w, int64_t n, float eps, double sum)
+{
+    float mean = (float)(sum / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (x[i] * scale) * w[i];
+}
+
 void cai__ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
 {
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++)
         sum += (double)(x[i] * x[i]);
-    float mean = (float)(sum / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = 0; i < n; i++)
-        y[i] = (x[i] * scale) * w[i];
+    rms_scale(y, x, w, n, eps, sum);
+}
+
+/* Four rows' sums side by side: each is still one sequential chain of
+ * double additions (the order of rmsnorm), but the four chains overlap. */
+void cai__ref_rmsnorm_n(float *y, size_t y_stride, const float *x, size_t x_stride,
+                        const float *w, int64_t n, int n_tok, float eps)
+{
+    int t = 0;
+    for (; t + 4 <= n_tok; t += 4) {
+        const float *x0 = x + (size_t)t * x_stride, *x1 = x0 + x_stride;
+        const float *x2 = x1 + x_stride, *x3 = x2 + x_stride;
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            s0 += (double)(x0[i] * x0[i]);
+            s1 += (double)(x1[i] * x1[i]);
+            s2 += (double)(x2[i] * x2[i]);
+            s3 += (double)(x3[i] * x3[i]);
+        }
+        const double s[4] = {s0, s1, s2, s3};
+        for (int r = 0; r < 4; r++)
+            rms_scale(y + (size_t)(t + r) * y_stride, x + (size_t)(t + r) * x_stride, w, n, eps,
+                      s[r]);
+    }
+    for (; t < n_tok; t++)
+        cai__ref_rmsnorm(y + (size_t)t * y_stride, x + (size_t)t * x_stride, w, n, eps);
 }
 
 /* x: [n], in place: x = exp(x - max) / sum, with llama.cpp's numerics:
@@ -188,6 +234,23 @@ void cai__ref_dot_f16_chain_n(const cai_half *a, size_t a_stride, int64_t n_vec,
 {
     for (int64_t v = 0; v < n_vec; v++)
         out[v] = cai__ref_dot_f16_chain(a + (size_t)v * a_stride, b, n);
+}
+
+void cai__ref_dot_f16_chain_mn(const cai_half *a, size_t a_stride, int64_t n_vec,
+                               const float *b, size_t b_stride, int n_b, int64_t n, float *out,
+                               size_t out_stride)
+{
+    for (int j = 0; j < n_b; j++) {
+        const float *bj = b + (size_t)j * b_stride;
+        for (int64_t v = 0; v < n_vec; v++) {
+            const cai_half *av = a + (size_t)v * a_stride;
+            float acc[16] = {0};
+            for (int64_t i = 0; i < n; i += 16)
+                for (int l = 0; l < 16; l++)
+                    acc[l] = fmaf(cai__fp16_to_f32(av[i + l]), bj[i + l], acc[l]);
+            out[(size_t)j * out_stride + (size_t)v] = cai__ref_hsum16(acc);
+        }
+    }
 }
 
 /* y: [n] f32, x: [n] f16; y += a * x */

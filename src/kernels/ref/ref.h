@@ -83,6 +83,9 @@ static inline float cai__ref_expf_ggml(float x)
 float cai__ref_dot_f32(const float *a, const float *b, int64_t n);
 void  cai__ref_axpy_f32(float *y, float a, const float *x, int64_t n);
 void  cai__ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+void  cai__ref_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, int neox);
+void  cai__ref_rmsnorm_n(float *y, size_t y_stride, const float *x, size_t x_stride,
+                         const float *w, int64_t n, int n_tok, float eps);
 void  cai__ref_softmax(float *x, int64_t n);
 void  cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n);
 float cai__ref_dot_f16_f32(const cai_half *a, const float *b, int64_t n);
@@ -93,6 +96,9 @@ void  cai__ref_dot_f16_n(const cai_half *a, size_t a_stride, int64_t n_vec, cons
                          int64_t n, float *out);
 void  cai__ref_dot_f16_chain_n(const cai_half *a, size_t a_stride, int64_t n_vec,
                                const cai_half *b, int64_t n, float *out);
+void  cai__ref_dot_f16_chain_mn(const cai_half *a, size_t a_stride, int64_t n_vec,
+                                const float *b, size_t b_stride, int n_b, int64_t n, float *out,
+                                size_t out_stride);
 void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
 
 /* A type entry made of ref functions, e.g. CAI__REF_TYPE(q4_0, CAI_TYPE_Q8_0). */
@@ -125,10 +131,12 @@ void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
                 [CAI_TYPE_Q8_K] = CAI__REF_TYPE(q8_k, CAI_TYPE_Q8_K),                              \
             },                                                                                     \
         .dot_f32 = cai__ref_dot_f32, .axpy_f32 = cai__ref_axpy_f32, .rmsnorm = cai__ref_rmsnorm,   \
+        .rmsnorm_n = cai__ref_rmsnorm_n, .rope = cai__ref_rope,                                    \
         .softmax = cai__ref_softmax, .silu_mul = cai__ref_silu_mul,                                \
         .dot_f16_f32 = cai__ref_dot_f16_f32, .axpy_f16 = cai__ref_axpy_f16,                        \
         .dot_f16 = cai__ref_dot_f16, .dot_f16_chain = cai__ref_dot_f16_chain,                      \
         .dot_f16_n = cai__ref_dot_f16_n, .dot_f16_chain_n = cai__ref_dot_f16_chain_n,              \
+        .dot_f16_chain_mn = cai__ref_dot_f16_chain_mn,                                             \
         .f32_to_f16 = cai__ref_f32_to_f16,                                                         \
     }
 

@@ -998,6 +998,8 @@ const struct cai_kernels cai__kernels_avx2 = {
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,
     .rmsnorm = cai__ref_rmsnorm, /* sequential double sum, as llama.cpp: exact match */
+    .rmsnorm_n = cai__ref_rmsnorm_n,
+    .rope = cai__ref_rope,
     .softmax = softmax,
     .silu_mul = silu_mul,
     .dot_f16_f32 = dot_f16_f32,
@@ -1006,6 +1008,7 @@ const struct cai_kernels cai__kernels_avx2 = {
     .dot_f16_chain = dot_f16_chain,
     .dot_f16_n = dot_f16_n,
     .dot_f16_chain_n = dot_f16_chain_n,
+    .dot_f16_chain_mn = cai__ref_dot_f16_chain_mn,
     .f32_to_f16 = f32_to_f16,
 };
 

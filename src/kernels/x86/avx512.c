@@ -834,6 +834,69 @@ static void dot_f16_chain_n(const cai_half *a, size_t a_stride, int64_t n_vec, c
         out[v] = dot_f16_chain(a + (size_t)v * a_stride, b, n);
 }
 
+/* dot_f16_chain_mn: tiles of 4 vectors of a x NB vectors of b, 4 * NB
+ * accumulators (one per dot, 16 lanes each); each a chunk is converted
+ * once for the NB dots that use it, and the tile's dots are reduced
+ * together (unused slots of the 16 stay zero). */
+static inline __attribute__((always_inline)) void chain_mn_tile(const cai_half *a,
+                                                                size_t a_stride, const float *b,
+                                                                size_t b_stride, int NB,
+                                                                int64_t n, float *out,
+                                                                size_t out_stride, int nv)
+{
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        __m512 av[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) /* past nv: the last vector again, not stored */
+            av[k] = load_f16x16(a + (size_t)(k < nv ? k : nv - 1) * a_stride + i);
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; j++) {
+            const __m512 bv = _mm512_loadu_ps(b + (size_t)j * b_stride + i);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                acc[4 * j + k] = _mm512_fmadd_ps(av[k], bv, acc[4 * j + k]);
+        }
+    }
+    float s[16];
+    _mm512_storeu_ps(s, hsum16_x16(acc));
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++)
+        _mm_mask_storeu_ps(out + (size_t)j * out_stride, (__mmask8)((1u << nv) - 1),
+                           _mm_loadu_ps(s + 4 * j));
+}
+
+static void dot_f16_chain_mn(const cai_half *a, size_t a_stride, int64_t n_vec, const float *b,
+                             size_t b_stride, int n_b, int64_t n, float *out, size_t out_stride)
+{
+    for (int j = 0; j < n_b; j += 4) {
+        const int nb = n_b - j < 4 ? n_b - j : 4;
+        const float *bj = b + (size_t)j * b_stride;
+        float *oj = out + (size_t)j * out_stride;
+        for (int64_t v = 0; v < n_vec; v += 4) {
+            const cai_half *av = a + (size_t)v * a_stride;
+            const int nv = n_vec - v < 4 ? (int)(n_vec - v) : 4;
+            switch (nb) {
+            case 4:
+                chain_mn_tile(av, a_stride, bj, b_stride, 4, n, oj + v, out_stride, nv);
+                break;
+            case 3:
+                chain_mn_tile(av, a_stride, bj, b_stride, 3, n, oj + v, out_stride, nv);
+                break;
+            case 2:
+                chain_mn_tile(av, a_stride, bj, b_stride, 2, n, oj + v, out_stride, nv);
+                break;
+            default:
+                chain_mn_tile(av, a_stride, bj, b_stride, 1, n, oj + v, out_stride, nv);
+                break;
+            }
+        }
+    }
+}
+
 /* dot_f16 16 at a time: each vector's four accumulators as in dot_f16,
  * the cross-lane sums together, the tails one by one. */
 static void dot_f16_n(const cai_half *a, size_t a_stride, int64_t n_vec, const cai_half *b,
@@ -1074,6 +1137,41 @@ static void softmax(float *x, int64_t n)
     }
 }
 
+/* ref's rotation 16 pairs at a time (same roundings: x1 * s and x1 * c
+ * rounded, then one fma each); n_rot not a multiple of 32: ref. */
+static void rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, int neox)
+{
+    if (n_rot % 32) {
+        cai__ref_rope(x, n_heads, head_dim, n_rot, cs, neox);
+        return;
+    }
+    const int half = n_rot / 2;
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        if (neox) {
+            for (int i = 0; i < half; i += 16) {
+                const __m512 c0 = _mm512_loadu_ps(cs + 2 * i), c1 = _mm512_loadu_ps(cs + 2 * i + 16);
+                const __m512 c = _mm512_permutex2var_ps(c0, ev, c1);
+                const __m512 s = _mm512_permutex2var_ps(c0, od, c1);
+                const __m512 x0 = _mm512_loadu_ps(v + i), x1 = _mm512_loadu_ps(v + i + half);
+                _mm512_storeu_ps(v + i, _mm512_fmsub_ps(x0, c, _mm512_mul_ps(x1, s)));
+                _mm512_storeu_ps(v + i + half, _mm512_fmadd_ps(x0, s, _mm512_mul_ps(x1, c)));
+            }
+            continue;
+        }
+        /* pairs in adjacent lanes: even lanes x0 * c - x1 * s, odd lanes
+         * x0 * s + x1 * c, with cs = {c, s} pairs matching the lanes */
+        for (int i = 0; i < n_rot; i += 16) {
+            const __m512 cs2 = _mm512_loadu_ps(cs + i), xv = _mm512_loadu_ps(v + i);
+            const __m512 x0 = _mm512_moveldup_ps(xv), x1 = _mm512_movehdup_ps(xv);
+            const __m512 p = _mm512_mul_ps(x1, _mm512_permute_ps(cs2, 0xb1)); /* x1*s, x1*c */
+            _mm512_storeu_ps(v + i, _mm512_fmaddsub_ps(x0, cs2, p));
+        }
+    }
+}
+
 static void silu_mul(float *y, const float *g, const float *u, int64_t n)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
@@ -1132,6 +1230,8 @@ const struct cai_kernels cai__kernels_avx512 = {
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,
     .rmsnorm = cai__ref_rmsnorm, /* sequential double sum, as llama.cpp: exact match */
+    .rmsnorm_n = cai__ref_rmsnorm_n,
+    .rope = rope,
     .softmax = softmax,
     .silu_mul = silu_mul,
     .dot_f16_f32 = dot_f16_f32,
@@ -1140,6 +1240,7 @@ const struct cai_kernels cai__kernels_avx512 = {
     .dot_f16_chain = dot_f16_chain,
     .dot_f16_n = dot_f16_n,
     .dot_f16_chain_n = dot_f16_chain_n,
+    .dot_f16_chain_mn = dot_f16_chain_mn,
     .f32_to_f16 = f32_to_f16,
 };
 
