@@ -18,16 +18,12 @@
 
 #include "coreaimodel.h"
 #include "coreaimodel_write.h"
+#include "gguf_write.h"
+#include "wbuf.h"
 #include "../tensor/types.h"
 
-#define W_MAX_KEY_LEN  65535u
 #define W_MAX_NAME_LEN 64u
 #define W_CHUNK        (8u << 20) /* bytes per write() and progress step */
-
-struct wbuf {
-    uint8_t *p;
-    size_t   n, cap;
-};
 
 struct wtensor {
     char           *name;
@@ -43,76 +39,26 @@ struct wtensor {
 };
 
 struct cai_cam_writer {
-    uint32_t        alignment;
-    struct wbuf     kvs;    /* encoded records, back to back */
-    size_t         *kv_off; /* [n_kv] start of each record */
-    uint64_t        n_kv;
-    size_t          kv_cap;
+    uint32_t                alignment;
+    struct cai_gguf_writer *kv; /* the key/values, encoded as the directory holds them */
     struct wtensor *tensors;
     uint64_t        n_tensors;
     size_t          t_cap;
 };
 
-/* ---- byte buffer ------------------------------------------------------------ */
-
-static bool wb_reserve(struct wbuf *b, size_t extra)
-{
-    size_t need;
-    if (!cai__add_size(b->n, extra, &need))
-        return false;
-    if (need <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < need)
-        if (!cai__mul_size(cap, 2, &cap))
-            return false;
-    uint8_t *p = cai__realloc(b->p, cap);
-    if (!p)
-        return false;
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static bool wb_put(struct wbuf *b, const void *d, size_t n)
-{
-    if (!wb_reserve(b, n))
-        return false;
-    if (n)
-        memcpy(b->p + b->n, d, n);
-    b->n += n;
-    return true;
-}
-
-static bool wb_u32(struct wbuf *b, uint32_t v)
-{
-    uint8_t t[4];
-    for (int i = 0; i < 4; i++)
-        t[i] = (uint8_t)(v >> (8 * i));
-    return wb_put(b, t, 4);
-}
-
-static bool wb_u64(struct wbuf *b, uint64_t v)
-{
-    uint8_t t[8];
-    for (int i = 0; i < 8; i++)
-        t[i] = (uint8_t)(v >> (8 * i));
-    return wb_put(b, t, 8);
-}
-
-static bool wb_str(struct wbuf *b, const char *s, uint64_t len)
-{
-    return len <= SIZE_MAX && wb_u64(b, len) && wb_put(b, s, (size_t)len);
-}
-
 /* ---- writer ------------------------------------------------------------------ */
 
 int cai__cam_writer_new(struct cai_cam_writer **out, struct cai_error *err)
 {
-    *out = cai__calloc(1, sizeof(**out));
-    if (!*out)
+    struct cai_cam_writer *w = cai__calloc(1, sizeof(*w));
+    *out = NULL;
+    if (!w || cai__gguf_writer_new(&w->kv, 3, NULL) < 0) {
+        cai__free(w);
         return cai__fail(err, CAI_ENOMEM, "coreaimodel writer: out of memory");
-    (*out)->alignment = CAI_CAM_DEFAULT_ALIGNMENT;
+    }
+    cai__gguf_writer_set_label(w->kv, "coreaimodel writer");
+    w->alignment = CAI_CAM_DEFAULT_ALIGNMENT;
+    *out = w;
     return 0;
 }
 
@@ -123,8 +69,7 @@ void cai__cam_writer_free(struct cai_cam_writer *w)
     for (uint64_t i = 0; i < w->n_tensors; i++)
         cai__free(w->tensors[i].name);
     cai__free(w->tensors);
-    cai__free(w->kvs.p);
-    cai__free(w->kv_off);
+    cai__gguf_writer_free(w->kv);
     cai__free(w);
 }
 
@@ -137,64 +82,30 @@ int cai__cam_writer_set_alignment(struct cai_cam_writer *w, uint32_t a, struct c
     return 0;
 }
 
-static bool key_at_eq(const struct cai_cam_writer *w, uint64_t i, const char *key, size_t len)
-{
-    const uint8_t *r = w->kvs.p + w->kv_off[i];
-    uint64_t klen = 0;
-    for (int b = 0; b < 8; b++)
-        klen |= (uint64_t)r[b] << (8 * b);
-    return klen == len && memcmp(r + 8, key, len) == 0;
-}
-
 bool cai__cam_writer_has_kv(const struct cai_cam_writer *w, const char *key)
 {
-    size_t len = strlen(key);
-    for (uint64_t i = 0; i < w->n_kv; i++)
-        if (key_at_eq(w, i, key, len))
-            return true;
-    return false;
+    return cai__gguf_writer_has_kv(w->kv, key);
 }
 
 int cai__cam_writer_add_raw(struct cai_cam_writer *w, const char *key, uint32_t type,
                             const void *value, size_t n_bytes, struct cai_error *err)
 {
-    size_t len = key ? strlen(key) : 0;
-    if (len == 0 || len > W_MAX_KEY_LEN)
-        return cai__fail(err, CAI_EINVAL, "coreaimodel writer: key length %zu not in 1..%u", len,
-                         W_MAX_KEY_LEN);
-    if (strcmp(key, "general.alignment") == 0)
+    if (key && strcmp(key, "general.alignment") == 0)
         return cai__fail(err, CAI_EINVAL, "coreaimodel writer: general.alignment is written by "
                          "the writer (use set_alignment)");
     if (type > CAI_GGUF_F64)
-        return cai__fail(err, CAI_EINVAL, "coreaimodel writer: key \"%s\": unknown type %u", key,
-                         type);
-    if (cai__cam_writer_has_kv(w, key))
-        return cai__fail(err, CAI_EINVAL, "coreaimodel writer: duplicate key \"%s\"", key);
-    if (w->n_kv == w->kv_cap) {
-        size_t cap = w->kv_cap ? w->kv_cap * 2 : 32;
-        size_t *p = cai__realloc(w->kv_off, cap * sizeof(*p));
-        if (!p)
-            return cai__fail(err, CAI_ENOMEM, "coreaimodel writer: out of memory");
-        w->kv_off = p;
-        w->kv_cap = cap;
-    }
-    size_t at = w->kvs.n;
-    if (!wb_str(&w->kvs, key, len) || !wb_u32(&w->kvs, type) ||
-        !wb_put(&w->kvs, value, n_bytes)) {
-        w->kvs.n = at;
-        return cai__fail(err, CAI_ENOMEM, "coreaimodel writer: out of memory for key \"%s\"", key);
-    }
-    w->kv_off[w->n_kv++] = at;
-    return 0;
+        return cai__fail(err, CAI_EINVAL, "coreaimodel writer: key \"%s\": unknown type %u",
+                         key ? key : "", type);
+    return cai__gguf_writer_add_raw(w->kv, key ? key : "", type, value, n_bytes, err);
 }
 
-static int add_le(struct cai_cam_writer *w, const char *key, uint32_t type, uint64_t v, int n,
+/* A scalar of `n` bytes, little-endian (the caller checked `key`). */
+static int add_le(struct cai_cam_writer *w, const char *key, uint32_t type, uint64_t v, size_t n,
                   struct cai_error *err)
 {
     uint8_t b[8];
-    for (int i = 0; i < n; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    return cai__cam_writer_add_raw(w, key, type, b, (size_t)n, err);
+    cai__put_le(b, v, n);
+    return cai__cam_writer_add_raw(w, key, type, b, n, err);
 }
 
 int cai__cam_writer_add_u32(struct cai_cam_writer *w, const char *key, uint32_t v,
@@ -229,17 +140,20 @@ int cai__cam_writer_add_bool(struct cai_cam_writer *w, const char *key, bool v,
     return add_le(w, key, CAI_GGUF_BOOL, v ? 1 : 0, 1, err);
 }
 
+/* Keys other than general.alignment go straight to the embedded writer. */
+static bool key_ok(const char *key, struct cai_error *err)
+{
+    if (strcmp(key, "general.alignment") != 0)
+        return true;
+    cai__fail(err, CAI_EINVAL, "coreaimodel writer: general.alignment is written by the writer "
+              "(use set_alignment)");
+    return false;
+}
+
 int cai__cam_writer_add_strn(struct cai_cam_writer *w, const char *key, const char *v,
                              uint64_t len, struct cai_error *err)
 {
-    struct wbuf b = {0};
-    if (!wb_str(&b, v, len)) {
-        cai__free(b.p);
-        return cai__fail(err, CAI_ENOMEM, "coreaimodel writer: out of memory for key \"%s\"", key);
-    }
-    int rc = cai__cam_writer_add_raw(w, key, CAI_GGUF_STRING, b.p, b.n, err);
-    cai__free(b.p);
-    return rc;
+    return key_ok(key, err) ? cai__gguf_writer_add_strn(w->kv, key, v, len, err) : CAI_EINVAL;
 }
 
 int cai__cam_writer_add_str(struct cai_cam_writer *w, const char *key, const char *v,
@@ -248,55 +162,26 @@ int cai__cam_writer_add_str(struct cai_cam_writer *w, const char *key, const cha
     return cai__cam_writer_add_strn(w, key, v, strlen(v), err);
 }
 
-static uint64_t elem_size(uint32_t t)
-{
-    static const uint8_t sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    return t < CAI_ARRAY_LEN(sizes) ? sizes[t] : 0;
-}
-
 int cai__cam_writer_add_arr(struct cai_cam_writer *w, const char *key, uint32_t elem_type,
                             const void *elems, uint64_t n, struct cai_error *err)
 {
-    uint64_t es = elem_size(elem_type), total;
-    struct wbuf b = {0};
-    if (!es)
-        return cai__fail(err, CAI_EINVAL, "coreaimodel writer: key \"%s\": element type %u is not "
-                         "a fixed-size type", key, elem_type);
-    if (!cai__mul_u64(n, es, &total) || total > SIZE_MAX - 12)
-        return cai__fail(err, CAI_EINVAL, "coreaimodel writer: key \"%s\": array too large", key);
-    bool ok = wb_reserve(&b, (size_t)total + 12) && wb_u32(&b, elem_type) && wb_u64(&b, n);
-    const uint8_t *src = elems;
-    for (uint64_t i = 0; ok && i < n; i++) {
-        uint64_t v = 0;
-        switch (es) {
-        case 1: v = src[i]; break;
-        case 2: { uint16_t x; memcpy(&x, src + 2 * i, 2); v = x; break; }
-        case 4: { uint32_t x; memcpy(&x, src + 4 * i, 4); v = x; break; }
-        default: memcpy(&v, src + 8 * i, 8); break;
-        }
-        if (elem_type == CAI_GGUF_BOOL)
-            v = v ? 1 : 0;
-        for (uint64_t k = 0; k < es; k++)
-            b.p[b.n++] = (uint8_t)(v >> (8 * k)); /* reserved above */
-    }
-    int rc = ok ? cai__cam_writer_add_raw(w, key, CAI_GGUF_ARRAY, b.p, b.n, err)
-                : cai__fail(err, CAI_ENOMEM, "coreaimodel writer: out of memory for \"%s\"", key);
-    cai__free(b.p);
-    return rc;
+    return key_ok(key, err) ? cai__gguf_writer_add_arr(w->kv, key, elem_type, elems, n, err)
+                            : CAI_EINVAL;
 }
 
 int cai__cam_writer_add_arr_str(struct cai_cam_writer *w, const char *key,
                                 const char *const *strs, const uint32_t *lens, uint64_t n,
                                 struct cai_error *err)
 {
-    struct wbuf b = {0};
-    bool ok = wb_u32(&b, CAI_GGUF_STRING) && wb_u64(&b, n);
-    for (uint64_t i = 0; ok && i < n; i++)
-        ok = wb_str(&b, strs[i], lens ? lens[i] : strlen(strs[i]));
-    int rc = ok ? cai__cam_writer_add_raw(w, key, CAI_GGUF_ARRAY, b.p, b.n, err)
-                : cai__fail(err, CAI_ENOMEM, "coreaimodel writer: out of memory for \"%s\"", key);
-    cai__free(b.p);
-    return rc;
+    return key_ok(key, err) ? cai__gguf_writer_add_arr_strn(w->kv, key, strs, lens, n, err)
+                            : CAI_EINVAL;
+}
+
+/* Bytes of a scalar value type; 0 for STRING, ARRAY and unknown ids. */
+static size_t elem_size(uint32_t t)
+{
+    static const uint8_t sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return t < CAI_ARRAY_LEN(sizes) ? sizes[t] : 0;
 }
 
 int cai__cam_writer_copy_kv(struct cai_cam_writer *w, const struct cai_gguf *src,
@@ -333,7 +218,7 @@ int cai__cam_writer_copy_kv(struct cai_cam_writer *w, const struct cai_gguf *src
         } else if (kv->type == CAI_GGUF_F64) {
             memcpy(&v, &kv->f64, 8);
         }
-        rc = add_le(w, key, kv->type, v, (int)elem_size(kv->type), err);
+        rc = add_le(w, key, kv->type, v, elem_size(kv->type), err);
     }
 out:
     cai__free(key);
@@ -444,22 +329,26 @@ static bool align_up(uint64_t x, uint64_t a, uint64_t *out)
 }
 
 /* Encodes the directory (GGUF v3 header) into `dir`; sets tensor offsets. */
-static bool encode_dir(struct cai_cam_writer *w, struct wbuf *dir)
+static bool encode_dir(struct cai_cam_writer *w, struct cai__wbuf *dir)
 {
     uint64_t off = 0;
-    bool ok = wb_put(dir, "GGUF", 4) && wb_u32(dir, 3) && wb_u64(dir, w->n_tensors) &&
-              wb_u64(dir, w->n_kv + 1) && wb_put(dir, w->kvs.p, w->kvs.n) &&
-              wb_str(dir, "general.alignment", 17) && wb_u32(dir, CAI_GGUF_U32) &&
-              wb_u32(dir, w->alignment);
+    const uint8_t *kvs;
+    size_t kv_bytes;
+    uint64_t n_kv = cai__gguf_writer_kv_records(w->kv, &kvs, &kv_bytes);
+    bool ok = cai__wb_put(dir, "GGUF", 4) && cai__wb_u32(dir, 3) &&
+              cai__wb_u64(dir, w->n_tensors) &&
+              cai__wb_u64(dir, n_kv + 1) && cai__wb_put(dir, kvs, kv_bytes) &&
+              cai__wb_str(dir, "general.alignment", 17) && cai__wb_u32(dir, CAI_GGUF_U32) &&
+              cai__wb_u32(dir, w->alignment);
     for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
         struct wtensor *t = &w->tensors[i];
         if (i > 0)
             ok = align_up(off, w->alignment, &off);
         t->offset = off;
-        ok = ok && wb_str(dir, t->name, strlen(t->name)) && wb_u32(dir, t->n_dims);
+        ok = ok && cai__wb_str(dir, t->name, strlen(t->name)) && cai__wb_u32(dir, t->n_dims);
         for (uint32_t d = 0; ok && d < t->n_dims; d++)
-            ok = wb_u64(dir, (uint64_t)t->ne[d]);
-        ok = ok && wb_u32(dir, t->type) && wb_u64(dir, t->offset) &&
+            ok = cai__wb_u64(dir, (uint64_t)t->ne[d]);
+        ok = ok && cai__wb_u32(dir, t->type) && cai__wb_u64(dir, t->offset) &&
              cai__add_u64(off, t->n_bytes, &off);
     }
     return ok;
@@ -667,7 +556,7 @@ static int write_tensor(struct cai_cam_writer *w, struct outfile *o, struct wten
 int cai__cam_writer_write(struct cai_cam_writer *w, const char *path, cai_cam_progress_fn progress,
                           void *user, struct cai_error *err)
 {
-    struct wbuf dir = {0}, table = {0};
+    struct cai__wbuf dir = {0}, table = {0};
     struct outfile o = {.fd = -1};
     uint64_t a = w->alignment, table_end, dir_offset, data_offset, file_bytes, data_end = 0;
     int rc = 0;
@@ -688,7 +577,7 @@ int cai__cam_writer_write(struct cai_cam_writer *w, const char *path, cai_cam_pr
         cai__free(dir.p);
         return cai__fail(err, CAI_EINVAL, "%s: the model is too large for one file", path);
     }
-    if (!wb_reserve(&table, (size_t)(table_end - CAI_CAM_HEADER_BYTES))) {
+    if (!cai__wb_reserve(&table, (size_t)(table_end - CAI_CAM_HEADER_BYTES))) {
         cai__free(dir.p);
         return cai__fail(err, CAI_ENOMEM, "%s: out of memory", path);
     }

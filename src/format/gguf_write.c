@@ -15,15 +15,11 @@
 
 #include "gguf_write.h"
 #include "gguf.h"
+#include "wbuf.h"
 #include "../tensor/types.h"
 
 #define W_MAX_KEY_LEN  65535u
 #define W_MAX_NAME_LEN 64u
-
-struct wbuf {
-    uint8_t *p;
-    size_t   n, cap;
-};
 
 struct wtensor {
     char       *name;
@@ -35,9 +31,10 @@ struct wtensor {
 };
 
 struct cai_gguf_writer {
+    const char     *label;  /* how key errors name the writer */
     uint32_t        version;
     uint32_t        alignment;
-    struct wbuf     kvs;    /* encoded kv records, back to back */
+    struct cai__wbuf     kvs;    /* encoded kv records, back to back */
     size_t         *kv_off; /* [n_kv] start of each record in kvs */
     uint64_t        n_kv;
     size_t          kv_cap;
@@ -45,75 +42,6 @@ struct cai_gguf_writer {
     uint64_t        n_tensors;
     size_t          t_cap;
 };
-
-/* ---- byte buffer ----------------------------------------------------------- */
-
-static bool wb_reserve(struct wbuf *b, size_t extra)
-{
-    size_t need;
-    if (!cai__add_size(b->n, extra, &need))
-        return false;
-    if (need <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) {
-        if (!cai__mul_size(cap, 2, &cap))
-            return false;
-    }
-    uint8_t *p = cai__realloc(b->p, cap);
-    if (!p)
-        return false;
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static bool wb_put(struct wbuf *b, const void *d, size_t n)
-{
-    if (!wb_reserve(b, n))
-        return false;
-    if (n)
-        memcpy(b->p + b->n, d, n);
-    b->n += n;
-    return true;
-}
-
-static bool wb_zeros(struct wbuf *b, size_t n)
-{
-    if (!wb_reserve(b, n))
-        return false;
-    memset(b->p + b->n, 0, n);
-    b->n += n;
-    return true;
-}
-
-static void put_le(uint8_t *dst, uint64_t v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        dst[i] = (uint8_t)(v >> (8 * i));
-}
-
-static bool wb_u32(struct wbuf *b, uint32_t v)
-{
-    uint8_t t[4];
-    put_le(t, v, 4);
-    return wb_put(b, t, 4);
-}
-
-static bool wb_u64(struct wbuf *b, uint64_t v)
-{
-    uint8_t t[8];
-    put_le(t, v, 8);
-    return wb_put(b, t, 8);
-}
-
-static uint64_t get_le64(const uint8_t *b)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | b[i];
-    return v;
-}
 
 /* ---- writer ------------------------------------------------------------------ */
 
@@ -126,6 +54,7 @@ int cai__gguf_writer_new(struct cai_gguf_writer **out, uint32_t version, struct 
     struct cai_gguf_writer *w = cai__calloc(1, sizeof(*w));
     if (!w)
         return cai__fail(err, CAI_ENOMEM, "gguf writer: out of memory");
+    w->label = "gguf writer";
     w->version = version;
     w->alignment = 32;
     *out = w;
@@ -149,7 +78,7 @@ static uint64_t find_key(const struct cai_gguf_writer *w, const char *key, size_
 {
     for (uint64_t i = 0; i < w->n_kv; i++) {
         const uint8_t *r = w->kvs.p + w->kv_off[i];
-        if (get_le64(r) == len && memcmp(r + 8, key, len) == 0)
+        if (cai__get_le64(r) == len && memcmp(r + 8, key, len) == 0)
             return i;
     }
     return UINT64_MAX;
@@ -162,22 +91,22 @@ static int kv_begin(struct cai_gguf_writer *w, const char *key, uint32_t type, s
 {
     size_t len = strlen(key);
     if (len == 0 || len > W_MAX_KEY_LEN)
-        return cai__fail(err, CAI_EINVAL, "gguf writer: key \"%.48s\": length %zu not in 1..%u",
-                         key, len, W_MAX_KEY_LEN);
+        return cai__fail(err, CAI_EINVAL, "%s: key \"%.48s\": length %zu not in 1..%u",
+                         w->label, key, len, W_MAX_KEY_LEN);
     if (find_key(w, key, len) != UINT64_MAX)
-        return cai__fail(err, CAI_EINVAL, "gguf writer: key \"%.48s\": already added", key);
+        return cai__fail(err, CAI_EINVAL, "%s: duplicate key \"%.48s\": already added", w->label, key);
     if (w->n_kv == w->kv_cap) {
         size_t cap = w->kv_cap ? w->kv_cap * 2 : 16;
         size_t *p = cai__realloc(w->kv_off, cap * sizeof(*p));
         if (!p)
-            return cai__fail(err, CAI_ENOMEM, "gguf writer: key \"%.48s\": out of memory", key);
+            return cai__fail(err, CAI_ENOMEM, "%s: key \"%.48s\": out of memory", w->label, key);
         w->kv_off = p;
         w->kv_cap = cap;
     }
     *mark = w->kvs.n;
-    if (!wb_u64(&w->kvs, len) || !wb_put(&w->kvs, key, len) || !wb_u32(&w->kvs, type)) {
+    if (!cai__wb_str(&w->kvs, key, len) || !cai__wb_u32(&w->kvs, type)) {
         w->kvs.n = *mark;
-        return cai__fail(err, CAI_ENOMEM, "gguf writer: key \"%.48s\": out of memory", key);
+        return cai__fail(err, CAI_ENOMEM, "%s: key \"%.48s\": out of memory", w->label, key);
     }
     return 0;
 }
@@ -188,7 +117,7 @@ static int kv_end(struct cai_gguf_writer *w, const char *key, size_t mark, bool 
 {
     if (!ok) {
         w->kvs.n = mark;
-        return cai__fail(err, CAI_ENOMEM, "gguf writer: key \"%.48s\": out of memory", key);
+        return cai__fail(err, CAI_ENOMEM, "%s: key \"%.48s\": out of memory", w->label, key);
     }
     w->kv_off[w->n_kv++] = mark;
     return 0;
@@ -202,8 +131,8 @@ static int add_scalar(struct cai_gguf_writer *w, const char *key, uint32_t type,
     int rc = kv_begin(w, key, type, &mark, err);
     if (rc)
         return rc;
-    put_le(t, bits, n);
-    return kv_end(w, key, mark, wb_put(&w->kvs, t, n), err);
+    cai__put_le(t, bits, n);
+    return kv_end(w, key, mark, cai__wb_put(&w->kvs, t, n), err);
 }
 
 int cai__gguf_writer_add_u8(struct cai_gguf_writer *w, const char *key, uint8_t v,
@@ -281,11 +210,11 @@ int cai__gguf_writer_add_strn(struct cai_gguf_writer *w, const char *key, const 
 {
     size_t mark;
     if (len > SIZE_MAX)
-        return cai__fail(err, CAI_EINVAL, "gguf writer: key \"%.48s\": string too long", key);
+        return cai__fail(err, CAI_EINVAL, "%s: key \"%.48s\": string too long", w->label, key);
     int rc = kv_begin(w, key, CAI_GGUF_STRING, &mark, err);
     if (rc)
         return rc;
-    bool ok = wb_u64(&w->kvs, len) && wb_put(&w->kvs, v, (size_t)len);
+    bool ok = cai__wb_u64(&w->kvs, len) && cai__wb_put(&w->kvs, v, (size_t)len);
     return kv_end(w, key, mark, ok, err);
 }
 
@@ -308,15 +237,16 @@ int cai__gguf_writer_add_arr(struct cai_gguf_writer *w, const char *key, uint32_
     size_t es = elem_size(elem_type), total, mark;
     if (!es)
         return cai__fail(err, CAI_EINVAL,
-                         "gguf writer: key \"%.48s\": element type %" PRIu32
+                         "%s: key \"%.48s\": element type %" PRIu32
                          " is not a fixed-size type",
-                         key, elem_type);
+                         w->label, key, elem_type);
     if (n > SIZE_MAX || !cai__mul_size((size_t)n, es, &total))
-        return cai__fail(err, CAI_EINVAL, "gguf writer: key \"%.48s\": array too large", key);
+        return cai__fail(err, CAI_EINVAL, "%s: key \"%.48s\": array too large", w->label, key);
     int rc = kv_begin(w, key, CAI_GGUF_ARRAY, &mark, err);
     if (rc)
         return rc;
-    bool ok = wb_u32(&w->kvs, elem_type) && wb_u64(&w->kvs, n) && wb_reserve(&w->kvs, total);
+    bool ok = cai__wb_u32(&w->kvs, elem_type) && cai__wb_u64(&w->kvs, n) &&
+              cai__wb_reserve(&w->kvs, total);
     if (ok) {
         const uint8_t *src = elems;
         uint8_t *dst = w->kvs.p + w->kvs.n;
@@ -340,26 +270,31 @@ int cai__gguf_writer_add_arr(struct cai_gguf_writer *w, const char *key, uint32_
             } else {
                 memcpy(&v, e, 8);
             }
-            put_le(dst + i * es, v, es);
+            cai__put_le(dst + i * es, v, es);
         }
         w->kvs.n += total;
     }
     return kv_end(w, key, mark, ok, err);
 }
 
-int cai__gguf_writer_add_arr_str(struct cai_gguf_writer *w, const char *key,
-                                 const char *const *strs, uint64_t n, struct cai_error *err)
+int cai__gguf_writer_add_arr_strn(struct cai_gguf_writer *w, const char *key,
+                                  const char *const *strs, const uint32_t *lens, uint64_t n,
+                                  struct cai_error *err)
 {
     size_t mark;
     int rc = kv_begin(w, key, CAI_GGUF_ARRAY, &mark, err);
     if (rc)
         return rc;
-    bool ok = wb_u32(&w->kvs, CAI_GGUF_STRING) && wb_u64(&w->kvs, n);
-    for (uint64_t i = 0; ok && i < n; i++) {
-        size_t len = strlen(strs[i]);
-        ok = wb_u64(&w->kvs, len) && wb_put(&w->kvs, strs[i], len);
-    }
+    bool ok = cai__wb_u32(&w->kvs, CAI_GGUF_STRING) && cai__wb_u64(&w->kvs, n);
+    for (uint64_t i = 0; ok && i < n; i++)
+        ok = cai__wb_str(&w->kvs, strs[i], lens ? lens[i] : strlen(strs[i]));
     return kv_end(w, key, mark, ok, err);
+}
+
+int cai__gguf_writer_add_arr_str(struct cai_gguf_writer *w, const char *key,
+                                 const char *const *strs, uint64_t n, struct cai_error *err)
+{
+    return cai__gguf_writer_add_arr_strn(w, key, strs, NULL, n, err);
 }
 
 int cai__gguf_writer_add_raw(struct cai_gguf_writer *w, const char *key, uint32_t type,
@@ -369,7 +304,25 @@ int cai__gguf_writer_add_raw(struct cai_gguf_writer *w, const char *key, uint32_
     int rc = kv_begin(w, key, type, &mark, err);
     if (rc)
         return rc;
-    return kv_end(w, key, mark, wb_put(&w->kvs, value, n_bytes), err);
+    return kv_end(w, key, mark, cai__wb_put(&w->kvs, value, n_bytes), err);
+}
+
+void cai__gguf_writer_set_label(struct cai_gguf_writer *w, const char *label)
+{
+    w->label = label;
+}
+
+bool cai__gguf_writer_has_kv(const struct cai_gguf_writer *w, const char *key)
+{
+    return find_key(w, key, strlen(key)) != UINT64_MAX;
+}
+
+uint64_t cai__gguf_writer_kv_records(const struct cai_gguf_writer *w, const uint8_t **records,
+                                     size_t *n_bytes)
+{
+    *records = w->kvs.p;
+    *n_bytes = w->kvs.n;
+    return w->n_kv;
 }
 
 int cai__gguf_writer_set_alignment(struct cai_gguf_writer *w, uint32_t alignment,
@@ -390,7 +343,7 @@ int cai__gguf_writer_set_alignment(struct cai_gguf_writer *w, uint32_t alignment
         if (r[0] != CAI_GGUF_U32 || r[1] || r[2] || r[3])
             return cai__fail(err, CAI_EINVAL,
                              "gguf writer: key \"%s\" was already added with another type", key);
-        put_le(r + 4, alignment, 4);
+        cai__put_le(r + 4, alignment, 4);
     }
     w->alignment = alignment;
     return 0;
@@ -497,12 +450,13 @@ uint64_t cai__gguf_writer_size(const struct cai_gguf_writer *w)
 }
 
 /* Header, kvs, tensor infos and padding up to the data section. */
-static int build_meta(const struct cai_gguf_writer *w, struct wbuf *b, uint64_t data_offset,
+static int build_meta(const struct cai_gguf_writer *w, struct cai__wbuf *b, uint64_t data_offset,
                       struct cai_error *err)
 {
-    bool ok = wb_reserve(b, (size_t)data_offset) && wb_u32(b, 0x46554747u) &&
-              wb_u32(b, w->version) && wb_u64(b, w->n_tensors) && wb_u64(b, w->n_kv) &&
-              wb_put(b, w->kvs.p, w->kvs.n);
+    bool ok = cai__wb_reserve(b, (size_t)data_offset) && cai__wb_u32(b, 0x46554747u) &&
+              cai__wb_u32(b, w->version) && cai__wb_u64(b, w->n_tensors) &&
+              cai__wb_u64(b, w->n_kv) &&
+              cai__wb_put(b, w->kvs.p, w->kvs.n);
     uint64_t end = 0;
     for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
         const struct wtensor *t = &w->tensors[i];
@@ -510,13 +464,13 @@ static int build_meta(const struct cai_gguf_writer *w, struct wbuf *b, uint64_t 
         align_up(end, w->alignment, &off); /* checked by layout() */
         end = off + t->n_bytes;
         size_t len = strlen(t->name);
-        ok = wb_u64(b, len) && wb_put(b, t->name, len) && wb_u32(b, t->n_dims);
+        ok = cai__wb_u64(b, len) && cai__wb_put(b, t->name, len) && cai__wb_u32(b, t->n_dims);
         for (uint32_t d = 0; ok && d < t->n_dims; d++)
-            ok = wb_u64(b, (uint64_t)t->ne[d]);
-        ok = ok && wb_u32(b, t->type) && wb_u64(b, off);
+            ok = cai__wb_u64(b, (uint64_t)t->ne[d]);
+        ok = ok && cai__wb_u32(b, t->type) && cai__wb_u64(b, off);
     }
     if (ok && b->n < data_offset)
-        ok = wb_zeros(b, (size_t)(data_offset - b->n));
+        ok = cai__wb_zeros(b, (size_t)(data_offset - b->n));
     if (!ok) {
         cai__free(b->p);
         b->p = NULL;
@@ -529,7 +483,7 @@ int cai__gguf_writer_serialize(const struct cai_gguf_writer *w, uint8_t **out, s
                                struct cai_error *err)
 {
     uint64_t meta_end, data_offset, total;
-    struct wbuf b = {0};
+    struct cai__wbuf b = {0};
     *out = NULL;
     *n_bytes = 0;
     if (!layout(w, &meta_end, &data_offset, &total) || total > SIZE_MAX)
@@ -537,7 +491,7 @@ int cai__gguf_writer_serialize(const struct cai_gguf_writer *w, uint8_t **out, s
     int rc = build_meta(w, &b, data_offset, err);
     if (rc)
         return rc;
-    if (!wb_reserve(&b, (size_t)(total - b.n))) {
+    if (!cai__wb_reserve(&b, (size_t)(total - b.n))) {
         cai__free(b.p);
         return cai__fail(err, CAI_ENOMEM, "gguf writer: out of memory for %" PRIu64 " bytes",
                          total);
@@ -547,11 +501,11 @@ int cai__gguf_writer_serialize(const struct cai_gguf_writer *w, uint8_t **out, s
         const struct wtensor *t = &w->tensors[i];
         uint64_t off;
         align_up(end, w->alignment, &off);
-        wb_zeros(&b, (size_t)(off - end)); /* room reserved above */
+        cai__wb_zeros(&b, (size_t)(off - end)); /* room reserved above */
         if (t->data)
-            wb_put(&b, t->data, (size_t)t->n_bytes);
+            cai__wb_put(&b, t->data, (size_t)t->n_bytes);
         else
-            wb_zeros(&b, (size_t)t->n_bytes);
+            cai__wb_zeros(&b, (size_t)t->n_bytes);
         end = off + t->n_bytes;
     }
     *out = b.p;
@@ -592,7 +546,7 @@ int cai__gguf_writer_write_file(const struct cai_gguf_writer *w, const char *pat
                                 struct cai_error *err)
 {
     uint64_t meta_end, data_offset, total;
-    struct wbuf b = {0};
+    struct cai__wbuf b = {0};
     if (!layout(w, &meta_end, &data_offset, &total) || data_offset > SIZE_MAX)
         return cai__fail(err, CAI_EINVAL, "%s: gguf writer: file too large", path);
     int rc = build_meta(w, &b, data_offset, err);

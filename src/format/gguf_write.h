@@ -75,11 +75,26 @@ int cai__gguf_writer_add_arr(struct cai_gguf_writer *w, const char *key, uint32_
 /* An array of `n` NUL-terminated strings. */
 int cai__gguf_writer_add_arr_str(struct cai_gguf_writer *w, const char *key,
                                  const char *const *strs, uint64_t n, struct cai_error *err);
+/* The same with lens[i] bytes for string i (lens == NULL: NUL-terminated). */
+int cai__gguf_writer_add_arr_strn(struct cai_gguf_writer *w, const char *key,
+                                  const char *const *strs, const uint32_t *lens, uint64_t n,
+                                  struct cai_error *err);
 /* Any value, already encoded: `n_bytes` bytes that follow the u32 type in
  * the file (for a nested array: element type, count, elements). Not checked:
  * this is how tests write values the reader must reject. */
 int cai__gguf_writer_add_raw(struct cai_gguf_writer *w, const char *key, uint32_t type,
                              const void *value, size_t n_bytes, struct cai_error *err);
+
+/* Whether `key` was added. */
+bool cai__gguf_writer_has_kv(const struct cai_gguf_writer *w, const char *key);
+/* The encoded kv records, back to back in the order added (GGUF's encoding
+ * of each: key string, u32 type, value), valid until the next add; returns
+ * how many. For containers that embed a GGUF directory (.coreaimodel). */
+uint64_t cai__gguf_writer_kv_records(const struct cai_gguf_writer *w, const uint8_t **records,
+                                     size_t *n_bytes);
+/* The name key errors give the writer ("gguf writer" by default); `label`
+ * is borrowed and must outlive the writer. */
+void cai__gguf_writer_set_label(struct cai_gguf_writer *w, const char *label);
 
 /* A tensor of `n_dims` (1..4) dimensions `ne` (ne[0] innermost, each >= 1)
  * and GGUF type id `type`; `n_bytes` must equal the size the shape and type
