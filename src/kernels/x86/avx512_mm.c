@@ -443,7 +443,8 @@ AI void pair_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0,
 /* ---- the R16 engine (many tokens) ---------------------------------------- */
 
 #define R_MIN_TOK 4        /* fewer tokens: the pair engine */
-#define R_TB      48       /* tokens per block (at most) */
+#define R_TB      96       /* tokens per block (at most) */
+#define R_TB_MIN  48
 #define R_TT_CH   8        /* tokens per tile, chain kinds */
 #define R_TT_L8   2        /* tokens per tile, lanes8 kinds */
 #define R_REPACK  (640)    /* scratch bytes per block of a 16-row group */
@@ -663,6 +664,11 @@ AI void r16_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, 
      * spills and one repacked K chunk. */
     const size_t tab_bytes = CAI__MM_SCRATCH_BYTES / 3 / 64 * 64;
     int tb_max = (int)(tab_bytes / ((size_t)nb * 8));
+    /* up to R_TB tokens share a repack while their activations stay well
+     * inside L2, at least R_TB_MIN */
+    int tb_l2 = (int)(((size_t)256 * 1024) / ((size_t)nb * (size_t)xbs));
+    tb_l2 = tb_l2 < R_TB_MIN ? R_TB_MIN : tb_l2;
+    tb_max = tb_max > tb_l2 ? tb_l2 : tb_max;
     tb_max = tb_max > R_TB ? R_TB : tb_max;
     tb_max -= tb_max % TT;
     const size_t spill_bytes = (size_t)(R_TB / R_TT_L8 + 1) * sizeof(struct r16_spill);
@@ -749,6 +755,7 @@ enum { QK_Q4_K, QK_Q5_K, QK_Q6_K };
 #define K_PAIRS    5120 /* int16 pairs for the bsums terms: 8 zmm */
 #define K_D        5632 /* d (and dmin at + 64) as floats */
 #define K_TT       6
+#define K_TB       R_TB /* tokens per block (at most) */
 
 AI int qk_bytes(int kind)
 {
@@ -878,10 +885,13 @@ AI void qk_tile(int kind, int TT, const uint8_t *qb, const uint8_t *const *xr, i
 #pragma GCC unroll 8
                 for (int t = 0; t < TT; t++) {
                     const uint8_t *xq = xr[t] + xo + 4 + 16 * b;
-                    __m512i is = _mm512_setzero_si512();
-#pragma GCC unroll 4
-                    for (int k = 0; k < 4; k++)
-                        is = _mm512_dpbusd_epi32(is, wq[k], _mm512_set1_epi32(load_i32(xq + 4 * k)));
+                    __m512i is = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[0],
+                                                     _mm512_set1_epi32(load_i32(xq)));
+                    __m512i is1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[1],
+                                                      _mm512_set1_epi32(load_i32(xq + 4)));
+                    is = _mm512_dpbusd_epi32(is, wq[2], _mm512_set1_epi32(load_i32(xq + 8)));
+                    is1 = _mm512_dpbusd_epi32(is1, wq[3], _mm512_set1_epi32(load_i32(xq + 12)));
+                    is = _mm512_add_epi32(is, is1);
                     isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(is, sc));
                 }
             }
@@ -895,10 +905,15 @@ AI void qk_tile(int kind, int TT, const uint8_t *qb, const uint8_t *const *xr, i
 #pragma GCC unroll 8
                 for (int t = 0; t < TT; t++) {
                     const uint8_t *xq = xr[t] + xo + 4 + 32 * j;
-                    __m512i is = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                    for (int k = 0; k < 8; k++)
+                    /* two half chains (exact integers), as r16_tile */
+                    __m512i is = _mm512_setzero_si512(), is1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                    for (int k = 0; k < 8; k += 2) {
                         is = _mm512_dpbusd_epi32(is, wq[k], _mm512_set1_epi32(load_i32(xq + 4 * k)));
+                        is1 = _mm512_dpbusd_epi32(is1, wq[k + 1],
+                                                  _mm512_set1_epi32(load_i32(xq + 4 * k + 4)));
+                    }
+                    is = _mm512_add_epi32(is, is1);
                     isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(is, sc));
                 }
             }
@@ -943,10 +958,14 @@ AI void qk_mm(int kind, int64_t n, const void *w, size_t w_stride, int64_t r0, i
     const int64_t nb = n / CAI_QK_K;
     const int bs = qk_bytes(kind);
     const size_t xbs = sizeof(struct cai_block_q8_k);
-    const int tb_max = R_TB - R_TB % K_TT;
+    /* token blocks: the repack is shared by more tokens while their
+     * activations stay well inside L2 */
+    int tb_max = (int)(((size_t)256 * 1024) / ((size_t)nb * xbs));
+    tb_max = tb_max > K_TB ? K_TB : tb_max < R_TB_MIN ? R_TB_MIN : tb_max;
+    tb_max -= tb_max % K_TT;
     __m512 *spill = (__m512 *)scratch;
-    uint8_t *qbuf = scratch + (size_t)R_TB * 64;
-    const int64_t kc = (int64_t)((CAI__MM_SCRATCH_BYTES - (size_t)R_TB * 64) / K_REPACK);
+    uint8_t *qbuf = scratch + (size_t)K_TB * 64;
+    const int64_t kc = (int64_t)((CAI__MM_SCRATCH_BYTES - (size_t)K_TB * 64) / K_REPACK);
     for (int tb = 0; tb < n_tok; tb += tb_max) {
         const int tb_n = n_tok - tb < tb_max ? n_tok - tb : tb_max;
         for (int64_t rg = r0; rg < r1; rg += 16) {
