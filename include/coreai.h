@@ -227,7 +227,7 @@ typedef int (*cai_piece_fn)(void *user, const struct cai_piece *piece);
 
 enum cai_stop_reason {
     CAI_STOP_NONE = 0,
-    CAI_STOP_EOG,        /* end-of-generation token */
+    CAI_STOP_EOG,        /* end-of-generation token (JSON mode: or the object closed) */
     CAI_STOP_MAX_TOKENS,
     CAI_STOP_STRING,     /* a stop string matched (it is not emitted) */
     CAI_STOP_CALLBACK,   /* the callback or a cancel asked to stop */
@@ -242,6 +242,11 @@ struct cai_gen_params {
     bool                add_special;  /* add BOS etc. as the model asks (default true) */
     bool                parse_special;/* special-token text in the prompt (default false; chat: true) */
     bool                render_special; /* emit control tokens' text (default false) */
+    /* JSON mode (default false): the output is one JSON object. Tokens whose
+     * text cannot continue a valid object are never sampled, and generation
+     * stops (CAI_STOP_EOG) when the object closes; max_tokens, stop strings
+     * and a full context can still cut it short. */
+    bool                json;
 };
 CAI_API struct cai_gen_params cai_gen_params_default(void);
 

@@ -108,6 +108,7 @@ struct gen_opts {
     bool        chat;
     bool        verbose;
     bool        kv_f32;
+    bool        json;
     const char *stop[16];
     int         n_stop;
     struct cai_sampling sampling;
@@ -126,6 +127,8 @@ static const char gen_opts_help[] =
     "      --presence-penalty P, --frequency-penalty P (default 0)\n"
     "  -s, --seed S           RNG seed (default 0; same seed + settings = same text)\n"
     "      --stop TEXT        stop when TEXT is generated (repeatable, up to 16)\n"
+    "      --json             JSON mode: the output is one JSON object (only tokens that\n"
+    "                         keep it valid are sampled; stops when it closes)\n"
     "      --system TEXT      system message (chat mode)\n"
     "      --kv-f32           f32 KV cache and attention (exact; default f16 as llama.cpp)\n"
     "  -v, --verbose          more statistics on stderr\n";
@@ -169,6 +172,8 @@ static bool parse_gen_opt(struct gen_opts *o, int argc, char **argv, int *i)
         o->verbose = true;
     else if (!strcmp(a, "--kv-f32"))
         o->kv_f32 = true;
+    else if (!strcmp(a, "--json"))
+        o->json = true;
     else
         return false;
 #undef NEXT
@@ -200,6 +205,7 @@ static struct cai_gen_params gen_params(const struct gen_opts *o)
 {
     struct cai_gen_params gp = cai_gen_params_default();
     gp.max_tokens = o->n_predict;
+    gp.json = o->json;
     gp.sampling = o->sampling;
     gp.stop = o->n_stop ? o->stop : NULL;
     gp.n_stop = o->n_stop;

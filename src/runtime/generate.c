@@ -5,9 +5,11 @@
  * set, text that could still become the start of a stop string is held back
  * until it either completes one (then it is dropped and generation stops)
  * or can no longer do so. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../sample/json_gate.h"
 #include "../sample/sample.h"
 #include "../tok/template.h"
 #include "session.h"
@@ -20,6 +22,94 @@ struct cai_gen_params cai_gen_params_default(void)
     p.sampling = cai_sampling_default();
     p.add_special = true;
     return p;
+}
+
+/* ---- JSON mode ----------------------------------------------------------- */
+
+/* Every token's text (special tokens render empty), built once per
+ * generation, and the gate the output so far has passed. */
+struct jmode {
+    struct cai__jgate g;
+    char             *text; /* all pieces back to back */
+    uint32_t         *off;  /* [n_vocab + 1] */
+};
+
+static void jmode_free(struct jmode *j)
+{
+    cai__free(j->text);
+    cai__free(j->off);
+}
+
+static int jmode_init(struct jmode *j, const struct cai_tok *t, int n_vocab)
+{
+    memset(j, 0, sizeof(*j));
+    cai__jgate_init(&j->g);
+    size_t cap = cai__tok_max_piece(t) + 64, size = 0;
+    char *buf = cai__malloc(cap);
+    j->off = cai__malloc(((size_t)n_vocab + 1) * sizeof(*j->off));
+    if (!buf || !j->off)
+        goto oom;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t at = 0;
+        for (int id = 0; id < n_vocab; id++) {
+            int n = cai__tok_piece(t, id, false, buf, cap);
+            if (n < 0 || (size_t)n > cap)
+                n = 0; /* a piece that does not render is never allowed */
+            if (pass == 1)
+                memcpy(j->text + at, buf, (size_t)n);
+            j->off[id] = (uint32_t)at;
+            at += (size_t)n;
+            if (at > UINT32_MAX)
+                goto oom;
+        }
+        j->off[n_vocab] = (uint32_t)at;
+        size = at;
+        if (pass == 0 && !(j->text = cai__malloc(size ? size : 1)))
+            goto oom;
+    }
+    cai__free(buf);
+    return 0;
+oom:
+    cai__free(buf);
+    jmode_free(j);
+    return CAI_ENOMEM;
+}
+
+/* Sets the logits of tokens that cannot continue the object to -inf;
+ * returns how many remain. End-of-generation tokens only once it closed. */
+static int jmode_mask(const struct jmode *j, const struct cai_tok *t, float *lg, int n_vocab)
+{
+    bool done = cai__jgate_done(&j->g);
+    int n_ok = 0;
+    /* Which first bytes the gate takes now: most tokens fail on their first
+     * byte, and that costs one table look-up instead of a gate copy. */
+    bool first[256];
+    for (int c = 0; c < 256; c++) {
+        struct cai__jgate g = j->g;
+        char b = (char)c;
+        first[c] = !done && cai__jgate_feed(&g, &b, 1);
+    }
+    for (int id = 0; id < n_vocab; id++) {
+        if (lg[id] == -INFINITY)
+            continue;
+        bool ok;
+        uint32_t len = j->off[id + 1] - j->off[id];
+        if (cai__tok_is_eog(t, id)) {
+            ok = done;
+        } else if (done || len == 0 || !first[(unsigned char)j->text[j->off[id]]]) {
+            ok = false;
+        } else if (len == 1) {
+            ok = true;
+        } else {
+            struct cai__jgate g = j->g;
+            ok = cai__jgate_feed(&g, j->text + j->off[id], len);
+        }
+        if (ok)
+            n_ok++;
+        else
+            lg[id] = -INFINITY;
+    }
+    return n_ok;
 }
 
 /* ---- output with stop strings ------------------------------------------ */
@@ -157,8 +247,13 @@ static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_p
 
     struct cai_sampler *smp = NULL;
     struct cai_error err = {0};
+    struct jmode jm;
     if ((rc = cai__sampler_new(&smp, &p->sampling, (uint32_t)m->hp.n_vocab, &err)) < 0)
         return cai__session_fail(s, rc, "%s", err.msg);
+    if (p->json && (rc = jmode_init(&jm, m->tok, m->hp.n_vocab)) < 0) {
+        cai__sampler_free(smp);
+        return cai__session_fail(s, rc, "generate: out of memory for JSON mode");
+    }
     int hist = p->sampling.penalty_last_n > 0 ? p->sampling.penalty_last_n : 0;
     for (int i = CAI_MAX(0, n_prompt - hist); i < n_prompt; i++)
         cai__sampler_accept(smp, prompt[i]);
@@ -167,6 +262,8 @@ static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_p
     rc = cai_session_decode(s, prompt + common, n_prompt - common, false);
     if (rc < 0) {
         cai__sampler_free(smp);
+        if (p->json)
+            jmode_free(&jm);
         return rc;
     }
     res->t_prompt_ns = cai__now_ns() - t0;
@@ -186,6 +283,10 @@ static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_p
         }
         float *lg = s->logits + (size_t)(s->logits_rows - 1) * (size_t)m->hp.n_vocab;
         int64_t ts = cai__now_ns();
+        if (p->json && jmode_mask(&jm, m->tok, lg, m->hp.n_vocab) == 0) {
+            res->stop_reason = CAI_STOP_EOG; /* nothing can continue the object */
+            break;
+        }
         int32_t tok = cai__sampler_sample(smp, lg);
         cai__sampler_accept(smp, tok);
         if (s->fwd.prof) {
@@ -218,6 +319,14 @@ static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_p
             res->stop_reason = em.stopped_by_string ? CAI_STOP_STRING : CAI_STOP_CALLBACK;
             break;
         }
+        if (p->json) {
+            /* The mask let only tokens through that the gate accepts. */
+            cai__jgate_feed(&jm.g, jm.text + jm.off[tok], jm.off[tok + 1] - jm.off[tok]);
+            if (cai__jgate_done(&jm.g)) {
+                res->stop_reason = CAI_STOP_EOG;
+                break;
+            }
+        }
         if (res->n_gen >= max_tokens) {
             res->stop_reason = CAI_STOP_MAX_TOKENS;
             break;
@@ -238,6 +347,8 @@ static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_p
         res->t_gen_ns = cai__now_ns() - t_gen0;
     cai__free(em.hold);
     cai__sampler_free(smp);
+    if (p->json)
+        jmode_free(&jm);
     return rc < 0 ? rc : 0;
 }
 

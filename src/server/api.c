@@ -345,8 +345,14 @@ static int parse_oai(const struct cai_json *j, const struct cai_json_node *o,
     if (present(j, o, "logit_bias"))
         return bad(err, "logit_bias is not supported");
     const struct cai_json_node *rf = field(j, o, "response_format");
-    if (rf && !cai__json_str_eq(cai__json_get(j, rf, "type"), "text"))
-        return bad(err, "response_format: only {\"type\": \"text\"} is supported");
+    if (rf) {
+        const struct cai_json_node *type = cai__json_get(j, rf, "type");
+        if (cai__json_str_eq(type, "json_object"))
+            r->gp.json = true;
+        else if (!cai__json_str_eq(type, "text"))
+            return bad(err, "response_format: type must be \"text\" or \"json_object\" "
+                       "(json_schema is not supported)");
+    }
     if (r->kind == CAI_API_OAI_CHAT)
         return parse_messages(j, field(j, o, "messages"), false, r, err);
 
@@ -375,8 +381,11 @@ static int parse_ollama(const struct cai_json *j, const struct cai_json_node *o,
     r->stream = true;
     if ((rc = get_bool(j, o, "stream", &r->stream, err)) < 0)
         return rc;
-    if (present(j, o, "format"))
-        return bad(err, "format (structured output) is not supported");
+    const struct cai_json_node *fmt = field(j, o, "format");
+    if (fmt && cai__json_str_eq(fmt, "json"))
+        r->gp.json = true;
+    else if (fmt && !(fmt->type == CAI_JSON_STRING && fmt->len == 0))
+        return bad(err, "format must be \"json\" (JSON schemas are not supported)");
     if (present(j, o, "images"))
         return bad(err, "images are not supported");
     if (present(j, o, "tools"))

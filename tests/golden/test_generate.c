@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "coreai.h"
 #include "test.h"
 
@@ -181,6 +182,60 @@ static void test_chat_reuses_cache(void)
     cai_session_free(s);
 }
 
+/* True when text is exactly one JSON object (leading whitespace allowed). */
+static bool is_json_object(const char *text)
+{
+    struct cai_json *j = NULL;
+    if (cai__json_parse(&j, text, strlen(text), 64, "output", NULL) < 0)
+        return false;
+    bool ok = cai__json_root(j)->type == CAI_JSON_OBJECT;
+    cai__json_free(j);
+    return ok;
+}
+
+/* JSON mode: the output is one object and generation ends when it closes,
+ * greedy and sampled, from a chat request and from a plain prompt the model
+ * would otherwise continue in prose. */
+static void test_json_mode(void)
+{
+    struct cai_session *s = new_session();
+    struct cai_gen_params p = greedy(200);
+    p.json = true;
+    struct collect c = {0};
+    struct cai_gen_result r;
+    struct cai_chat_msg msg = {"user", "Give me a JSON object describing a cat with fields name, age "
+                                       "and color."};
+    CHECK_EQ_INT(cai_chat(s, &msg, 1, &p, collect_fn, &c, &r), 0);
+    CHECK_EQ_INT(r.stop_reason, CAI_STOP_EOG);
+    CHECK_MSG(is_json_object(c.text), "not one JSON object: \"%s\"", c.text);
+    CHECK(strstr(c.text, "\"name\"") != NULL);
+
+    /* Unconstrained, this prompt continues in prose ... */
+    struct cai_gen_params q = greedy(8);
+    struct collect prose = {0};
+    CHECK_EQ_INT(cai_generate(s, "The capital of France is", &q, collect_fn, &prose, &r), 0);
+    CHECK(!is_json_object(prose.text));
+    /* ... and in JSON mode every closed output is an object. */
+    int closed = 0;
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        q = greedy(160);
+        q.json = true;
+        q.sampling.temp = 0.7f;
+        q.sampling.seed = seed;
+        struct collect cj = {0};
+        CHECK_EQ_INT(cai_generate(s, "The capital of France is", &q, collect_fn, &cj, &r), 0);
+        CHECK(r.stop_reason == CAI_STOP_EOG || r.stop_reason == CAI_STOP_MAX_TOKENS);
+        if (r.stop_reason == CAI_STOP_EOG) {
+            CHECK_MSG(is_json_object(cj.text), "seed %d: \"%s\"", (int)seed, cj.text);
+            closed++;
+        }
+        size_t lead = strspn(cj.text, " \t\r\n");
+        CHECK_MSG(cj.text[lead] == '{', "seed %d: \"%s\"", (int)seed, cj.text);
+    }
+    CHECK(closed >= 1);
+    cai_session_free(s);
+}
+
 static void test_async_job(void)
 {
     struct cai_session *s = new_session();
@@ -253,6 +308,7 @@ int main(void)
     RUN(test_callback_stop);
     RUN(test_seeded_sampling);
     RUN(test_chat_reuses_cache);
+    RUN(test_json_mode);
     RUN(test_async_job);
     RUN(test_errors);
     cai_model_close(model);

@@ -577,6 +577,30 @@ static void test_openai_chat(void)
     resp_free(&r);
 }
 
+/* response_format json_object: the message content is one JSON object. */
+static void test_openai_json(void)
+{
+    NEED_SERVER();
+    struct resp r;
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"Give me a JSON object "
+                       "describing a cat with fields name, age and color.\"}],\"temperature\":0,"
+                       "\"max_tokens\":120,\"response_format\":{\"type\":\"json_object\"}}";
+    CHECK(http("POST", "/v1/chat/completions", body, &r) && r.status == 200);
+    struct cai_json *j = r.body ? parse_json(r.body, r.n_body) : NULL;
+    const struct cai_json_node *content = j ? JGET(j, "choices", "#0", "message", "content") : NULL;
+    struct cai_json *inner = content && content->type == CAI_JSON_STRING
+                                 ? parse_json(content->s, content->len) : NULL;
+    CHECK_MSG(inner && cai__json_root(inner)->type == CAI_JSON_OBJECT, "content: %s",
+              content && content->s ? content->s : "(none)");
+    cai__json_free(inner);
+    cai__json_free(j);
+    resp_free(&r);
+    const char *schema = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                         "\"response_format\":{\"type\":\"json_schema\"}}";
+    CHECK(http("POST", "/v1/chat/completions", schema, &r) && r.status == 400);
+    resp_free(&r);
+}
+
 static void test_openai_completion(void)
 {
     NEED_SERVER();
@@ -644,6 +668,24 @@ static void test_ollama(void)
     CHECK(j && cai__json_str_eq(JGET(j, "message", "content"), streamed));
     CHECK(j && cai__json_str_eq(JGET(j, "message", "role"), "assistant"));
     cai__json_free(j);
+    resp_free(&r);
+
+    /* format "json": the response is one JSON object. */
+    const char *genj = "{\"model\":\"smollm\",\"prompt\":\"Describe a cat.\",\"stream\":false,"
+                       "\"format\":\"json\",\"options\":{\"num_predict\":120,\"temperature\":0}}";
+    CHECK(http("POST", "/api/generate", genj, &r) && r.status == 200);
+    j = r.body ? parse_json(r.body, r.n_body) : NULL;
+    const struct cai_json_node *resp = j ? JGET(j, "response") : NULL;
+    struct cai_json *inner = resp && resp->type == CAI_JSON_STRING
+                                 ? parse_json(resp->s, resp->len) : NULL;
+    CHECK_MSG(inner && cai__json_root(inner)->type == CAI_JSON_OBJECT, "response: %s",
+              resp && resp->s ? resp->s : "(none)");
+    CHECK(j && cai__json_str_eq(JGET(j, "done_reason"), "stop"));
+    cai__json_free(inner);
+    cai__json_free(j);
+    resp_free(&r);
+    CHECK(http("POST", "/api/generate", "{\"prompt\":\"x\",\"format\":{\"type\":\"object\"}}",
+               &r) && r.status == 400);
     resp_free(&r);
 
     /* No prompt: Ollama's "load" answer, without generating. */
@@ -1069,6 +1111,7 @@ int main(void)
     bool up = start_server();
     RUN(test_listings);
     RUN(test_openai_chat);
+    RUN(test_openai_json);
     RUN(test_openai_completion);
     RUN(test_ollama);
     RUN(test_errors);

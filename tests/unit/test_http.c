@@ -689,7 +689,7 @@ static void test_api_requests(void)
         {CAI_API_OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
                            "\"logprobs\":true}"},
         {CAI_API_OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
-                           "\"response_format\":{\"type\":\"json_object\"}}"},
+                           "\"response_format\":{\"type\":\"json_schema\"}}"},
         {CAI_API_OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
                            "\"repeat_penalty\":0}"},
         {CAI_API_OAI_CHAT, "{\"model\":5,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}"},
@@ -698,7 +698,8 @@ static void test_api_requests(void)
         {CAI_API_OAI_COMPLETION, "{\"prompt\":\"x\",\"echo\":true}"},
         {CAI_API_OAI_COMPLETION, "{\"prompt\":\"x\",\"suffix\":\"y\"}"},
         {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"options\":[]}"},
-        {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"format\":\"json\"}"},
+        {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"format\":{\"type\":\"object\"}}"},
+        {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"format\":\"yaml\"}"},
         {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"images\":[\"aGk=\"]}"},
         {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"template\":\"{{ .Prompt }}\"}"},
         {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"options\":{\"top_k\":-1}}"},
@@ -712,6 +713,25 @@ static void test_api_requests(void)
         int rc = api(bad[i].kind, bad[i].body, &r, &err);
         CHECK_MSG(rc == CAI_EINVAL && err.msg[0], "bad case %zu: rc %d", i, rc);
         CHECK(r.msgs == NULL && r.prompt == NULL && r.model == NULL && r.n_stop == 0);
+    }
+
+    /* JSON mode from either API; text and an empty format leave it off. */
+    static const struct {
+        int         kind;
+        const char *body;
+        bool        json;
+    } jm[] = {
+        {CAI_API_OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                           "\"response_format\":{\"type\":\"json_object\"}}", true},
+        {CAI_API_OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                           "\"response_format\":{\"type\":\"text\"}}", false},
+        {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"format\":\"json\"}", true},
+        {CAI_API_OLLAMA_GENERATE, "{\"prompt\":\"x\",\"format\":\"\"}", false},
+    };
+    for (size_t i = 0; i < CAI_ARRAY_LEN(jm); i++) {
+        CHECK_MSG(api(jm[i].kind, jm[i].body, &r, &err) == 0, "json case %zu: %s", i, err.msg);
+        CHECK_MSG(r.gp.json == jm[i].json, "json case %zu", i);
+        cai__api_request_free(&r);
     }
 
     /* Deep nesting is refused by the parser's depth bound. */
