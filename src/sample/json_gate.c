@@ -16,6 +16,8 @@ enum {
     S_STRING,     /* inside a string */
     S_ESCAPE,     /* after a backslash */
     S_UHEX,       /* inside \uXXXX (sub = hex digits left) */
+    S_LOW_BS,     /* after a high surrogate escape: '\\' must follow */
+    S_LOW_U,      /* then 'u' */
     S_NUMBER,     /* inside a number (sub = N_*) */
     S_LITERAL,    /* inside true/false/null (sub = bytes matched) */
     S_DONE,       /* the object closed */
@@ -91,6 +93,7 @@ static bool value_start(struct cai__jgate *g, unsigned char c)
     case '-':
         g->st = S_NUMBER;
         g->sub = N_MINUS;
+        g->num_len = 1;
         return true;
     case 't':
     case 'f':
@@ -104,6 +107,7 @@ static bool value_start(struct cai__jgate *g, unsigned char c)
             return false;
         g->st = S_NUMBER;
         g->sub = c == '0' ? N_ZERO : N_INT;
+        g->num_len = 1;
         return true;
     }
 }
@@ -157,9 +161,32 @@ static bool string_byte(struct cai__jgate *g, unsigned char c)
     return true;
 }
 
+/* A hex digit of a \u escape. Refused as soon as the digits so far can only
+ * spell a lone low surrogate (or, after a high one, anything but a low one),
+ * as the JSON parser refuses those. */
+static bool uhex_byte(struct cai__jgate *g, unsigned char c)
+{
+    if (!is_hex(c))
+        return false;
+    unsigned v = is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10;
+    g->cp = (uint16_t)(g->cp << 4 | v);
+    g->sub--;
+    if (g->low && g->sub == 3 && g->cp != 0xD)
+        return false;
+    if (g->sub == 2 && (g->cp >= 0xDC && g->cp <= 0xDF) != (g->low != 0))
+        return false;
+    if (g->sub == 0)
+        g->st = !g->low && g->cp >= 0xD800 && g->cp <= 0xDBFF ? S_LOW_BS : S_STRING;
+    return true;
+}
+
 /* A byte inside a number; a byte that ends it is handed back (*reprocess). */
 static bool number_byte(struct cai__jgate *g, unsigned char c, bool *reprocess)
 {
+    bool more = g->num_len < CAI__JGATE_MAX_NUMBER;
+    g->num_len++;
+    if (!more && (is_digit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'))
+        return false;
     switch (g->sub) {
     case N_MINUS:
         if (!is_digit(c))
@@ -268,17 +295,27 @@ static bool feed1(struct cai__jgate *g, unsigned char c)
             if (c == 'u') {
                 g->st = S_UHEX;
                 g->sub = 4;
+                g->cp = 0;
+                g->low = 0;
                 return true;
             }
             if (!strchr("\"\\/bfnrt", c) || c == 0)
                 return false;
             g->st = S_STRING;
             return true;
-        case S_UHEX:
-            if (!is_hex(c))
+        case S_UHEX: return uhex_byte(g, c);
+        case S_LOW_BS:
+            if (c != '\\')
                 return false;
-            if (--g->sub == 0)
-                g->st = S_STRING;
+            g->st = S_LOW_U;
+            return true;
+        case S_LOW_U:
+            if (c != 'u')
+                return false;
+            g->st = S_UHEX;
+            g->sub = 4;
+            g->cp = 0;
+            g->low = 1;
             return true;
         case S_NUMBER:
             if (!number_byte(g, c, &again))

@@ -78,6 +78,9 @@ static void test_refused(void)
         {"{\"a\":\"x\ny\"}", 7},     /* raw control character in a string */
         {"{\"a\":\"\\x\"}", 7},      /* unknown escape */
         {"{\"a\":\"\\u12G4\"}", 10},
+        {"{\"a\":\"\\uDC00\"}", 9},       /* lone low surrogate */
+        {"{\"a\":\"\\ud83dx\"}", 12},      /* high surrogate without its low one */
+        {"{\"a\":\"\\ud83d\\u0041\"}", 14}, /* ... followed by a non-surrogate */
         {"{\"a\":\"\xc0\xaf\"}", 6}, /* overlong */
         {"{\"a\":\"\xed\xa0\x80\"}", 7}, /* UTF-16 surrogate as UTF-8 */
         {"{\"a\":\"\xf4\x90\x80\x80\"}", 7}, /* above U+10FFFF */
@@ -89,11 +92,21 @@ static void test_refused(void)
         {"{                 }", 17}, /* whitespace run over the limit */
         {"{\"k\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 36}, /* deeper than 32 */
     };
+    /* A number of 64 characters is fine, a 65th is refused. */
+    char num[128] = "{\"n\":";
+    size_t at = strlen(num);
+    memset(num + at, '7', 64);
+    num[at + 64] = '\0';
+    bool done = true;
+    CHECK(refused_at(num, strlen(num), &done) == -1 && !done);
+    num[at + 64] = '7';
+    num[at + 65] = '\0';
+    CHECK_EQ_INT(refused_at(num, strlen(num), &done), (int)(at + 64));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        bool done = false;
-        int at = refused_at(bad[i].text, strlen(bad[i].text), &done);
-        CHECK_MSG(at == bad[i].at, "case %zu (%s): refused at %d, expected %d", i, bad[i].text,
-                  at, bad[i].at);
+        done = false;
+        int got = refused_at(bad[i].text, strlen(bad[i].text), &done);
+        CHECK_MSG(got == bad[i].at, "case %zu (%s): refused at %d, expected %d", i, bad[i].text,
+                  got, bad[i].at);
     }
 }
 
