@@ -401,36 +401,38 @@ static inline __m256i k4_mins_pairs(__m128i sm)
     return _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
 }
 
-/* Lanes {j x8, j+1 x8} of the unpacked scales. */
-static inline __m512i scale_pair(__m512i sm, int j)
+/* Lanes {j x8, j+2 x8} of the unpacked scales. */
+static inline __m512i scale_pair2(__m512i sm, int j)
 {
-    __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m512i idx = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     return _mm512_permutexvar_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(j)), sm);
 }
 
-/* The 4-bit quants of sub-blocks 4k .. 4k+3 as two zmm matching the
- * activation order: a = {sub 4k, sub 4k+1}, b = {sub 4k+2, sub 4k+3}. */
-static inline void k4_quants(const uint8_t *qs, int k, __m512i *a, __m512i *b)
-{
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512i z = _mm512_loadu_si512((const void *)(qs + 64 * k)); /* chunks 2k, 2k+1 */
-    __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
-    *a = _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11), hi);
-    *b = _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15), hi);
-}
-
-/* Byte mask {bit j in the first 32 bytes, bit j+1 in the last 32}. */
-static inline __m512i qh_bits(int j)
+/* Byte mask {bit j in the first 32 bytes, bit j+2 in the last 32}. */
+static inline __m512i qh_bits2(int j)
 {
     __m512i v = _mm512_castsi256_si512(_mm256_set1_epi8((char)(1 << j)));
-    return _mm512_inserti64x4(v, _mm256_set1_epi8((char)(1 << (j + 1))), 1);
+    return _mm512_inserti64x4(v, _mm256_set1_epi8((char)(1 << (j + 2))), 1);
+}
+
+/* A Q8_K block's quants in the order the Q4_K/Q5_K quant bytes come: 64
+ * bytes of qs (chunks 2k, 2k+1) hold sub-blocks {4k, 4k+2} in their low
+ * nibbles and {4k+1, 4k+3} in their high ones, so y[2k] = elements
+ * {128k + 0..31, 128k + 64..95} and y[2k+1] = {128k + 32..63, 128k + 96..127}.
+ * Reordering the activation (shared by every row) instead of the weights. */
+static inline void k4_acts(const struct cai_block_q8_k *x, __m512i y[4])
+{
+    for (int k = 0; k < 2; k++) {
+        const int8_t *q = x->qs + 128 * k;
+        y[2 * k] = _mm512_inserti64x4(_mm512_castsi256_si512(load_32(q)), load_32(q + 64), 1);
+        y[2 * k + 1] = _mm512_inserti64x4(_mm512_castsi256_si512(load_32(q + 32)), load_32(q + 96), 1);
+    }
 }
 
 /* One Q4_K/Q5_K superblock (wb) against one Q8_K block: the exact integer
  * sums sum_j sc_j * (q . x)_j (lanes of *sumi) and sum_j m_j * bsums
  * (lanes of *summ). */
-static inline __attribute__((always_inline)) void k4_sums(const uint8_t *wb,
-                                                          const struct cai_block_q8_k *x,
+static inline __attribute__((always_inline)) void k4_sums(const uint8_t *wb, const __m512i *y,
                                                           __m256i bsums, int five_bit,
                                                           __m512i *sumi_out, __m256i *summ_out)
 {
@@ -438,23 +440,22 @@ static inline __attribute__((always_inline)) void k4_sums(const uint8_t *wb,
     const struct cai_block_q4_k *w4 = (const void *)wb;
     const struct cai_block_q5_k *w5 = (const void *)wb;
     const uint8_t *qs = five_bit ? w5->qs : w4->qs;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m128i sm8 = k4_unpack(w4->scales);
     __m512i sm = _mm512_cvtepu8_epi32(sm8); /* lanes: 8 scales, 8 mins */
     *summ_out = _mm256_madd_epi16(bsums, k4_mins_pairs(sm8));
     __m512i qh = five_bit ? _mm512_broadcast_i64x4(load_32(w5->qh)) : _mm512_setzero_si512();
     __m512i sumi = _mm512_setzero_si512();
     for (int k = 0; k < 2; k++) {
-        __m512i a, b;
-        k4_quants(qs, k, &a, &b);
+        __m512i z = _mm512_loadu_si512((const void *)(qs + 64 * k));
+        __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
         if (five_bit) {
             const __m512i h = _mm512_set1_epi8(0x10);
-            a = _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(qh, qh_bits(4 * k)), a, h);
-            b = _mm512_mask_add_epi8(b, _mm512_test_epi8_mask(qh, qh_bits(4 * k + 2)), b, h);
+            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, qh_bits2(4 * k)), lo, h);
+            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, qh_bits2(4 * k + 1)), hi, h);
         }
-        __m512i ya = _mm512_loadu_si512((const void *)(x->qs + 128 * k));
-        __m512i yb = _mm512_loadu_si512((const void *)(x->qs + 128 * k + 64));
-        __m512i pa = _mm512_madd_epi16(dot_u8s8(a, ya), scale_pair(sm, 4 * k));
-        __m512i pb = _mm512_madd_epi16(dot_u8s8(b, yb), scale_pair(sm, 4 * k + 2));
+        __m512i pa = _mm512_madd_epi16(dot_u8s8(lo, y[2 * k]), scale_pair2(sm, 4 * k));
+        __m512i pb = _mm512_madd_epi16(dot_u8s8(hi, y[2 * k + 1]), scale_pair2(sm, 4 * k + 1));
         sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(pa, pb));
     }
     *sumi_out = sumi;
@@ -470,7 +471,9 @@ static inline __attribute__((always_inline)) float k4_vec_dot(int64_t n, const v
         const struct cai_block_q4_k *w4 = (const void *)wb;
         __m512i sumi;
         __m256i summ;
-        k4_sums(wb, &x[i], _mm256_loadu_si256((const __m256i *)x[i].bsums), five_bit, &sumi, &summ);
+        __m512i y[4];
+        k4_acts(&x[i], y);
+        k4_sums(wb, y, _mm256_loadu_si256((const __m256i *)x[i].bsums), five_bit, &sumi, &summ);
         float d = h2f(w4->d) * x[i].d, dmin = h2f(w4->dmin) * x[i].d;
         acc = fmaf(d, (float)_mm512_reduce_add_epi32(sumi), acc);
         acc = fmaf(-dmin, (float)hsum_epi32_256(summ), acc);
@@ -510,20 +513,21 @@ static inline __attribute__((always_inline)) void k4_dot4(int64_t n, const void 
     __m128 acc = _mm_setzero_ps();
     for (int64_t i = 0; i < n / CAI_QK_K; i++, wb += stride) {
         __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
-        __m512i sumi[4];
+        __m512i sumi[4], y[4];
         __m256i summ[4];
+        k4_acts(&x[i], y);
         uint16_t dh[4], mh[4];
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const uint8_t *b = wb + (size_t)r * w_stride;
             const struct cai_block_q4_k *w4 = (const void *)b;
-            _mm_prefetch((const char *)b + 4 * stride, _MM_HINT_T0);
-            _mm_prefetch((const char *)b + 4 * stride + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)b + 8 * stride, _MM_HINT_T0);
+            _mm_prefetch((const char *)b + 8 * stride + 64, _MM_HINT_T0);
             if (five_bit)
-                _mm_prefetch((const char *)b + 4 * stride + 128, _MM_HINT_T0);
+                _mm_prefetch((const char *)b + 8 * stride + 128, _MM_HINT_T0);
             memcpy(&dh[r], &w4->d, sizeof(dh[r]));
             memcpy(&mh[r], &w4->dmin, sizeof(mh[r]));
-            k4_sums(b, &x[i], bsums, five_bit, &sumi[r], &summ[r]);
+            k4_sums(b, y, bsums, five_bit, &sumi[r], &summ[r]);
         }
         const __m128 xd = _mm_set1_ps(x[i].d);
         const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)dh)), xd);
