@@ -712,9 +712,11 @@ static int cmd_predict(const char *path, const char *input, const char *format)
         FILE *f = fopen(input, "rb");
         if (!f)
             die("%s: %s", input, strerror(errno));
-        fseek(f, 0, SEEK_END);
-        long sz = ftell(f);
-        fseek(f, 0, SEEK_SET);
+        long sz = -1;
+        if (fseek(f, 0, SEEK_END) == 0)
+            sz = ftell(f);
+        if (sz < 0 || fseek(f, 0, SEEK_SET) != 0)
+            die("%s: not a regular file (cannot get its size)", input);
         char *buf = xcalloc((size_t)sz + 1, 1);
         if (sz > 0 && fread(buf, 1, (size_t)sz, f) != (size_t)sz)
             die("%s: read error", input);
@@ -862,30 +864,61 @@ static int cmd_bench(const char *path, const char *input, long iters)
     return 0;
 }
 
+static const char usage_text[] =
+    "usage: coreml inspect MODEL\n"
+    "       coreml predict MODEL [--input FILE.csv|FILE.json|IMAGE] [--format json|csv]\n"
+    "       coreml bench   MODEL [--input FILE.csv] [--iters N]\n"
+    "\n"
+    "The classic engine: single-pass prediction with Core ML .mlmodel files (linear\n"
+    "models, tree ensembles, SVMs, neural networks, pipelines; docs/COREML.md).\n"
+    "\n"
+    "  inspect   the model's type, inputs, outputs and metadata\n"
+    "  predict   predictions for each row of --input (CSV with a header row naming\n"
+    "            the inputs, JSON objects or arrays, or a PNG/JPEG image for image\n"
+    "            models; without --input, CSV from standard input)\n"
+    "  bench     latency per row at batch 1 (median, p90 over --iters calls, default\n"
+    "            20000) and throughput at batch 1000, on rows from --input or random ones\n"
+    "\n"
+    "  --input FILE     rows to predict\n"
+    "  --format F       json (default) or csv output\n"
+    "  --iters N        bench: batch-1 calls to time (1..100000000)\n"
+    "  -h, --help       this text\n";
+
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: coreml inspect MODEL\n"
-            "       coreml predict MODEL [--input FILE.csv|FILE.json|IMAGE] [--format json|csv]\n"
-            "       coreml bench   MODEL [--input FILE.csv] [--iters N]\n");
+    fputs(usage_text, stderr);
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
     if (argc < 3)
         usage();
     const char *cmd = argv[1], *model = argv[2], *input = NULL, *format = NULL;
     long iters = 0;
     for (int i = 3; i < argc; i++) {
-        if (!strcmp(argv[i], "--input") && i + 1 < argc)
+        const char *a = argv[i];
+        if ((!strcmp(a, "--input") || !strcmp(a, "--format") || !strcmp(a, "--iters")) &&
+            i + 1 >= argc)
+            die("%s needs a value (see coreml --help)", a);
+        if (!strcmp(a, "--input")) {
             input = argv[++i];
-        else if (!strcmp(argv[i], "--format") && i + 1 < argc)
+        } else if (!strcmp(a, "--format")) {
             format = argv[++i];
-        else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
-            iters = strtol(argv[++i], NULL, 10);
-        else
-            usage();
+        } else if (!strcmp(a, "--iters")) {
+            char *end;
+            errno = 0;
+            iters = strtol(argv[++i], &end, 10);
+            if (errno || end == argv[i] || *end || iters < 1 || iters > 100000000)
+                die("--iters: \"%s\" is not a number in 1..100000000", argv[i]);
+        } else {
+            die("unknown option \"%s\" (see coreml --help)", a);
+        }
     }
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(model);
@@ -893,6 +926,5 @@ int main(int argc, char **argv)
         return cmd_predict(model, input, format);
     if (!strcmp(cmd, "bench"))
         return cmd_bench(model, input, iters);
-    usage();
-    return 2;
+    die("unknown command \"%s\" (inspect, predict or bench; see coreml --help)", cmd);
 }
