@@ -217,17 +217,23 @@ struct mm_job {
     int                       n_tok;
     int64_t                   n_rows;    /* sum of the weights' rows */
     uint8_t                  *scratch;   /* [n_threads][CAI__MM_SCRATCH_BYTES] */
+    int64_t                   n_items;   /* row ranges, claimed by the threads */
 };
 
 /* Rows per work unit: a multiple of the kernels' 8-row tiles, and 64 bytes
  * of output so neighbouring threads don't share output lines. */
 #define MM_ROW_CHUNK 16
 
-static void mm_worker(void *ctx, int ith, int nth)
+/* Work items per thread of a dispatch (cai__pool_for): enough that a
+ * descheduled worker leaves little for the others to wait on, few enough
+ * that each matmul item keeps long row streams. */
+#define ITEMS_PER_THREAD 4
+
+static void mm_worker(void *ctx, int64_t item, int ith)
 {
     const struct mm_job *j = ctx;
     int64_t n_chunks = (j->n_rows + MM_ROW_CHUNK - 1) / MM_ROW_CHUNK;
-    int64_t c0 = n_chunks * ith / nth, c1 = n_chunks * (ith + 1) / nth;
+    int64_t c0 = n_chunks * item / j->n_items, c1 = n_chunks * (item + 1) / j->n_items;
     int64_t r0 = c0 * MM_ROW_CHUNK, r1 = CAI_MIN(c1 * MM_ROW_CHUNK, j->n_rows);
     int64_t base = 0;
     for (int wi = 0; wi < j->n_w; wi++) {
@@ -258,12 +264,15 @@ struct tok_job {
     tok_fn           fn;
     void            *ctx;
     int              n_tok;
+    int              n_items;
 };
 
-static void tok_worker(void *vctx, int ith, int nth)
+static void tok_worker(void *vctx, int64_t item, int ith)
 {
     const struct tok_job *j = vctx;
-    int t0 = (int)((int64_t)j->n_tok * ith / nth), t1 = (int)((int64_t)j->n_tok * (ith + 1) / nth);
+    (void)ith;
+    int t0 = (int)((int64_t)j->n_tok * item / j->n_items);
+    int t1 = (int)((int64_t)j->n_tok * (item + 1) / j->n_items);
     if (t0 < t1)
         j->fn(j->f, j->ctx, t0, t1);
 }
@@ -276,7 +285,8 @@ static void for_tokens(struct cai__fwd *f, tok_fn fn, void *ctx, int n_tok)
         return;
     }
     struct tok_job j = {.f = f, .fn = fn, .ctx = ctx, .n_tok = n_tok};
-    cai__pool_run(f->pool, tok_worker, &j);
+    j.n_items = CAI_MIN(f->n_threads * ITEMS_PER_THREAD, n_tok);
+    cai__pool_for(f->pool, j.n_items, tok_worker, &j);
 }
 
 struct quant_ctx {
@@ -386,7 +396,9 @@ static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float
             done++;
         }
         j.xq = quantize_input(f, j.w[0]->type, x, n_tok, j.w[0]->ne[0], ld, &j.xq_stride);
-        cai__pool_run(f->pool, mm_worker, &j);
+        int64_t n_chunks = (j.n_rows + MM_ROW_CHUNK - 1) / MM_ROW_CHUNK;
+        j.n_items = CAI_MIN((int64_t)f->n_threads * ITEMS_PER_THREAD, n_chunks);
+        cai__pool_for(f->pool, j.n_items, mm_worker, &j);
     }
 }
 
@@ -501,9 +513,14 @@ static void att_group(struct cai__fwd *f, const struct att_job *j, int t, int kv
 }
 
 /* Items: (token, KV head) pairs for batches, (token, head) pairs for
- * single tokens or the f32 cache; dealt to the threads round robin, so the
- * long rows of the last tokens are shared out too. */
-static void att_worker(void *ctx, int ith, int nth)
+ * single tokens or the f32 cache; claimed by whichever thread is free, so
+ * the long rows of the last tokens are shared out too. */
+static bool att_batched(const struct cai__fwd *f, int n_tok)
+{
+    return n_tok > 1 && f->m->hp.head_dim % 16 == 0 && !f->kv_f32;
+}
+
+static void att_worker(void *ctx, int64_t it, int ith)
 {
     const struct att_job *j = ctx;
     struct cai__fwd *f = j->f;
@@ -515,37 +532,34 @@ static void att_worker(void *ctx, int ith, int nth)
     cai_half *ph = (cai_half *)(sc + (size_t)group * np + (size_t)group * hd);
     const cai_half *kc = (const cai_half *)f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim;
     const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np;
-    const bool batch = j->n_tok > 1 && hd % 16 == 0 && !f->kv_f32;
+    const bool batch = att_batched(f, j->n_tok);
     const int per_tok = batch ? hp->n_head_kv : hp->n_head;
-    const int64_t n_items = (int64_t)j->n_tok * per_tok;
-    for (int64_t it = ith; it < n_items; it += nth) {
-        int t = (int)(it / per_tok), h = (int)(it % per_tok);
-        if (batch) {
-            att_group(f, j, t, h, scr);
-            continue;
-        }
-        int kvh = h / group;
-        int n_pos = j->pos0 + t + 1; /* causal: positions 0..pos0+t */
-        if (f->kv_f32) {
-            att_head_f32(f, j->layer, t, h, n_pos, sc);
-            continue;
-        }
-        /* One token: llama.cpp's single-token dot product order (dot_f16),
-         * otherwise as att_group. */
-        int n_pad = (n_pos + 63) & ~63;
-        cai_half qh[CAI__MAX_HEAD_DIM];
-        f->k->f32_to_f16(f->q + (size_t)t * f->q_dim + (size_t)h * hd, qh, hd);
-        /* K.Q for every position, then P.V for every dimension: independent
-         * dot products, computed many at a time, each in its own order */
-        f->k->dot_f16_n(kc + (size_t)kvh * hd, (size_t)f->kv_dim, n_pos, qh, hd, sc);
-        for (int p = 0; p < n_pos; p++)
-            sc[p] *= scale;
-        f->k->softmax(sc, n_pos);
-        f->k->f32_to_f16(sc, ph, n_pos);
-        memset(ph + n_pos, 0, (size_t)(n_pad - n_pos) * sizeof(cai_half));
-        float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
-        f->k->dot_f16_n(vt + (size_t)kvh * hd * np, (size_t)np, hd, ph, n_pad, out);
+    int t = (int)(it / per_tok), h = (int)(it % per_tok);
+    if (batch) {
+        att_group(f, j, t, h, scr);
+        return;
     }
+    int kvh = h / group;
+    int n_pos = j->pos0 + t + 1; /* causal: positions 0..pos0+t */
+    if (f->kv_f32) {
+        att_head_f32(f, j->layer, t, h, n_pos, sc);
+        return;
+    }
+    /* One token: llama.cpp's single-token dot product order (dot_f16),
+     * otherwise as att_group. */
+    int n_pad = (n_pos + 63) & ~63;
+    cai_half qh[CAI__MAX_HEAD_DIM];
+    f->k->f32_to_f16(f->q + (size_t)t * f->q_dim + (size_t)h * hd, qh, hd);
+    /* K.Q for every position, then P.V for every dimension: independent
+     * dot products, computed many at a time, each in its own order */
+    f->k->dot_f16_n(kc + (size_t)kvh * hd, (size_t)f->kv_dim, n_pos, qh, hd, sc);
+    for (int p = 0; p < n_pos; p++)
+        sc[p] *= scale;
+    f->k->softmax(sc, n_pos);
+    f->k->f32_to_f16(sc, ph, n_pos);
+    memset(ph + n_pos, 0, (size_t)(n_pad - n_pos) * sizeof(cai_half));
+    float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
+    f->k->dot_f16_n(vt + (size_t)kvh * hd * np, (size_t)np, hd, ph, n_pad, out);
 }
 
 /* ---- the pass ---------------------------------------------------------- */
@@ -687,7 +701,9 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         /* Attention over positions 0..pos0+t; output into xb[t][q_dim]. */
         t0 = prof_start(f);
         struct att_job aj = {.f = f, .layer = il, .n_tok = n, .pos0 = pos0};
-        cai__pool_run(f->pool, att_worker, &aj);
+        cai__pool_for(f->pool,
+                      (int64_t)n * (att_batched(f, n) ? hp->n_head_kv : hp->n_head), att_worker,
+                      &aj);
         uint64_t ctx_pos = (uint64_t)n * (uint64_t)pos0 + (uint64_t)n * (uint64_t)(n + 1) / 2u;
         prof_end(f, il, CAI__OP_ATTN, t0, ctx_pos * 2u * (uint64_t)f->kv_dim * 2u,
                  ctx_pos * 4u * (uint64_t)f->q_dim);

@@ -9,7 +9,12 @@
 #ifndef CAI_POOL_H
 #define CAI_POOL_H
 
+#include <stdint.h>
+
 typedef void (*cai_pool_fn)(void *ctx, int ith, int nth);
+/* One item of cai__pool_for: the item, and the index (< nth) of the thread
+ * running it, for per-thread scratch. */
+typedef void (*cai_pool_item_fn)(void *ctx, int64_t item, int ith);
 
 struct cai_pool;
 
@@ -17,6 +22,13 @@ struct cai_pool;
 int  cai__pool_new(struct cai_pool **out, int n_threads);
 void cai__pool_free(struct cai_pool *p); /* NULL is a no-op */
 void cai__pool_run(struct cai_pool *p, cai_pool_fn fn, void *ctx);
+/* fn(ctx, i, ith) for every i in [0, n_items), the items claimed one at a
+ * time by whichever thread is free, the caller included; returns when all
+ * have returned. A worker that is descheduled (other processes on the
+ * machine) delays the call by at most the item it holds, not by a whole
+ * static share: a worker that has not joined when the caller runs out of
+ * items is not waited for. */
+void cai__pool_for(struct cai_pool *p, int64_t n_items, cai_pool_item_fn fn, void *ctx);
 int  cai__pool_n_threads(const struct cai_pool *p);
 
 #endif /* CAI_POOL_H */

@@ -1,4 +1,5 @@
 /* test_pool.c: the thread pool runs every share exactly once per dispatch. */
+#include <string.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -81,10 +82,57 @@ static void test_pool_partition(void)
     cai__pool_free(NULL);
 }
 
+struct item_ctx {
+    int hits[5000];
+    int bad_ith;
+    int nth;
+};
+
+static void item_fn(void *ctx, int64_t item, int ith)
+{
+    struct item_ctx *c = ctx;
+    __atomic_add_fetch(&c->hits[item], 1, __ATOMIC_RELAXED);
+    if (ith < 0 || ith >= c->nth)
+        __atomic_add_fetch(&c->bad_ith, 1, __ATOMIC_RELAXED);
+}
+
+/* cai__pool_for runs every item exactly once, interleaved with
+ * cai__pool_run dispatches and with workers asleep, for 1-4 threads. */
+static void test_pool_items(void)
+{
+    static struct item_ctx c;
+    for (int n = 1; n <= 4; n++) {
+        struct cai_pool *p;
+        CHECK_EQ_INT(cai__pool_new(&p, n), 0);
+        struct count_ctx cc = {0};
+        int runs = 0, bad = 0;
+        for (int r = 0; r < 300; r++) {
+            int64_t n_items = (r * 37) % 5000;
+            memset(&c, 0, sizeof(c));
+            c.nth = n;
+            cai__pool_for(p, n_items, item_fn, &c);
+            for (int64_t i = 0; i < 5000; i++)
+                bad += c.hits[i] != (i < n_items);
+            bad += c.bad_ith;
+            if (r % 3 == 0) {
+                cai__pool_run(p, count_fn, &cc);
+                runs++;
+            }
+            if (r % 100 == 50)
+                usleep(100000); /* workers fall asleep */
+        }
+        CHECK_MSG(bad == 0, "%d threads: %d items run other than once", n, bad);
+        for (int i = 0; i < n; i++)
+            CHECK_EQ_INT(cc.hits[i], runs);
+        cai__pool_free(p);
+    }
+}
+
 int main(void)
 {
     RUN(test_pool_shares);
     RUN(test_pool_sleep_wake);
     RUN(test_pool_partition);
+    RUN(test_pool_items);
     return test_done();
 }
