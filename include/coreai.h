@@ -213,6 +213,18 @@ CAI_API int cai_session_profile_enable(struct cai_session *s, bool on);
 CAI_API int cai_session_profile_read(const struct cai_session *s, struct cai_profile_entry *out,
                                      int n_max);
 
+/* ---- layer debugger ---------------------------------------------------- */
+
+/* Called during every decode with the residual stream of the batch being
+ * evaluated: once after the embedding lookup (layer -1), then after each
+ * layer (0..n_layer-1). x[n_tok][n_embd] holds tokens at positions pos0..;
+ * it is only valid during the call. Runs on the decoding thread; it must not
+ * call back into the session. */
+typedef void (*cai_layer_fn)(void *user, int layer, int pos0, int n_tok, int n_embd,
+                             const float *x);
+/* Sets (fn non-NULL) or clears the hook. */
+CAI_API void cai_session_set_layer_hook(struct cai_session *s, cai_layer_fn fn, void *user);
+
 /* ---- generation -------------------------------------------------------- */
 
 struct cai_piece {

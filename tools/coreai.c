@@ -19,6 +19,7 @@
 #include "coreai.h"
 #include "bench_cmd.h"
 #include "eval_cmd.h"
+#include "debug_cmd.h"
 #include "serve_cmd.h"
 
 static const char *prog = "coreai";
@@ -872,6 +873,8 @@ static void usage(FILE *f)
                "  bench MODEL           prompt and generation speed (llama-bench terms)\n"
                "  eval MODEL --text F   perplexity; KL divergence and top-1 against a reference\n"
                "  profile MODEL         time, bytes and GB/s per layer and operation\n"
+               "  debug MODEL -p TEXT   the layer debugger: each layer's activations, and\n"
+               "                        where they part from a reference model (--ref)\n"
                "  convert IN.gguf OUT   import a GGUF file into .coreaimodel\n"
                "  verify FILE           check every checksum of a .coreaimodel\n\n"
                "Run '%s COMMAND --help' for a command's options. MODEL is a GGUF or\n"
@@ -903,6 +906,8 @@ int main(int argc, char **argv)
         return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "debug"))
+        return cmd_debug(argc - 1, argv + 1);
     if (!strcmp(cmd, "profile"))
         return cmd_profile(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
