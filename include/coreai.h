@@ -213,6 +213,30 @@ CAI_API int cai_session_profile_enable(struct cai_session *s, bool on);
 CAI_API int cai_session_profile_read(const struct cai_session *s, struct cai_profile_entry *out,
                                      int n_max);
 
+/* ---- layer debugger ---------------------------------------------------- */
+
+/* Called during every decode with the residual stream of the batch being
+ * evaluated: once after the embedding lookup (layer -1), then after each
+ * layer (0..n_layer-1). x[n_tok][n_embd] holds tokens at positions pos0..;
+ * it is only valid during the call. Runs on the decoding thread; it must not
+ * call back into the session. */
+typedef void (*cai_layer_fn)(void *user, int layer, int pos0, int n_tok, int n_embd,
+                             const float *x);
+/* Sets (fn non-NULL) or clears the hook. */
+CAI_API void cai_session_set_layer_hook(struct cai_session *s, cai_layer_fn fn, void *user);
+
+/* ---- embeddings -------------------------------------------------------- */
+
+/* The embedding of a text: the model's final-norm hidden states averaged
+ * over the text's tokens (BOS added as the model asks), scaled to unit
+ * length; llama.cpp's mean pooling. Clears the session's sequence first
+ * (the text must fit its context) and leaves the text in it. Writes
+ * n_embd floats to out (cap of them at most) and returns n_embd (more than
+ * cap: nothing written), or a negative CAI_E* code with a message in
+ * cai_session_errmsg. *n_tokens (may be NULL) gets the text's tokens. */
+CAI_API int cai_embed(struct cai_session *s, const char *text, size_t n_bytes, float *out,
+                      int cap, int *n_tokens);
+
 /* ---- generation -------------------------------------------------------- */
 
 struct cai_piece {

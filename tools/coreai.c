@@ -19,6 +19,7 @@
 #include "coreai.h"
 #include "bench_cmd.h"
 #include "eval_cmd.h"
+#include "debug_cmd.h"
 #include "serve_cmd.h"
 
 static const char *prog = "coreai";
@@ -468,6 +469,78 @@ static void usage_tokenize(FILE *f)
             prog);
 }
 
+static void usage_embed(FILE *f)
+{
+    fprintf(f, "usage: %s embed MODEL [TEXT] [-t THREADS] [-c CTX]\n\n"
+               "Prints the embedding of TEXT (or standard input) as one JSON object:\n"
+               "{\"n_tokens\": N, \"embedding\": [...]}. The embedding is the model's final-norm\n"
+               "hidden states averaged over the tokens and scaled to unit length (mean\n"
+               "pooling, as llama.cpp's --pooling mean).\n\n"
+               "  -t, --threads N        threads (default: all CPUs)\n"
+               "  -c, --ctx-size N       context length (default: min(model, 4096))\n"
+               "  -h, --help             this text\n",
+            prog);
+}
+
+static int cmd_embed(int argc, char **argv)
+{
+    const char *model = NULL, *text = NULL;
+    struct cai_session_params sp = cai_session_params_default();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_embed(stdout);
+            return 0;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (i + 1 >= argc)
+                die("embed: %s needs a value", a);
+            sp.n_threads = (int)parse_long(a, argv[++i], 1, 256);
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+            if (i + 1 >= argc)
+                die("embed: %s needs a value", a);
+            sp.n_ctx = (int)parse_long(a, argv[++i], 0, 1 << 22);
+        } else if (a[0] == '-' && a[1]) {
+            die("embed: unknown option %s (see %s embed --help)", a, prog);
+        } else if (!model) {
+            model = a;
+        } else if (!text) {
+            text = a;
+        } else {
+            die("embed: unexpected argument \"%s\"", a);
+        }
+    }
+    if (!model) {
+        usage_embed(stderr);
+        return 2;
+    }
+    char *owned = NULL;
+    if (!text)
+        text = owned = read_all(stdin);
+    struct cai_model *m = open_model(model);
+    struct cai_model_info info;
+    cai_model_get_info(m, &info);
+    struct cai_session *s = NULL;
+    struct cai_error err = {0};
+    if (cai_session_new(&s, m, &sp, &err) < 0)
+        die("%s", err.msg);
+    float *v = malloc((size_t)info.n_embd * sizeof(float));
+    if (!v)
+        die("out of memory");
+    int n_tok = 0;
+    int n = cai_embed(s, text, strlen(text), v, info.n_embd, &n_tok);
+    if (n < 0)
+        die("%s: %s", model, cai_session_errmsg(s));
+    printf("{\"n_tokens\": %d, \"embedding\": [", n_tok);
+    for (int i = 0; i < n; i++)
+        printf("%s%.9g", i ? ", " : "", (double)v[i]);
+    printf("]}\n");
+    free(v);
+    free(owned);
+    cai_session_free(s);
+    cai_model_close(m);
+    return 0;
+}
+
 static int cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *text = NULL;
@@ -867,11 +940,14 @@ static void usage(FILE *f)
                "  run MODEL -p PROMPT   generate text (streamed)\n"
                "  chat MODEL            interactive chat\n"
                "  tokenize MODEL [TEXT] print token ids\n"
+               "  embed MODEL [TEXT]    the text's embedding (mean-pooled hidden states)\n"
                "  inspect MODEL         architecture, metadata and tensors\n"
                "  serve MODEL           HTTP server: OpenAI and Ollama APIs, chat page at /\n"
                "  bench MODEL           prompt and generation speed (llama-bench terms)\n"
                "  eval MODEL --text F   perplexity; KL divergence and top-1 against a reference\n"
                "  profile MODEL         time, bytes and GB/s per layer and operation\n"
+               "  debug MODEL -p TEXT   the layer debugger: each layer's activations, and\n"
+               "                        where they part from a reference model (--ref)\n"
                "  convert IN.gguf OUT   import a GGUF file into .coreaimodel\n"
                "  verify FILE           check every checksum of a .coreaimodel\n\n"
                "Run '%s COMMAND --help' for a command's options. MODEL is a GGUF or\n"
@@ -903,6 +979,10 @@ int main(int argc, char **argv)
         return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed"))
+        return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(cmd, "debug"))
+        return cmd_debug(argc - 1, argv + 1);
     if (!strcmp(cmd, "profile"))
         return cmd_profile(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))

@@ -672,6 +672,8 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
                    f->x + (size_t)t * d, d);
     rope_prepare(f, n, pos0);
     prof_end(f, top, CAI__OP_EMBED, t0, (uint64_t)n * m->tok_embd.row_bytes, 0);
+    if (f->layer_hook)
+        f->layer_hook(f->layer_hook_user, -1, pos0, n, d, f->x);
 
     for (int il = 0; il < hp->n_layer; il++) {
         const struct cai__layer *L = &m->layers[il];
@@ -736,6 +738,8 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         t0 = prof_start(f);
         residual(f, f->x, f->tmp, n);
         prof_end(f, il, CAI__OP_RESIDUAL, t0, (uint64_t)n * d * 12u, (uint64_t)n * d);
+        if (f->layer_hook)
+            f->layer_hook(f->layer_hook_user, il, pos0, n, d, f->x);
     }
 
     if (n_out <= 0)

@@ -64,6 +64,10 @@ struct cai__fwd {
     float    *inv_freq;    /* [n_rot/2] rotary frequencies (scale and factors applied) */
     float    *rope_cs;     /* [n_batch][n_rot] cos,sin pairs for the current batch */
     struct cai__prof_cell *prof; /* [n_layer + 1][CAI__OP_COUNT] or NULL when off */
+    /* Layer debugger (cai_session_set_layer_hook): the residual stream after
+     * the embedding (layer -1) and after each layer; NULL when off. */
+    void (*layer_hook)(void *user, int layer, int pos0, int n_tok, int n_embd, const float *x);
+    void  *layer_hook_user;
 };
 
 const char *cai__op_name(int op);

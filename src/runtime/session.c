@@ -165,6 +165,14 @@ bool cai_token_is_eog(const struct cai_model *m, int32_t id)
     return cai__tok_is_eog(m->tok, id);
 }
 
+/* ---- layer debugger ---------------------------------------------------- */
+
+void cai_session_set_layer_hook(struct cai_session *s, cai_layer_fn fn, void *user)
+{
+    s->fwd.layer_hook = fn;
+    s->fwd.layer_hook_user = fn ? user : NULL;
+}
+
 /* ---- profiling --------------------------------------------------------- */
 
 int cai_session_profile_enable(struct cai_session *s, bool on)

@@ -447,6 +447,49 @@ static int parse_ollama(const struct cai_json *j, const struct cai_json_node *o,
     return 0;
 }
 
+/* Embedding requests: OpenAI {"input": string | [string], "encoding_format":
+ * "float"}, Ollama /api/embed {"input": string | [string]}, /api/embeddings
+ * {"prompt": string}. */
+static int parse_embed(const struct cai_json *j, const struct cai_json_node *o,
+                       struct cai__api_request *r, struct cai_error *err)
+{
+    const char *key = r->kind == CAI_API_OLLAMA_EMBEDDINGS ? "prompt" : "input";
+    const struct cai_json_node *in = field(j, o, key);
+    if (r->kind == CAI_API_OAI_EMBED) {
+        const struct cai_json_node *ef = field(j, o, "encoding_format");
+        if (ef && !cai__json_str_eq(ef, "float"))
+            return bad(err, "encoding_format: only \"float\" is supported");
+        if (present(j, o, "dimensions"))
+            return bad(err, "dimensions is not supported");
+    }
+    if (!in)
+        return bad(err, "%s is required", key);
+    size_t n = in->type == CAI_JSON_ARRAY ? in->n : 1;
+    if (in->type != CAI_JSON_STRING && in->type != CAI_JSON_ARRAY)
+        return bad(err, "%s must be a string%s", key,
+                   r->kind == CAI_API_OLLAMA_EMBEDDINGS ? "" : " or an array of strings");
+    if (in->type == CAI_JSON_ARRAY && r->kind == CAI_API_OLLAMA_EMBEDDINGS)
+        return bad(err, "prompt must be a string");
+    if (n == 0 || n > CAI__API_MAX_INPUTS)
+        return bad(err, "%s: between 1 and %d texts", key, CAI__API_MAX_INPUTS);
+    r->inputs = cai__calloc(n, sizeof(*r->inputs));
+    if (!r->inputs)
+        return cai__fail(err, CAI_ENOMEM, "out of memory");
+    const struct cai_json_node *e = in->type == CAI_JSON_ARRAY ? cai__json_first(j, in) : in;
+    for (size_t i = 0; i < n; i++) {
+        if (e->type != CAI_JSON_STRING)
+            return bad(err, "%s: every element must be a string (token arrays are not "
+                       "supported)", key);
+        int rc = copy_str(e, key, &r->inputs[r->n_inputs], err);
+        if (rc < 0)
+            return rc;
+        r->n_inputs++;
+        if (in->type == CAI_JSON_ARRAY)
+            e = cai__json_next(j, in, e);
+    }
+    return 0;
+}
+
 int cai__api_parse(struct cai__api_request *out, int kind, const char *body, size_t n_bytes,
                    int default_max_tokens, struct cai_error *err)
 {
@@ -465,10 +508,12 @@ int cai__api_parse(struct cai__api_request *out, int kind, const char *body, siz
     } else {
         const struct cai_json_node *model = field(j, o, "model");
         rc = model ? copy_str(model, "model", &out->model, err) : 0;
-        if (!rc)
+        if (!rc && cai__api_is_embed(kind))
+            rc = parse_embed(j, o, out, err);
+        else if (!rc)
             rc = cai__api_is_ollama(kind) ? parse_ollama(j, o, out, err)
                                           : parse_oai(j, o, out, err);
-        if (!rc && !cai__api_is_ollama(kind))
+        if (!rc && !cai__api_is_ollama(kind) && !cai__api_is_embed(kind))
             rc = parse_sampling(j, o, false, out, err);
     }
     cai__json_free(j);
@@ -492,6 +537,9 @@ void cai__api_request_free(struct cai__api_request *r)
     cai__free(r->msgs);
     for (int i = 0; i < r->n_stop; i++)
         cai__free(r->stop[i]);
+    for (int i = 0; r->inputs && i < r->n_inputs; i++)
+        cai__free(r->inputs[i]);
+    cai__free(r->inputs);
     memset(r, 0, sizeof(*r));
 }
 
@@ -775,6 +823,67 @@ bool cai__api_final(struct cai__buf *out, struct cai__api_reply *r, const char *
     cai__jw_obj_end(&w);
     cai__jw_arr_end(&w);
     oai_usage(&w, res);
+    cai__jw_obj_end(&w);
+    return cai__jw_ok(&w);
+}
+
+static void embed_vec(struct cai__jw *w, const float *v, int dim)
+{
+    cai__jw_arr(w);
+    for (int i = 0; i < dim; i++)
+        cai__jw_num(w, (double)v[i]);
+    cai__jw_arr_end(w);
+}
+
+bool cai__api_embed_final(struct cai__buf *out, const struct cai__api_reply *r, const float *vecs,
+                          int n_vec, int dim, int64_t n_tokens, int64_t total_ns)
+{
+    struct cai__jw w;
+    cai__jw_init(&w, out);
+    cai__jw_obj(&w);
+    if (r->kind == CAI_API_OLLAMA_EMBEDDINGS) {
+        cai__jw_key(&w, "embedding");
+        embed_vec(&w, vecs, n_vec > 0 ? dim : 0);
+    } else if (r->kind == CAI_API_OLLAMA_EMBED) {
+        cai__jw_key(&w, "model");
+        cai__jw_str(&w, r->model);
+        cai__jw_key(&w, "embeddings");
+        cai__jw_arr(&w);
+        for (int i = 0; i < n_vec; i++)
+            embed_vec(&w, vecs + (size_t)i * (size_t)dim, dim);
+        cai__jw_arr_end(&w);
+        cai__jw_key(&w, "total_duration");
+        cai__jw_int(&w, total_ns);
+        cai__jw_key(&w, "load_duration");
+        cai__jw_int(&w, 0);
+        cai__jw_key(&w, "prompt_eval_count");
+        cai__jw_int(&w, n_tokens);
+    } else {
+        cai__jw_key(&w, "object");
+        cai__jw_str(&w, "list");
+        cai__jw_key(&w, "data");
+        cai__jw_arr(&w);
+        for (int i = 0; i < n_vec; i++) {
+            cai__jw_obj(&w);
+            cai__jw_key(&w, "object");
+            cai__jw_str(&w, "embedding");
+            cai__jw_key(&w, "index");
+            cai__jw_int(&w, i);
+            cai__jw_key(&w, "embedding");
+            embed_vec(&w, vecs + (size_t)i * (size_t)dim, dim);
+            cai__jw_obj_end(&w);
+        }
+        cai__jw_arr_end(&w);
+        cai__jw_key(&w, "model");
+        cai__jw_str(&w, r->model);
+        cai__jw_key(&w, "usage");
+        cai__jw_obj(&w);
+        cai__jw_key(&w, "prompt_tokens");
+        cai__jw_int(&w, n_tokens);
+        cai__jw_key(&w, "total_tokens");
+        cai__jw_int(&w, n_tokens);
+        cai__jw_obj_end(&w);
+    }
     cai__jw_obj_end(&w);
     return cai__jw_ok(&w);
 }

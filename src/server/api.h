@@ -24,16 +24,27 @@ enum cai__api_kind {
     CAI_API_OAI_COMPLETION,  /* POST /v1/completions */
     CAI_API_OLLAMA_GENERATE, /* POST /api/generate */
     CAI_API_OLLAMA_CHAT,     /* POST /api/chat */
+    CAI_API_OAI_EMBED,       /* POST /v1/embeddings */
+    CAI_API_OLLAMA_EMBED,    /* POST /api/embed */
+    CAI_API_OLLAMA_EMBEDDINGS, /* POST /api/embeddings (Ollama's older route) */
 };
 
 static inline bool cai__api_is_ollama(int kind)
 {
-    return kind == CAI_API_OLLAMA_GENERATE || kind == CAI_API_OLLAMA_CHAT;
+    return kind == CAI_API_OLLAMA_GENERATE || kind == CAI_API_OLLAMA_CHAT ||
+           kind == CAI_API_OLLAMA_EMBED || kind == CAI_API_OLLAMA_EMBEDDINGS;
+}
+
+static inline bool cai__api_is_embed(int kind)
+{
+    return kind == CAI_API_OAI_EMBED || kind == CAI_API_OLLAMA_EMBED ||
+           kind == CAI_API_OLLAMA_EMBEDDINGS;
 }
 
 #define CAI__API_MAX_STOP     16  /* stop strings per request */
 #define CAI__API_MAX_STOP_LEN 512 /* bytes per stop string */
 #define CAI__API_MAX_DEPTH    32  /* JSON nesting of a request body */
+#define CAI__API_MAX_INPUTS   256 /* texts per embedding request */
 
 /* A parsed generation request. Owns every pointer in it. */
 struct cai__api_request {
@@ -49,6 +60,8 @@ struct cai__api_request {
     char                *stop[CAI__API_MAX_STOP];
     int                  n_stop;
     struct cai_gen_params gp; /* gp.stop points at stop[] */
+    char               **inputs;        /* embedding requests: the texts */
+    int                  n_inputs;
 };
 
 /* Parses body[0..n_bytes) as a request of the given kind. default_max_tokens
@@ -90,6 +103,10 @@ bool cai__api_stream_error(struct cai__buf *out, struct cai__api_reply *r, const
 /* Writes the whole non-streamed JSON body for a finished generation. */
 bool cai__api_final(struct cai__buf *out, struct cai__api_reply *r, const char *text,
                     size_t n_bytes, const struct cai_gen_result *res, int64_t total_ns);
+/* The body answering an embedding request: vecs[n_vec][dim] in input
+ * order; n_tokens: all inputs' tokens. */
+bool cai__api_embed_final(struct cai__buf *out, const struct cai__api_reply *r, const float *vecs,
+                          int n_vec, int dim, int64_t n_tokens, int64_t total_ns);
 /* The Ollama answer to a request without a prompt ("done_reason": "load"),
  * as one object (stream or not: a single NDJSON line either way). */
 bool cai__api_ollama_load(struct cai__buf *out, const struct cai__api_reply *r);

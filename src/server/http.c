@@ -293,15 +293,20 @@ int64_t cai__http_parse(struct cai__http_parser *p, const char *data, size_t n_b
         if (p->scan < p->lead)
             p->scan = p->lead;
         const char *lf = memchr(data + p->scan, '\n', n_bytes - p->scan);
+        /* The limits are checked as if the bytes arrived one at a time, so
+         * the answer does not depend on how they were split: a prefix of
+         * t414 bytes without a line feed has too long a request line, one of
+         * t431 bytes too large a head; the first of the two to be reached
+         * before the line feed (at index e) decides. */
+        size_t e = lf ? (size_t)(lf - data) : n_bytes;
+        size_t t414 = p->lead + lim->max_line + 2, t431 = lim->max_head + 1;
+        if (CAI_MIN(t414, t431) <= e)
+            return t414 <= t431 ? fail(p, 414, "request line too long")
+                                : fail(p, 431, "request head too large");
         if (!lf) {
             p->scan = n_bytes;
-            if (n_bytes - p->lead > lim->max_line + 1)
-                return fail(p, 414, "request line too long");
-            if (n_bytes > lim->max_head)
-                return fail(p, 431, "request head too large");
             return 0;
         }
-        size_t e = (size_t)(lf - data);
         size_t n_line = line_len_without_cr(data + p->lead, e - p->lead);
         if (n_line > lim->max_line)
             return fail(p, 414, "request line too long");

@@ -88,6 +88,8 @@ struct task {
     char                   *model_echo;
     struct cai__buf         text; /* the reply so far */
     struct cai__buf         key;  /* the conversation, for slot affinity */
+    float                  *emb;  /* embedding requests: [n_inputs][emb_dim], by the relay */
+    int                     emb_dim;
 };
 
 struct slot {
@@ -195,6 +197,40 @@ static void ring(struct cai__server *s)
 /* Runs one generation for task t on the slot's session: starts the job,
  * moves its pieces to the outbox, and reports the end. Never touches the
  * model directly; cai_job_* does the work on its own thread. */
+/* An embedding request: each input in turn on the slot's session. Written
+ * into t->emb, which the loop reads only after the end report. */
+static int relay_embed(struct slot *sl, struct task *t, struct cai_gen_result *res, char *errmsg,
+                       size_t cap)
+{
+    struct cai_model_info info;
+    cai_model_get_info(sl->srv->model, &info);
+    t->emb_dim = info.n_embd;
+    t->emb = cai__malloc_array((size_t)t->req.n_inputs * (size_t)info.n_embd, sizeof(float));
+    if (!t->emb) {
+        snprintf(errmsg, cap, "out of memory for %d embeddings", t->req.n_inputs);
+        return CAI_ENOMEM;
+    }
+    int64_t t0 = cai__now_ns();
+    for (int i = 0; i < t->req.n_inputs; i++) {
+        pthread_mutex_lock(&sl->mu);
+        bool cancelled = sl->sh.cancel;
+        pthread_mutex_unlock(&sl->mu);
+        if (cancelled)
+            return CAI_ECANCELLED;
+        int n_tok = 0;
+        const char *in = t->req.inputs[i];
+        int rc = cai_embed(sl->sess, in, strlen(in), t->emb + (size_t)i * (size_t)info.n_embd,
+                           info.n_embd, &n_tok);
+        if (rc < 0) {
+            snprintf(errmsg, cap, "input %d: %s", i, cai_session_errmsg(sl->sess));
+            return rc;
+        }
+        res->n_prompt += n_tok;
+    }
+    res->t_prompt_ns = cai__now_ns() - t0;
+    return 0;
+}
+
 static void relay_one(struct slot *sl, struct task *t)
 {
     struct cai__server *s = sl->srv;
@@ -209,6 +245,8 @@ static void relay_one(struct slot *sl, struct task *t)
     if (cancelled) {
         status = CAI_ECANCELLED;
         res.stop_reason = CAI_STOP_CALLBACK;
+    } else if (cai__api_is_embed(t->req.kind)) {
+        status = relay_embed(sl, t, &res, errmsg, sizeof(errmsg));
     } else {
         status = cai_job_start(&job, sl->sess, t->req.prompt, t->req.prompt ? NULL : t->req.msgs,
                                t->req.n_msgs, &t->req.gp);
@@ -517,6 +555,7 @@ static void task_free(struct task *t)
     cai__buf_free(&t->text);
     cai__buf_free(&t->key);
     cai__free(t->model_echo);
+    cai__free(t->emb);
     cai__free(t);
 }
 
@@ -627,7 +666,8 @@ static void task_done(struct cai__server *s, struct task *t, int status,
     sl->task = NULL;
     /* What the slot's KV cache now holds: the conversation and the reply. */
     cai__buf_reset(&sl->key);
-    if (status >= 0 && !t->key.failed && !t->text.failed) {
+    bool embed = cai__api_is_embed(t->req.kind); /* the cache holds no conversation then */
+    if (status >= 0 && !embed && !t->key.failed && !t->text.failed) {
         cai__buf_put(&sl->key, t->key.data, t->key.n);
         if (!t->req.prompt)
             cai__buf_puts(&sl->key, "assistant\x1f");
@@ -657,6 +697,10 @@ static void task_done(struct cai__server *s, struct task *t, int status,
             response_done(s, c, 200);
         } else if (status < 0) {
             respond_error(s, c, status_for(status), errmsg, NULL);
+        } else if (embed) {
+            cai__buf_reset(&s->tmp);
+            respond_json(s, c, cai__api_embed_final(&s->tmp, &t->reply, t->emb, t->req.n_inputs,
+                                                    t->emb_dim, res->n_prompt, total));
         } else if (t->stream) {
             if (!t->head_sent)
                 stream_head(t);
@@ -885,9 +929,9 @@ static void handle_request(struct cai__server *s, struct conn *c, const struct c
         {"/api/ps", false, 6},
         {"/api/version", false, 7},
         {"/api/show", true, 8},
-        {"/v1/embeddings", true, 9},
-        {"/api/embed", true, 9},
-        {"/api/embeddings", true, 9},
+        {"/v1/embeddings", true, 10 + CAI_API_OAI_EMBED},
+        {"/api/embed", true, 10 + CAI_API_OLLAMA_EMBED},
+        {"/api/embeddings", true, 10 + CAI_API_OLLAMA_EMBEDDINGS},
     };
     int route = -1;
     for (size_t i = 0; i < CAI_ARRAY_LEN(routes); i++)
@@ -956,10 +1000,6 @@ static void handle_request(struct cai__server *s, struct conn *c, const struct c
         respond_json(s, c, cai__api_ollama_show(&s->tmp, &s->info));
         return;
     }
-    case 9:
-        respond_error(s, c, 501, "embeddings are not supported yet: the engine has no embedding "
-                                 "API", NULL);
-        return;
     default: respond_error(s, c, 500, "unknown route", NULL); return;
     }
 }

@@ -8,9 +8,9 @@
  *         an old buffer would be caught by ASan); the result must equal a
  *         one-shot parse of the same bytes. Each complete request is checked
  *         (spans inside the input, lengths add up), its body goes through the
- *         API parser for the route its path names (or all four kinds), and
+ *         API parser for the route its path names (or all seven kinds), and
  *         pipelined requests follow. Bit 1 set: small limits.
- *   odd:  the rest is a request body, parsed as each of the four kinds.
+ *   odd:  the rest is a request body, parsed as each of the seven kinds.
  * Accepted requests produce streamed events, an end, a final body and an
  * error body; every one must be valid JSON.
  * Build: `make fuzz`; run: build-fuzz/fuzz_http -max_total_time=60 tests/fuzz/corpus/http */
@@ -69,6 +69,20 @@ static void exercise_api(int kind, const char *body, size_t n, const uint8_t *te
         cai__buf_free(&b);
         return;
     }
+    if (cai__api_is_embed(kind)) {
+        REQUIRE(r.n_inputs >= 1 && r.n_inputs <= CAI__API_MAX_INPUTS && r.inputs);
+        for (int i = 0; i < r.n_inputs; i++)
+            REQUIRE(r.inputs[i]);
+        float v[3 * 4] = {0.5f, -1e-7f, 3.0f, 0.0f};
+        struct cai__api_reply er = {.kind = kind, .model = r.model ? r.model : "m"};
+        struct cai__buf eb;
+        cai__buf_init(&eb, 1 << 16);
+        REQUIRE(cai__api_embed_final(&eb, &er, v, 3, 4, 7, 1));
+        REQUIRE(valid_json(eb.data, eb.n));
+        cai__buf_free(&eb);
+        cai__api_request_free(&r);
+        return;
+    }
     REQUIRE((r.prompt != NULL) + (r.msgs != NULL) <= 1);
     REQUIRE(r.load_only || r.prompt || r.msgs);
     REQUIRE(r.n_stop >= 0 && r.n_stop <= CAI__API_MAX_STOP && r.gp.n_stop == r.n_stop);
@@ -110,6 +124,9 @@ static void route_body(const struct cai__http_request *rq, const uint8_t *text, 
         {"/v1/completions", CAI_API_OAI_COMPLETION},
         {"/api/generate", CAI_API_OLLAMA_GENERATE},
         {"/api/chat", CAI_API_OLLAMA_CHAT},
+        {"/v1/embeddings", CAI_API_OAI_EMBED},
+        {"/api/embed", CAI_API_OLLAMA_EMBED},
+        {"/api/embeddings", CAI_API_OLLAMA_EMBEDDINGS},
     };
     bool routed = false;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
@@ -119,7 +136,7 @@ static void route_body(const struct cai__http_request *rq, const uint8_t *text, 
         }
     }
     if (!routed && rq->body_len)
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k <= CAI_API_OLLAMA_EMBEDDINGS; k++)
             exercise_api(k, rq->body, rq->body_len, text, n_text);
 }
 
@@ -136,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *in = (const char *)data + 1;
     size_t n = size - 1;
     if (mode & 1) {
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k <= CAI_API_OLLAMA_EMBEDDINGS; k++)
             exercise_api(k, in, n, data + 1, n < 64 ? n : 64);
         return 0;
     }

@@ -601,6 +601,82 @@ static void test_openai_json(void)
     resp_free(&r);
 }
 
+/* Reads the first n floats of the numbers in a JSON array node. */
+static int json_floats(const struct cai_json *j, const struct cai_json_node *arr, double *out,
+                       int cap)
+{
+    int n = 0;
+    if (!arr || arr->type != CAI_JSON_ARRAY)
+        return -1;
+    for (const struct cai_json_node *e = cai__json_first(j, arr); e; e = cai__json_next(j, arr, e)) {
+        if (e->type != CAI_JSON_NUMBER)
+            return -1;
+        if (n < cap)
+            out[n] = e->num;
+        n++;
+    }
+    return n;
+}
+
+/* Embeddings through all three routes: the same vectors, llama.cpp's
+ * (tests/golden/embed_smollm2.txt, first case), and chat still works after. */
+static void test_embeddings(void)
+{
+    NEED_SERVER();
+    static double ref[576], a[576], b[576], c2[576];
+    FILE *f = fopen("tests/golden/embed_smollm2.txt", "r");
+    char line[16384];
+    CHECK(f && fgets(line, sizeof(line), f) && fgets(line, sizeof(line), f));
+    char *p = line;
+    for (int i = 0; i < 576; i++)
+        ref[i] = strtod(p, &p);
+    if (f)
+        fclose(f);
+    struct resp r;
+    CHECK(http("POST", "/v1/embeddings", "{\"model\":\"m\",\"input\":[\"The cat sat on the "
+                                        "mat.\",\"Paris is the capital of France.\"]}", &r) &&
+          r.status == 200);
+    struct cai_json *j = r.body ? parse_json(r.body, r.n_body) : NULL;
+    CHECK(j && cai__json_str_eq(JGET(j, "object"), "list"));
+    CHECK_EQ_INT(j ? json_floats(j, JGET(j, "data", "#0", "embedding"), a, 576) : -1, 576);
+    CHECK_EQ_INT(j ? json_floats(j, JGET(j, "data", "#1", "embedding"), b, 576) : -1, 576);
+    const struct cai_json_node *pt = j ? JGET(j, "usage", "prompt_tokens") : NULL;
+    CHECK(pt && pt->num >= 8);
+    cai__json_free(j);
+    resp_free(&r);
+    double worst = 0.0, dot = 0.0;
+    for (int i = 0; i < 576; i++) {
+        worst = fmax(worst, fabs(a[i] - ref[i]));
+        dot += a[i] * b[i];
+    }
+    CHECK_MSG(worst <= 1e-6, "max |server - llama.cpp| = %.3g", worst);
+    CHECK(dot < 0.99);
+
+    CHECK(http("POST", "/api/embed", "{\"input\":\"The cat sat on the mat.\"}", &r) &&
+          r.status == 200);
+    j = r.body ? parse_json(r.body, r.n_body) : NULL;
+    CHECK_EQ_INT(j ? json_floats(j, JGET(j, "embeddings", "#0"), b, 576) : -1, 576);
+    CHECK(j && JGET(j, "prompt_eval_count") && JGET(j, "total_duration"));
+    cai__json_free(j);
+    resp_free(&r);
+    CHECK(http("POST", "/api/embeddings", "{\"prompt\":\"The cat sat on the mat.\"}", &r) &&
+          r.status == 200);
+    j = r.body ? parse_json(r.body, r.n_body) : NULL;
+    CHECK_EQ_INT(j ? json_floats(j, JGET(j, "embedding"), c2, 576) : -1, 576);
+    cai__json_free(j);
+    resp_free(&r);
+    CHECK(memcmp(a, b, sizeof(a)) == 0 && memcmp(a, c2, sizeof(a)) == 0);
+
+    /* The slot's cache held the embedded text: a chat afterwards is unaffected. */
+    CHECK(http("POST", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":"
+                                              "\"What is the capital of France? Answer in one "
+                                              "sentence.\"}],"
+                                              "\"temperature\":0,\"max_tokens\":12}", &r) &&
+          r.status == 200);
+    CHECK_MSG(r.body && strstr(r.body, "Paris") != NULL, "%s", r.body ? r.body : "(none)");
+    resp_free(&r);
+}
+
 static void test_openai_completion(void)
 {
     NEED_SERVER();
@@ -722,9 +798,14 @@ static void test_errors(void)
     CHECK(http("GET", "/v1/chat/completions", NULL, &r) && r.status == 405);
     CHECK(find_header(r.head, "Allow") != NULL);
     resp_free(&r);
-    CHECK(http("POST", "/v1/embeddings", "{\"input\":\"x\"}", &r) && r.status == 501);
+    CHECK(http("POST", "/v1/embeddings", "{\"input\":[1,2]}", &r) && r.status == 400);
     resp_free(&r);
-    CHECK(http("POST", "/api/embed", "{\"input\":\"x\"}", &r) && r.status == 501);
+    CHECK(http("POST", "/api/embed", "{\"input\":[]}", &r) && r.status == 400);
+    resp_free(&r);
+    CHECK(http("POST", "/v1/embeddings", "{\"input\":\"x\",\"encoding_format\":\"base64\"}",
+               &r) && r.status == 400);
+    resp_free(&r);
+    CHECK(http("POST", "/api/embeddings", "{\"prompt\":[\"x\"]}", &r) && r.status == 400);
     resp_free(&r);
     CHECK(http("OPTIONS", "/v1/models", NULL, &r) && r.status == 204);
     CHECK(find_header(r.head, "Allow") && !find_header(r.head, "Content-Length"));
@@ -1112,6 +1193,7 @@ int main(void)
     RUN(test_listings);
     RUN(test_openai_chat);
     RUN(test_openai_json);
+    RUN(test_embeddings);
     RUN(test_openai_completion);
     RUN(test_ollama);
     RUN(test_errors);

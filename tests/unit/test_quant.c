@@ -17,6 +17,8 @@
 #include "quant/quant_int.h"
 
 #include "../../tools/eval_cmd.h"
+#include "../../tools/debug_cmd.h"
+#include "base/json.h"
 
 static uint32_t rng = 2024;
 static float randu(void)
@@ -551,6 +553,114 @@ static void test_head_f32_input(void)
     cleanup_tiny();
 }
 
+/* The layer hook: one call per layer and the embedding, in order, with the
+ * batch's positions; the logits do not change with it on. */
+struct hook_log {
+    int calls, next_layer, pos0[2], bad;
+};
+
+static void hook_fn(void *user, int layer, int pos0, int n_tok, int n_embd, const float *x)
+{
+    struct hook_log *h = user;
+    if (layer != h->next_layer || n_embd != TINY_EMBD || n_tok < 1 || !x)
+        h->bad++;
+    if (layer == -1 && h->calls / (TINY_LAYER + 1) < 2)
+        h->pos0[h->calls / (TINY_LAYER + 1)] = pos0;
+    h->next_layer = layer + 1 == TINY_LAYER ? -1 : layer + 1;
+    h->calls++;
+}
+
+/* Runs `coreai debug` with argv, stdout into a buffer; returns its exit code. */
+static int run_debug(int argc, char **argv, char *out, size_t cap)
+{
+    char path[] = "/tmp/coreai-debug-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    fflush(stdout);
+    int saved = dup(1);
+    dup2(fd, 1);
+    int rc = cmd_debug(argc, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    ssize_t n = pread(fd, out, cap - 1, 0);
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    return rc;
+}
+
+static void test_layer_debugger(void)
+{
+    if (!setup_tiny())
+        SKIP("cannot write temporary files");
+    struct cai_model *m = NULL;
+    struct cai_session *s = NULL;
+    CHECK_EQ_INT(cai_model_open(&m, src_path, NULL, NULL), 0);
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_ctx = 32;
+    sp.n_threads = 1;
+    CHECK_EQ_INT(cai_session_new(&s, m, &sp, NULL), 0);
+    int32_t toks[8] = {72, 101, 108, 108, 111, 32, 119, 111};
+    float plain[TINY_VOCAB];
+    CHECK_EQ_INT(cai_session_decode(s, toks, 5, false), 0);
+    memcpy(plain, cai_session_logits(s, -1), sizeof(plain));
+    cai_session_truncate(s, 0);
+    struct hook_log h = {.next_layer = -1};
+    cai_session_set_layer_hook(s, hook_fn, &h);
+    CHECK_EQ_INT(cai_session_decode(s, toks, 5, false), 0);
+    CHECK(memcmp(plain, cai_session_logits(s, -1), sizeof(plain)) == 0);
+    CHECK_EQ_INT(cai_session_decode(s, toks + 5, 3, false), 0);
+    CHECK_EQ_INT(h.calls, 2 * (TINY_LAYER + 1));
+    CHECK_EQ_INT(h.bad, 0);
+    CHECK(h.pos0[0] == 0 && h.pos0[1] == 5);
+    cai_session_set_layer_hook(s, NULL, NULL);
+    CHECK_EQ_INT(cai_session_decode(s, toks, 1, false), 0);
+    CHECK_EQ_INT(h.calls, 2 * (TINY_LAYER + 1));
+    cai_session_free(s);
+    cai_model_close(m);
+
+    /* `coreai debug`: a model against itself has no drift; its int8
+     * quantization drifts a little at every layer. */
+    struct cai_quant_params p = cai_quant_params_default();
+    p.precision = CAI_QUANT_INT8;
+    p.n_threads = 1;
+    CHECK_EQ_INT(cai_quantize(src_path, out_path, &p, NULL, NULL), 0);
+    static char out[1 << 16];
+    for (int pass = 0; pass < 2; pass++) {
+        char *argv[] = {"debug", pass ? out_path : src_path, "-p", "Hello world, hello.", "--ref",
+                        src_path, "-o", "json", "-t", "1", NULL};
+        CHECK_EQ_INT(run_debug(10, argv, out, sizeof(out)), 0);
+        struct cai_json *j = NULL;
+        CHECK_MSG(cai__json_parse(&j, out, strlen(out), 0, "debug", NULL) == 0, "%s", out);
+        if (!j)
+            continue;
+        const struct cai_json_node *layers = cai__json_get(j, cai__json_root(j), "layers");
+        CHECK(layers && layers->type == CAI_JSON_ARRAY && layers->n == TINY_LAYER + 1);
+        int n_zero = 0, n_small = 0;
+        for (const struct cai_json_node *e = layers ? cai__json_first(j, layers) : NULL; e;
+             e = cai__json_next(j, layers, e)) {
+            const struct cai_json_node *re = cai__json_get(j, e, "rel_err");
+            n_zero += re && re->num == 0.0;
+            n_small += re && re->num > 0.0 && re->num < 0.05;
+        }
+        const struct cai_json_node *lg = cai__json_get(j, cai__json_root(j), "logits");
+        const struct cai_json_node *kl = lg ? cai__json_get(j, lg, "kld_mean") : NULL;
+        if (pass == 0) {
+            CHECK_EQ_INT(n_zero, TINY_LAYER + 1);
+            CHECK(kl && kl->num == 0.0);
+        } else {
+            CHECK_EQ_INT(n_small, TINY_LAYER + 1); /* the embedding is q8_0 too: all drift */
+            CHECK(kl && kl->num > 0.0 && kl->num < 0.05);
+        }
+        cai__json_free(j);
+    }
+    char *bad[] = {"debug", src_path, NULL};
+    CHECK_EQ_INT(run_debug(2, bad, out, sizeof(out)), 2);
+    cleanup_tiny();
+}
+
 static void test_pipeline_tiny(void)
 {
     if (!setup_tiny())
@@ -708,6 +818,7 @@ int main(void)
     RUN(test_awq_search_outliers);
     RUN(test_pipeline_tiny);
     RUN(test_head_f32_input);
+    RUN(test_layer_debugger);
     RUN(test_bad_arguments);
     return test_done();
 }
