@@ -13,6 +13,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "coreaimodel.h"
 
@@ -517,6 +519,19 @@ int cai__cam_open(struct cai_gguf **out, const char *path, struct cai_error *err
         return rc;
     }
     (*out)->map = map; /* cai__gguf_close unmaps it */
+    /* The header and the tensor table are only needed to open (and to
+     * verify, which reads them again): give their pages back, so an open
+     * .coreaimodel keeps no more of its file resident than a GGUF does. The
+     * mapping is read-only, so a later read faults the same bytes back in. */
+    if (map.mapped && map.n_bytes >= CAI_CAM_HEADER_BYTES) {
+        uint64_t dir = 0;
+        for (int i = 0; i < 8; i++)
+            dir |= (uint64_t)map.data[48 + i] << (8 * i); /* dir_offset, checked by the parse */
+        long page = sysconf(_SC_PAGESIZE);
+        if (page > 0 && dir >= (uint64_t)page && dir <= map.n_bytes)
+            madvise((void *)(uintptr_t)map.data, (size_t)(dir / (uint64_t)page * (uint64_t)page),
+                    MADV_DONTNEED);
+    }
     return 0;
 }
 
