@@ -71,18 +71,13 @@ static void debug_hook(void *user, int layer, int pos0, int n_tok, int n_embd, c
     memcpy(dst, x, (size_t)n_tok * (size_t)n_embd * sizeof(float));
 }
 
-/* Opens path and runs the tokens through it, filling tr. */
-static int debug_run(const char *path, const int32_t *toks, int n, int n_threads, bool kv_f32,
-                     struct debug_trace *tr, struct cai_model **out_model)
+/* Runs the tokens through model m (opened from path), filling tr. */
+static int debug_run(struct cai_model *m, const char *path, const int32_t *toks, int n,
+                     int n_threads, bool kv_f32, struct debug_trace *tr)
 {
-    struct cai_model *m = NULL;
     struct cai_session *s = NULL;
     struct cai_error err = {0};
-    int rc = cai_model_open(&m, path, NULL, &err);
-    if (rc < 0) {
-        fprintf(stderr, "coreai debug: %s\n", err.msg);
-        return rc;
-    }
+    int rc;
     struct cai_model_info info;
     cai_model_get_info(m, &info);
     struct cai_session_params sp = cai_session_params_default();
@@ -121,10 +116,6 @@ static int debug_run(const char *path, const int32_t *toks, int n, int n_threads
                (size_t)info.n_vocab * sizeof(float));
 out:
     cai_session_free(s);
-    if (rc < 0 || !out_model)
-        cai_model_close(m);
-    else
-        *out_model = m;
     return rc;
 }
 
@@ -238,7 +229,7 @@ static int cmd_debug(int argc, char **argv)
     }
 
     int rc = 1;
-    struct cai_model *m = NULL;
+    struct cai_model *m = NULL, *rm = NULL;
     struct debug_trace tr = {0}, rt = {0};
     int32_t *toks = NULL;
     struct cai_error err = {0};
@@ -249,8 +240,6 @@ static int cmd_debug(int argc, char **argv)
     int need = cai_tokenize(m, prompt, n_text, true, false, NULL, 0);
     toks = need > 0 ? malloc((size_t)need * sizeof(int32_t)) : NULL;
     int n = toks ? cai_tokenize(m, prompt, n_text, true, false, toks, need) : need;
-    cai_model_close(m);
-    m = NULL;
     if (n <= 0) {
         fprintf(stderr, "coreai debug: the prompt gives no tokens\n");
         goto out;
@@ -259,10 +248,14 @@ static int cmd_debug(int argc, char **argv)
         fprintf(stderr, "coreai debug: the prompt has %d tokens; at most 4096\n", n);
         goto out;
     }
-    if (debug_run(model_path, toks, n, n_threads, kv_f32, &tr, NULL) < 0)
+    if (debug_run(m, model_path, toks, n, n_threads, kv_f32, &tr) < 0)
         goto out;
     if (ref_path) {
-        if (debug_run(ref_path, toks, n, n_threads, kv_f32, &rt, NULL) < 0)
+        if (cai_model_open(&rm, ref_path, NULL, &err) < 0) {
+            fprintf(stderr, "coreai debug: %s\n", err.msg);
+            goto out;
+        }
+        if (debug_run(rm, ref_path, toks, n, n_threads, kv_f32, &rt) < 0)
             goto out;
         if (rt.n_layer != tr.n_layer || rt.n_embd != tr.n_embd || rt.n_vocab != tr.n_vocab) {
             fprintf(stderr, "coreai debug: %s has %d layers x %d wide (vocabulary %d), %s %d x %d "
@@ -338,6 +331,7 @@ static int cmd_debug(int argc, char **argv)
     rc = 0;
 out:
     cai_model_close(m);
+    cai_model_close(rm);
     free(tr.x);
     free(tr.logits);
     free(rt.x);

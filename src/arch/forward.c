@@ -334,17 +334,19 @@ struct f32in_job {
     const float              *x; /* [n_tok][ld] */
     size_t                    ld;
     int                       n_tok;
+    int64_t                   n_items; /* row ranges, claimed by the threads */
 };
 
-static void f32in_worker(void *ctx, int ith, int nth)
+static void f32in_worker(void *ctx, int64_t item, int ith)
 {
     const struct f32in_job *j = ctx;
+    (void)ith;
     const struct cai__weight *w = j->w;
     const struct cai_type_kernels *tk = &j->k->type[w->type];
     int64_t n = w->ne[0], rows = w->ne[1];
     int64_t n_chunks = (rows + MM_ROW_CHUNK - 1) / MM_ROW_CHUNK;
-    int64_t r0 = n_chunks * ith / nth * MM_ROW_CHUNK;
-    int64_t r1 = CAI_MIN(n_chunks * (ith + 1) / nth * MM_ROW_CHUNK, rows);
+    int64_t r0 = n_chunks * item / j->n_items * MM_ROW_CHUNK;
+    int64_t r1 = CAI_MIN(n_chunks * (item + 1) / j->n_items * MM_ROW_CHUNK, rows);
     const struct cai_type_info *ti = cai__type_info(w->type); /* known: the model bound it */
     size_t blk = (size_t)ti->block, blk_bytes = (size_t)ti->type_size;
     _Alignas(64) float buf[F32IN_SLICE];
@@ -367,7 +369,9 @@ static void matmul_f32in(struct cai__fwd *f, const struct cai__weight *w, float 
                          const float *x, int n_tok, size_t ld)
 {
     struct f32in_job j = {.k = f->k, .w = w, .y = y, .x = x, .ld = ld, .n_tok = n_tok};
-    cai__pool_run(f->pool, f32in_worker, &j);
+    int64_t n_chunks = (w->ne[1] + MM_ROW_CHUNK - 1) / MM_ROW_CHUNK;
+    j.n_items = CAI_MIN((int64_t)f->n_threads * ITEMS_PER_THREAD, n_chunks);
+    cai__pool_for(f->pool, j.n_items, f32in_worker, &j);
 }
 
 /* y_i = W_i · x for up to three weights with the same input width. Weights

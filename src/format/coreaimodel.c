@@ -524,9 +524,7 @@ int cai__cam_open(struct cai_gguf **out, const char *path, struct cai_error *err
      * .coreaimodel keeps no more of its file resident than a GGUF does. The
      * mapping is read-only, so a later read faults the same bytes back in. */
     if (map.mapped && map.n_bytes >= CAI_CAM_HEADER_BYTES) {
-        uint64_t dir = 0;
-        for (int i = 0; i < 8; i++)
-            dir |= (uint64_t)map.data[48 + i] << (8 * i); /* dir_offset, checked by the parse */
+        uint64_t dir = rd64(map.data + 48); /* dir_offset, checked by the parse */
         long page = sysconf(_SC_PAGESIZE);
         if (page > 0 && dir >= (uint64_t)page && dir <= map.n_bytes)
             madvise((void *)(uintptr_t)map.data, (size_t)(dir / (uint64_t)page * (uint64_t)page),

@@ -17,7 +17,9 @@
 #include "../base/base.h"
 #include "simd.h"
 
-/* -DCML_HAVE_X512=0 builds the portable stubs (a test of that branch). */
+/* -DCML_HAVE_X512=0 builds without the AVX-512 kernels, as on hosts other
+ * than x86-64 (and as a test of that build): cml__simd_supported() is then
+ * false and every classic model runs its portable C path. */
 #ifndef CML_HAVE_X512
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CML_HAVE_X512 1
@@ -959,7 +961,9 @@ X512 void cml__x512_forest_eval(const struct cml__x512_forest *F, const double *
             raw[r * F->n_dims + d] = acc[8 * d + r];
 }
 
-#else /* !CML_HAVE_X512: never called (cml__simd_supported() is false) */
+#else /* !CML_HAVE_X512: the entry points still link, but no caller reaches
+       * them: each call site is behind cml__simd_supported(), which is false
+       * here, and takes the portable C path instead. */
 
 void cml__x512_exp(const double *x, double *y, size_t n)
 {

@@ -914,7 +914,6 @@ bool cai__api_error(struct cai__buf *out, bool ollama, int status, const char *m
         const char *type = status == 404   ? "not_found_error"
                            : status == 403 ? "permission_error"
                            : status == 503 ? "unavailable_error"
-                           : status == 501 ? "not_implemented_error"
                            : status >= 500 ? "server_error"
                                            : "invalid_request_error";
         cai__jw_obj(&w);

@@ -16,17 +16,11 @@
 #include <string.h>
 
 #include "format/gguf.h"
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static volatile uint64_t sink;
 static char name_buf[65536 + 1];
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
 
 static bool inside(const void *p, uint64_t n, const uint8_t *data, size_t size)
 {

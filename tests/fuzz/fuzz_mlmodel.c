@@ -17,14 +17,8 @@
 #include <string.h>
 
 #include "coreml.h"
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
 
 static double zeros[4096];
 static const char *no_keys[1];

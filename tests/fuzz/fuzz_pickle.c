@@ -6,17 +6,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fuzz.h"
+
 #include "format/pickle.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static volatile uint64_t sink;
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
 
 static void touch(const struct cai_pk_obj *o, const uint8_t *data, size_t size)
 {

@@ -24,14 +24,8 @@
 
 #include "tok/tok.h"
 #include "tok/tok_int.h"
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
 
 #define MAX_TEXT 4096
 

@@ -6,7 +6,7 @@
  *   - Ollama generate and chat, NDJSON and single-object;
  *   - listings, health, metrics, the chat page;
  *   - errors: malformed JSON, bad HTTP, unknown routes, wrong methods,
- *     oversized bodies, foreign Host headers, embeddings (501);
+ *     oversized bodies, foreign Host headers, bad embedding requests;
  *   - keep-alive with pipelined requests, a request sent byte by byte, an
  *     HTTP/1.0 stream delimited by closing;
  *   - a full queue (503), a client leaving mid-stream or while queued
