@@ -12,10 +12,12 @@
  * repetitions is the figure to compare on this shared, noisy machine.
  *
  *   build-perf/bench/bench_kernels --model FILE [-T THREADS] [-p N] [-r REPS] [-i ISA]
+ *                                  [--packed]
  *
  * A/B of the whole forward pass in one process: the table's tiled mm
  * against the same table with one vec_dot per output
- * (cai__kernels_loop_by_name), alternating run by run: a prompt of N tokens
+ * (cai__kernels_loop_by_name), or with --packed the model's packed weights
+ * (cai__model_pack) against the original rows, alternating run by run: a prompt of N tokens
  * (default 64; logits for the last) and single-token decode steps at
  * position N. Prints min and median ms and checks the logits are identical.
  * Build: make -f bench/kernels.mk (after make B=build-perf). */
@@ -26,6 +28,7 @@
 #include <time.h>
 
 #include "arch/forward.h"
+#include "arch/model.h"
 #include "coreai.h"
 #include "kernels/kernels.h"
 #include "tensor/types.h"
@@ -73,7 +76,8 @@ static int cmp_double(const void *a, const void *b)
 #define AB_MAX_REPS 200
 
 /* Alternating A/B of the forward pass (see the header comment). */
-static int model_ab(const char *path, const char *isa, int n_threads, int n_prompt, int reps)
+static int model_ab(const char *path, const char *isa, int n_threads, int n_prompt, int reps,
+                    int packed)
 {
     struct cai_model *m;
     struct cai_error err = {0};
@@ -83,8 +87,15 @@ static int model_ab(const char *path, const char *isa, int n_threads, int n_prom
     }
     const struct cai_kernels *ka = isa ? cai__kernels_by_name(isa) : cai__kernels_get();
     const struct cai_kernels *kb = cai__kernels_loop_by_name(ka ? ka->isa : "ref");
+    static struct cai_kernels unpacked;
     if (!ka || !kb)
         return 2;
+    if (packed) { /* B: the same table on the original rows */
+        unpacked = *ka;
+        for (int t = 0; t < CAI_TYPE_COUNT; t++)
+            unpacked.type[t].mm_packed = NULL;
+        kb = &unpacked;
+    }
     struct cai__fwd f[2];
     const struct cai_kernels *ks[2] = {ka, kb};
     int nv = m->hp.n_vocab;
@@ -98,6 +109,10 @@ static int model_ab(const char *path, const char *isa, int n_threads, int n_prom
             return 1;
         }
         logits[v] = malloc((size_t)nv * sizeof(float));
+    }
+    if (packed) {
+        setenv("COREAI_PACK", "1", 1);
+        cai__model_pack(m, ka, f[0].pool);
     }
     reps = reps > AB_MAX_REPS ? AB_MAX_REPS : reps;
     double tp[2][AB_MAX_REPS], td[2][AB_MAX_REPS];
@@ -120,8 +135,10 @@ static int model_ab(const char *path, const char *isa, int n_threads, int n_prom
             same &= memcmp(logits[0], logits[1], (size_t)nv * sizeof(float)) == 0;
         }
     }
-    printf("%s, %d thread(s), %s: tiled mm (A) vs one vec_dot per output (B), %d rounds\n", path,
-           n_threads, ka->isa, reps);
+    printf("%s, %d thread(s), %s: %s, %d rounds\n", path, n_threads, ka->isa,
+           packed ? "packed weights (A) vs the original rows (B)"
+                  : "tiled mm (A) vs one vec_dot per output (B)",
+           reps);
     for (int v = 0; v < 2; v++) {
         qsort(tp[v], (size_t)reps, sizeof(double), cmp_double);
         qsort(td[v], (size_t)reps, sizeof(double), cmp_double);
@@ -145,7 +162,7 @@ int main(int argc, char **argv)
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--model")) {
             const char *isa = NULL;
-            int nt = 1, np = 64, reps = 10;
+            int nt = 1, np = 64, reps = 10, packed = 0;
             for (int j = 1; j < argc; j++) {
                 if (!strcmp(argv[j], "-T") && j + 1 < argc)
                     nt = atoi(argv[++j]);
@@ -155,8 +172,10 @@ int main(int argc, char **argv)
                     reps = atoi(argv[++j]);
                 else if (!strcmp(argv[j], "-i") && j + 1 < argc)
                     isa = argv[++j];
+                else if (!strcmp(argv[j], "--packed"))
+                    packed = 1;
             }
-            return model_ab(argv[i + 1], isa, nt, np, reps);
+            return model_ab(argv[i + 1], isa, nt, np, reps, packed);
         }
     }
     const char *type_name = "q4_1", *isa = NULL, *toks = "1,4,64";

@@ -240,10 +240,17 @@ static void mm_worker(void *ctx, int64_t item, int ith)
         const struct cai__weight *w = j->w[wi];
         int64_t rows = w->ne[1];
         int64_t a = CAI_MAX(r0 - base, 0), b = CAI_MIN(r1 - base, rows);
-        if (a < b)
-            j->k->type[w->type].mm(w->ne[0], w->data, w->row_bytes, a, b, j->xq, j->xq_stride,
-                                   j->n_tok, j->y[wi], (size_t)rows,
-                                   j->scratch + (size_t)ith * CAI__MM_SCRATCH_BYTES);
+        if (a < b) {
+            const struct cai_type_kernels *tk = &j->k->type[w->type];
+            const void *wp = __atomic_load_n(&w->packed, __ATOMIC_ACQUIRE);
+            void *scratch = j->scratch ? j->scratch + (size_t)ith * CAI__MM_SCRATCH_BYTES : NULL;
+            if (wp && tk->mm_packed)
+                tk->mm_packed(w->ne[0], wp, a, b, j->xq, j->xq_stride, j->n_tok, j->y[wi],
+                              (size_t)rows, scratch);
+            else
+                tk->mm(w->ne[0], w->data, w->row_bytes, a, b, j->xq, j->xq_stride, j->n_tok,
+                       j->y[wi], (size_t)rows, scratch);
+        }
         base += rows;
     }
 }

@@ -431,6 +431,7 @@ int cai_model_open(struct cai_model **out, const char *path, const struct cai_mo
     struct cai_model *m = cai__calloc(1, sizeof(*m));
     if (!m)
         return cai__fail(err, CAI_ENOMEM, "%s: out of memory", path);
+    pthread_mutex_init(&m->pack_lock, NULL);
     m->path = cai__strdup(path);
     if (!m->path) {
         rc = cai__fail(err, CAI_ENOMEM, "%s: out of memory", path);
@@ -541,6 +542,8 @@ void cai_model_close(struct cai_model *m)
 {
     if (!m)
         return;
+    cai__model_unpack(m);
+    pthread_mutex_destroy(&m->pack_lock);
     cai__tok_free(m->tok);
     cai__gguf_close(m->gguf);
     cai__free(m->layers);

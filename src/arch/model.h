@@ -6,6 +6,8 @@
 #ifndef CAI_MODEL_H
 #define CAI_MODEL_H
 
+#include <pthread.h>
+
 #include "../base/base.h"
 #include "../format/gguf.h"
 #include "../tensor/types.h"
@@ -21,6 +23,10 @@ struct cai__weight {
     int64_t     ne[4];
     size_t      row_bytes; /* bytes of one row of ne[0] elements */
     bool        f32_input; /* matmuls take the f32 input as is (no 8-bit activation rounding) */
+    /* The packed copy (kernels.h, "Packed weights") once cai__model_pack made
+     * it; NULL before and for weights that have none. Read with
+     * __atomic_load_n (sessions run while a new one packs). */
+    const void *packed;
 };
 
 enum cai__rope_type {
@@ -64,6 +70,24 @@ struct cai_model {
     char              **kv_keys;      /* [gguf->n_kv] NUL-terminated copies, for inspection */
     char              **tensor_names; /* [gguf->n_tensors] */
     char               *names_pool;
+    /* Packed weights (pack.c), made by the first session that can use them. */
+    pthread_mutex_t     pack_lock;
+    bool                pack_tried;
+    void               *pack_mem;   /* anonymous mapping of pack_bytes */
+    size_t              pack_bytes;
 };
+
+struct cai_kernels;
+struct cai_pool;
+/* Makes the packed copy of the model's matmul weights for kernel table k
+ * (the types it has mm_packed for), using the pool's threads, unless
+ * COREAI_PACK=0, or unless it would take more than half the available
+ * memory (models larger than RAM stay demand-loaded from the file) and
+ * COREAI_PACK=1 does not force it. Afterwards the file pages of the packed
+ * tensors are released from this process. Once per model; thread-safe.
+ * Failing to pack is not an error: the original rows stay in use. */
+void cai__model_pack(struct cai_model *m, const struct cai_kernels *k, struct cai_pool *pool);
+/* Releases the packed copy (cai_model_close). */
+void cai__model_unpack(struct cai_model *m);
 
 #endif /* CAI_MODEL_H */

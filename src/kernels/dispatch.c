@@ -110,6 +110,8 @@ const struct cai_kernels *cai__kernels_get(void)
         k->type[CAI_TYPE_Q5_K].mm = loop_##isa##_CAI_TYPE_Q5_K;                                    \
         k->type[CAI_TYPE_Q6_K].mm = loop_##isa##_CAI_TYPE_Q6_K;                                    \
         k->type[CAI_TYPE_Q8_K].mm = loop_##isa##_CAI_TYPE_Q8_K;                                    \
+        for (int t_ = 0; t_ < CAI_TYPE_COUNT; t_++) /* the original rows only */                   \
+            k->type[t_].mm_packed = NULL;                                                          \
     }
 
 LOOP_MM_ALL(ref)

@@ -42,7 +42,27 @@ struct cai_type_kernels {
      * weights into a faster layout. Results never depend on it. */
     void (*mm)(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,
                size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch);
+    /* Packed weights (ref/packed.c: groups of 16 rows interleaved for
+     * 512-bit VNNI; the layout is the type's, the same for every table).
+     * NULL in a table that has no fast kernel for it: the runtime then keeps
+     * using mm on the original rows.
+     * pack: rows [16 g0, min(16 g1, n_rows)) of w into dst, group g0's place
+     * in the packed matrix (cai__packed_bytes for all of it; rows past n_rows
+     * are zeros). mm_packed: as mm, on the packed matrix wp, the same bits. */
+    void (*pack)(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
+                 int64_t g1, void *dst);
+    void (*mm_packed)(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
+                      size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch);
 };
+
+/* Rows per group of the packed layouts. */
+#define CAI__PACK_ROWS 16
+
+/* Bytes of a packed matrix of n_rows rows of row_bytes each (whole groups). */
+static inline size_t cai__packed_bytes(size_t row_bytes, int64_t n_rows)
+{
+    return (size_t)((n_rows + CAI__PACK_ROWS - 1) / CAI__PACK_ROWS) * CAI__PACK_ROWS * row_bytes;
+}
 
 /* Size of mm's optional per-thread workspace. */
 #define CAI__MM_SCRATCH_BYTES ((size_t)512 * 1024)
@@ -135,7 +155,8 @@ const struct cai_kernels *cai__kernels_get(void);
 /* The table named `isa` if the host supports it, else NULL. */
 const struct cai_kernels *cai__kernels_by_name(const char *isa);
 /* The same table with every mm replaced by one vec_dot call per output (the
- * definition of mm), for tests and benchmarks of the tiled kernels; NULL
+ * definition of mm) and no mm_packed (so the runtime uses the original
+ * rows), for tests and benchmarks of the tiled kernels; NULL
  * when cai__kernels_by_name(isa) is. */
 const struct cai_kernels *cai__kernels_loop_by_name(const char *isa);
 

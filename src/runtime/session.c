@@ -47,6 +47,7 @@ int cai_session_new(struct cai_session **out, struct cai_model *m,
         cai__free(s);
         return rc;
     }
+    cai__model_pack(m, k, s->fwd.pool);
     s->tokens = cai__malloc_array((size_t)p.n_ctx, sizeof(int32_t));
     s->logits_cap = 1;
     s->logits = cai__malloc_array((size_t)m->hp.n_vocab, sizeof(float));

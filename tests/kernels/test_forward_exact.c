@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "arch/forward.h"
+#include "arch/model.h"
+#include "base/pool.h"
 #include "coreai.h"
 #include "kernels/kernels.h"
 #include "test.h"
@@ -185,6 +187,27 @@ static void test_mm_vs_loop_models(void)
             CHECK_MSG(diff == 0 && ha == hb, "%s %s: %zu logits differ", models[mi], isas[i],
                       diff);
             n_run++;
+            /* the packed weights (made once per model, for the first table
+             * that has packed kernels) give the same bits too */
+            if (!m->pack_tried && k->type[m->layers[0].wq.type].mm_packed) {
+                struct cai_pool *pool;
+                CHECK_EQ_INT(cai__pool_new(&pool, 2), 0);
+                setenv("COREAI_PACK", "1", 1);
+                cai__model_pack(m, k, pool);
+                unsetenv("COREAI_PACK");
+                cai__pool_free(pool);
+                int n_packed = 0;
+                for (int il = 0; il < m->hp.n_layer; il++)
+                    n_packed += m->layers[il].wq.packed != NULL;
+                CHECK_MSG(n_packed == m->hp.n_layer, "%s %s: %d of %d layers packed", models[mi],
+                          isas[i], n_packed, m->hp.n_layer);
+                CHECK_EQ_INT(run(m, k, 2, 29, a, &ha), 0);
+                diff = 0;
+                for (size_t j = 0; j < n_logits; j++)
+                    diff += memcmp(&a[j], &b[j], sizeof(float)) != 0;
+                CHECK_MSG(diff == 0 && ha == hb, "%s %s packed: %zu logits differ", models[mi],
+                          isas[i], diff);
+            }
         }
         free(a);
         free(b);

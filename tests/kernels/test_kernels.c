@@ -765,7 +765,7 @@ static void *mm_scratch;
 
 static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, int64_t r0,
                          int64_t nr, int n_tok, size_t w_pad, size_t x_pad, size_t y_pad,
-                         int with_scratch)
+                         int with_scratch, int packed)
 {
     const struct cai_type_kernels *tk = &k->type[type];
     uint32_t vdt = tk->vec_dot_type;
@@ -798,7 +798,25 @@ static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, 
     const uint32_t sentinel = 0x7fc12345u; /* a NaN no kernel produces */
     for (size_t i = 0; i < ys * (size_t)n_tok; i++)
         memcpy(&y[i], &sentinel, sizeof(float));
-    tk->mm(n, w, ws, r0, r0 + nr, x, xs, n_tok, y, ys, with_scratch ? mm_scratch : NULL);
+    void *wp = NULL;
+    if (packed) { /* the table's packing must give ref's bytes */
+        size_t pb = cai__packed_bytes(rb, rows);
+        wp = aligned_alloc(64, (pb + 63) / 64 * 64);
+        void *wr = malloc(pb);
+        if (!wp || !wr)
+            abort();
+        memset(wp, 0xa5, pb);
+        memset(wr, 0x5a, pb);
+        tk->pack(n, w, ws, rows, 0, (rows + 15) / 16, wp);
+        cai__kernels_ref.type[type].pack(n, w, ws, rows, 0, (rows + 15) / 16, wr);
+        CHECK_MSG(memcmp(wp, wr, pb) == 0, "%s %s pack differs from ref's", k->isa,
+                  cai__type_info(type)->name);
+        free(wr);
+        tk->mm_packed(n, wp, r0, r0 + nr, x, xs, n_tok, y, ys, with_scratch ? mm_scratch : NULL);
+    } else {
+        tk->mm(n, w, ws, r0, r0 + nr, x, xs, n_tok, y, ys, with_scratch ? mm_scratch : NULL);
+    }
+    free(wp);
     int bad = 0;
     for (int t = 0; t < n_tok; t++) {
         for (size_t r = 0; r < ys; r++) {
@@ -812,9 +830,10 @@ static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, 
             if (memcmp(&got, &want, sizeof(float)) != 0) {
                 if (bad < 3)
                     fprintf(stderr,
-                            "    %s %s mm n=%lld rows %lld+%lld tok %d: y[%d][%zu] = %.9g, "
+                            "    %s %s mm%s n=%lld rows %lld+%lld tok %d: y[%d][%zu] = %.9g, "
                             "vec_dot %.9g\n",
-                            k->isa, cai__type_info(type)->name, (long long)n, (long long)r0,
+                            k->isa, cai__type_info(type)->name, packed ? "_packed" : "",
+                            (long long)n, (long long)r0,
                             (long long)nr, n_tok, t, r, (double)got, (double)want);
                 bad++;
             }
@@ -827,8 +846,9 @@ static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, 
     return bad;
 }
 
-/* mm equals vec_dot bit for bit, for every table and type, with and
- * without scratch, over shapes that cover partial row groups, token tails,
+/* mm (and mm_packed on the packed rows, where a table has it) equals
+ * vec_dot bit for bit, for every table and type, with and without scratch,
+ * over shapes that cover partial row groups, token tails,
  * token blocks, K chunks and strides. */
 static void test_mm_exact(void)
 {
@@ -847,24 +867,29 @@ static void test_mm_exact(void)
             if (blk < cai__type_info(k->type[type].vec_dot_type)->block)
                 blk = cai__type_info(k->type[type].vec_dot_type)->block;
             int bad = 0;
-            for (int sc = 0; sc < 2; sc++) {
+            for (int v = 0; v < 4; v++) { /* packed or not, scratch or not */
+                int pk = v / 2, sc = v % 2;
+                if (pk && !(k->type[type].pack && k->type[type].mm_packed))
+                    continue;
                 for (size_t a = 0; a < CAI_ARRAY_LEN(rows); a++) {
                     for (size_t b = 0; b < CAI_ARRAY_LEN(toks); b++) {
                         int64_t n = blk * (int64_t)(1 + (a + b) % 7);
                         bad += check_mm_case(k, type, n, rows[a][0], rows[a][1], toks[b], a % 3,
-                                             b % 2 ? 5 : 0, a % 2, sc);
+                                             b % 2 ? 5 : 0, a % 2, sc, pk);
                     }
                 }
                 /* token counts past one token block, and K past one chunk */
-                bad += check_mm_case(k, type, blk * 18, 2, 9, 70, 0, 0, 3, sc);
-                bad += check_mm_case(k, type, blk * 5, 0, 20, 131, 0, 0, 0, sc);
+                bad += check_mm_case(k, type, blk * 18, 2, 9, 70, 0, 0, 3, sc, pk);
+                bad += check_mm_case(k, type, blk * 5, 0, 20, 131, 0, 0, 0, sc, pk);
                 if (blk == 32) {
-                    bad += check_mm_case(k, type, 32 * 259, 0, 11, 6, 1, 0, 0, sc);
-                    bad += check_mm_case(k, type, 32 * 600, 1, 17, 7, 0, 0, 0, sc);
+                    bad += check_mm_case(k, type, 32 * 259, 0, 11, 6, 1, 0, 0, sc, pk);
+                    bad += check_mm_case(k, type, 32 * 600, 1, 17, 7, 0, 0, 0, sc, pk);
+                    /* decode past the packed kernel's stack table */
+                    bad += check_mm_case(k, type, 32 * 2100, 3, 30, 1, 0, 0, 0, sc, pk);
                 } else {
-                    bad += check_mm_case(k, type, blk * 33, 0, 11, 6, 1, 0, 0, sc);
+                    bad += check_mm_case(k, type, blk * 33, 0, 11, 6, 1, 0, 0, sc, pk);
                     if (blk == 256) /* past one K chunk of the K-quant engine */
-                        bad += check_mm_case(k, type, 256 * 100, 0, 5, 7, 0, 0, 0, sc);
+                        bad += check_mm_case(k, type, 256 * 100, 0, 5, 7, 0, 0, 0, sc, pk);
                 }
             }
             CHECK_MSG(bad == 0, "%s %s mm: %d outputs differ from vec_dot", k->isa,

@@ -101,12 +101,33 @@ void  cai__ref_dot_f16_chain_mn(const cai_half *a, size_t a_stride, int64_t n_ve
                                 size_t out_stride);
 void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
 
+/* The packed layouts (packed.c): pack and mm_packed of Q4_0 and Q8_0, and
+ * where block i's quants and scales sit inside a 16-row group of nb blocks. */
+#define CAI__REF_PACKED_DECL(t)                                                                    \
+    void cai__ref_##t##_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows,            \
+                             int64_t g0, int64_t g1, void *dst);                                   \
+    void cai__ref_##t##_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1,               \
+                                  const void *x, size_t x_stride, int n_tok, float *y,             \
+                                  size_t y_stride, void *scratch);
+CAI__REF_PACKED_DECL(q4_0)
+CAI__REF_PACKED_DECL(q8_0)
+size_t cai__packed_quants_offset(uint32_t type, int64_t nb, int64_t i);
+size_t cai__packed_scales_offset(uint32_t type, int64_t nb, int64_t i);
+
 /* A type entry made of ref functions, e.g. CAI__REF_TYPE(q4_0, CAI_TYPE_Q8_0). */
 #define CAI__REF_TYPE(t, vdt)                                                                      \
     {                                                                                              \
         .vec_dot_type = (vdt), .to_f32 = cai__ref_##t##_to_f32,                                    \
         .from_f32 = cai__ref_##t##_from_f32, .vec_dot = cai__ref_##t##_vec_dot,                    \
         .mm = cai__ref_##t##_mm,                                                                   \
+    }
+/* The same with the packed layout's kernels. */
+#define CAI__REF_TYPE_PACKED(t, vdt)                                                               \
+    {                                                                                              \
+        .vec_dot_type = (vdt), .to_f32 = cai__ref_##t##_to_f32,                                    \
+        .from_f32 = cai__ref_##t##_from_f32, .vec_dot = cai__ref_##t##_vec_dot,                    \
+        .mm = cai__ref_##t##_mm, .pack = cai__ref_##t##_pack,                                      \
+        .mm_packed = cai__ref_##t##_mm_packed,                                                     \
     }
 
 /* The initializer of a whole table of ref functions named `isa_name`: the
@@ -119,11 +140,11 @@ void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
                 [CAI_TYPE_F32] = CAI__REF_TYPE(f32, CAI_TYPE_F32),                                 \
                 [CAI_TYPE_F16] = CAI__REF_TYPE(f16, CAI_TYPE_F32),                                 \
                 [CAI_TYPE_BF16] = CAI__REF_TYPE(bf16, CAI_TYPE_F32),                               \
-                [CAI_TYPE_Q4_0] = CAI__REF_TYPE(q4_0, CAI_TYPE_Q8_0),                              \
+                [CAI_TYPE_Q4_0] = CAI__REF_TYPE_PACKED(q4_0, CAI_TYPE_Q8_0),                       \
                 [CAI_TYPE_Q4_1] = CAI__REF_TYPE(q4_1, CAI_TYPE_Q8_1),                              \
                 [CAI_TYPE_Q5_0] = CAI__REF_TYPE(q5_0, CAI_TYPE_Q8_0),                              \
                 [CAI_TYPE_Q5_1] = CAI__REF_TYPE(q5_1, CAI_TYPE_Q8_1),                              \
-                [CAI_TYPE_Q8_0] = CAI__REF_TYPE(q8_0, CAI_TYPE_Q8_0),                              \
+                [CAI_TYPE_Q8_0] = CAI__REF_TYPE_PACKED(q8_0, CAI_TYPE_Q8_0),                       \
                 [CAI_TYPE_Q8_1] = CAI__REF_TYPE(q8_1, CAI_TYPE_Q8_1),                              \
                 [CAI_TYPE_Q4_K] = CAI__REF_TYPE(q4_k, CAI_TYPE_Q8_K),                              \
                 [CAI_TYPE_Q5_K] = CAI__REF_TYPE(q5_k, CAI_TYPE_Q8_K),                              \

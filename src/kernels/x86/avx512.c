@@ -1211,6 +1211,12 @@ static CAI__MM_LOOP(q8_k_mm, q8_k_vec_dot)
         .vec_dot_type = (vdt), .to_f32 = t##_to_f32, .from_f32 = (from), .vec_dot = t##_vec_dot,   \
         .mm = t##_mm,                                                                              \
     }
+/* With the packed layout. */
+#define SIMD_TYPE_PACKED(t, vdt, from)                                                             \
+    {                                                                                              \
+        .vec_dot_type = (vdt), .to_f32 = t##_to_f32, .from_f32 = (from), .vec_dot = t##_vec_dot,   \
+        .mm = t##_mm, .pack = cai__avx512_##t##_pack, .mm_packed = cai__avx512_##t##_mm_packed,       \
+    }
 
 const struct cai_kernels cai__kernels_avx512 = {
     .isa = "avx512",
@@ -1220,11 +1226,11 @@ const struct cai_kernels cai__kernels_avx512 = {
                               f32_vec_dot, f32_mm},
             [CAI_TYPE_F16] = SIMD_TYPE(f16, CAI_TYPE_F32, f16_from_f32),
             [CAI_TYPE_BF16] = SIMD_TYPE(bf16, CAI_TYPE_F32, bf16_from_f32),
-            [CAI_TYPE_Q4_0] = SIMD_TYPE(q4_0, CAI_TYPE_Q8_0, cai__ref_q4_0_from_f32),
+            [CAI_TYPE_Q4_0] = SIMD_TYPE_PACKED(q4_0, CAI_TYPE_Q8_0, cai__ref_q4_0_from_f32),
             [CAI_TYPE_Q4_1] = SIMD_TYPE(q4_1, CAI_TYPE_Q8_1, cai__ref_q4_1_from_f32),
             [CAI_TYPE_Q5_0] = SIMD_TYPE(q5_0, CAI_TYPE_Q8_0, cai__ref_q5_0_from_f32),
             [CAI_TYPE_Q5_1] = SIMD_TYPE(q5_1, CAI_TYPE_Q8_1, cai__ref_q5_1_from_f32),
-            [CAI_TYPE_Q8_0] = SIMD_TYPE(q8_0, CAI_TYPE_Q8_0, q8_0_from_f32),
+            [CAI_TYPE_Q8_0] = SIMD_TYPE_PACKED(q8_0, CAI_TYPE_Q8_0, q8_0_from_f32),
             [CAI_TYPE_Q8_1] = SIMD_TYPE(q8_1, CAI_TYPE_Q8_1, q8_1_from_f32),
             [CAI_TYPE_Q4_K] = SIMD_TYPE(q4_k, CAI_TYPE_Q8_K, cai__ref_q4_k_from_f32),
             [CAI_TYPE_Q5_K] = SIMD_TYPE(q5_k, CAI_TYPE_Q8_K, cai__ref_q5_k_from_f32),

@@ -1,0 +1,160 @@
+/* pack.c: the model's packed weight copy (kernels.h, "Packed weights").
+ *
+ * The first session whose kernel table has packed kernels for the model's
+ * weight types makes one copy of those matrices in the packed layout, in
+ * anonymous memory of the same size, and releases the file pages it read
+ * from this process, so the resident set stays one copy of the weights.
+ * Outputs do not change: mm_packed gives mm's bits. Models whose packed
+ * part would take more than half the available memory are left as they are:
+ * they keep running from the file mapping, demand-loaded. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../base/pool.h"
+#include "../kernels/kernels.h"
+#include "model.h"
+
+#define PACK_ALIGN       64
+#define GROUPS_PER_ITEM  64
+
+/* MemAvailable from /proc/meminfo in bytes, or 0 when unknown. */
+static uint64_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    uint64_t kib = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %llu kB", (unsigned long long *)&kib) == 1)
+            break;
+    fclose(f);
+    return kib > UINT64_MAX / 1024 ? 0 : kib * 1024;
+}
+
+/* The weights that get a packed copy, in a fixed order. */
+static int packable(const struct cai_model *m, const struct cai_kernels *k,
+                    struct cai__weight **out, int cap)
+{
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        struct cai__layer *l = &m->layers[il];
+        struct cai__weight *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo,
+                                    &l->w_gate, &l->w_up, &l->w_down};
+        for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]) && n < cap; i++)
+            out[n++] = ws[i];
+    }
+    if (n < cap)
+        out[n++] = (struct cai__weight *)&m->output;
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        const struct cai__weight *w = out[i];
+        if (w->data && !w->f32_input && w->type < CAI_TYPE_COUNT && k->type[w->type].pack &&
+            k->type[w->type].mm_packed && w->ne[0] % CAI_QK == 0 && w->ne[1] > 0)
+            out[kept++] = out[i];
+    }
+    return kept;
+}
+
+struct pack_job {
+    const struct cai_kernels *k;
+    const struct cai__weight *w;
+    uint8_t                  *dst;
+    int64_t                   n_groups;
+};
+
+static void pack_worker(void *ctx, int64_t item, int ith)
+{
+    const struct pack_job *j = ctx;
+    (void)ith;
+    int64_t g0 = item * GROUPS_PER_ITEM;
+    int64_t g1 = CAI_MIN(g0 + GROUPS_PER_ITEM, j->n_groups);
+    j->k->type[j->w->type].pack(j->w->ne[0], j->w->data, j->w->row_bytes, j->w->ne[1], g0, g1,
+                                j->dst + (size_t)g0 * CAI__PACK_ROWS * j->w->row_bytes);
+}
+
+/* Drops this process's mapping of the whole pages inside [p, p + n) of the
+ * read-only file mapping (the page cache keeps them). */
+static void release_file_pages(const struct cai_model *m, const void *p, size_t n)
+{
+    if (!m->gguf->map.mapped)
+        return;
+    uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + ps - 1) & ~(ps - 1), b = ((uintptr_t)p + n) & ~(ps - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void cai__model_pack(struct cai_model *m, const struct cai_kernels *k, struct cai_pool *pool)
+{
+    pthread_mutex_lock(&m->pack_lock);
+    if (m->pack_tried) {
+        pthread_mutex_unlock(&m->pack_lock);
+        return;
+    }
+    m->pack_tried = true;
+    const char *env = getenv("COREAI_PACK");
+    int mode = env && strcmp(env, "0") == 0 ? 0 : env && strcmp(env, "1") == 0 ? 1 : -1;
+    int cap = m->hp.n_layer * 7 + 1;
+    struct cai__weight **ws = mode ? cai__malloc_array((size_t)cap, sizeof(*ws)) : NULL;
+    int n = ws ? packable(m, k, ws, cap) : 0;
+    size_t total = 0;
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        size_t b = cai__packed_bytes(ws[i]->row_bytes, ws[i]->ne[1]);
+        ok = cai__add_size(total, (b + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN, &total);
+    }
+    uint64_t avail = mode < 0 ? mem_available() : 0;
+    if (n == 0 || !ok || total == 0 || (mode < 0 && (avail == 0 || total > avail / 2))) {
+        cai__free(ws);
+        pthread_mutex_unlock(&m->pack_lock);
+        return;
+    }
+    void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+        cai__free(ws);
+        pthread_mutex_unlock(&m->pack_lock);
+        return;
+    }
+    /* 2 MiB pages where the kernel offers them: the decode streams through
+     * all of it once per token */
+    madvise(mem, total, MADV_HUGEPAGE);
+    const void **ptrs = cai__malloc_array((size_t)n, sizeof(*ptrs));
+    if (!ptrs) {
+        munmap(mem, total);
+        cai__free(ws);
+        pthread_mutex_unlock(&m->pack_lock);
+        return;
+    }
+    uint8_t *dst = mem;
+    for (int i = 0; i < n; i++) {
+        const struct cai__weight *w = ws[i];
+        struct pack_job j = {.k = k, .w = w, .dst = dst};
+        j.n_groups = (w->ne[1] + CAI__PACK_ROWS - 1) / CAI__PACK_ROWS;
+        cai__pool_for(pool, (j.n_groups + GROUPS_PER_ITEM - 1) / GROUPS_PER_ITEM, pack_worker, &j);
+        ptrs[i] = dst;
+        size_t b = cai__packed_bytes(w->row_bytes, w->ne[1]);
+        /* the tied embedding's rows are still read by the token lookup */
+        if (w->data != m->tok_embd.data)
+            release_file_pages(m, w->data, w->row_bytes * (size_t)w->ne[1]);
+        dst += (b + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
+    }
+    m->pack_mem = mem;
+    m->pack_bytes = total;
+    for (int i = 0; i < n; i++)
+        __atomic_store_n(&ws[i]->packed, ptrs[i], __ATOMIC_RELEASE);
+    cai__free(ptrs);
+    cai__free(ws);
+    pthread_mutex_unlock(&m->pack_lock);
+}
+
+void cai__model_unpack(struct cai_model *m)
+{
+    if (m->pack_mem)
+        munmap(m->pack_mem, m->pack_bytes);
+    m->pack_mem = NULL;
+    m->pack_bytes = 0;
+}

@@ -1,0 +1,136 @@
+/* packed.c: the packed weight layouts ("x16") and their reference kernels.
+ *
+ * A packed matrix keeps the file's bits, rearranged so that one 512-bit
+ * vpdpbusd against a broadcast activation dword computes 16 rows at once,
+ * with no per-block horizontal sums and no repacking per call. It is made
+ * once per model (cai__model_pack) and has exactly the size of the original
+ * rows (16 * row_bytes per group; a last partial group is zero-padded).
+ *
+ * Layout of one type with QB quant bytes per 16-row block (Q4_0: 256,
+ * Q8_0: 512): rows are grouped by 16; group g starts at g * 16 * row_bytes;
+ * inside a group the blocks come in pairs, each pair stored as
+ *     quants of block 2p (QB), quants of block 2p+1 (QB),
+ *     scales of block 2p (32), scales of block 2p+1 (32)
+ * (a last unpaired block: quants, then scales), so every quant vector of an
+ * even-length row starts on a 64-byte line. Scales: the 16 rows' f16 d in
+ * row order. Quants: byte 64 j + 4 r + c is row r's quant byte 4 j + c:
+ *     Q4_0: qs[4 j + c] (j < 4): low nibbles are elements 4j..4j+3, high
+ *           nibbles elements 16+4j..16+4j+3;
+ *     Q8_0: qs[4 j + c] + 128 as an unsigned byte (j < 8).
+ * mm_packed computes every output in vec_dot's order (chain_fma): the same
+ * bits as mm on the original rows. */
+#include <string.h>
+
+#include "ref.h"
+
+static int qb_bytes(uint32_t type)
+{
+    return type == CAI_TYPE_Q4_0 ? 256 : 512;
+}
+
+static size_t block_bytes(uint32_t type)
+{
+    return type == CAI_TYPE_Q4_0 ? sizeof(struct cai_block_q4_0) : sizeof(struct cai_block_q8_0);
+}
+
+size_t cai__packed_quants_offset(uint32_t type, int64_t nb, int64_t i)
+{
+    const size_t qb = (size_t)qb_bytes(type), pair = 2 * (qb + 32);
+    (void)nb;
+    return (size_t)(i / 2) * pair + (size_t)(i % 2) * qb;
+}
+
+size_t cai__packed_scales_offset(uint32_t type, int64_t nb, int64_t i)
+{
+    const size_t qb = (size_t)qb_bytes(type), pair = 2 * (qb + 32);
+    const int paired = i / 2 * 2 + 1 < nb;
+    return (size_t)(i / 2) * pair + (paired ? 2 * qb + (size_t)(i % 2) * 32 : qb);
+}
+
+/* Rows [16 g0, 16 g1) of w (n_rows rows of n elements, w_stride bytes
+ * apart) into dst, which points at group g0's place in the packed matrix. */
+static void pack_groups(uint32_t type, int64_t n, const void *w, size_t w_stride, int64_t n_rows,
+                        int64_t g0, int64_t g1, void *dst)
+{
+    const int64_t nb = n / CAI_QK;
+    const size_t bs = block_bytes(type), group = (size_t)nb * bs * 16;
+    uint8_t *out = dst;
+    for (int64_t g = g0; g < g1; g++, out += group) {
+        memset(out, 0, group);
+        for (int r = 0; r < 16 && g * 16 + r < n_rows; r++) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)(g * 16 + r) * w_stride;
+            for (int64_t i = 0; i < nb; i++) {
+                const uint8_t *b = row + (size_t)i * bs; /* d first in both types */
+                uint8_t *q = out + cai__packed_quants_offset(type, nb, i);
+                memcpy(out + cai__packed_scales_offset(type, nb, i) + 2 * r, b, 2);
+                const int nw = qb_bytes(type) / 64;
+                for (int j = 0; j < nw; j++)
+                    for (int c = 0; c < 4; c++) {
+                        uint8_t v = b[2 + 4 * j + c];
+                        q[64 * j + 4 * r + c] = type == CAI_TYPE_Q8_0 ? (uint8_t)(v ^ 0x80) : v;
+                    }
+            }
+        }
+    }
+}
+
+void cai__ref_q4_0_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
+                        int64_t g1, void *dst)
+{
+    pack_groups(CAI_TYPE_Q4_0, n, w, w_stride, n_rows, g0, g1, dst);
+}
+
+void cai__ref_q8_0_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
+                        int64_t g1, void *dst)
+{
+    pack_groups(CAI_TYPE_Q8_0, n, w, w_stride, n_rows, g0, g1, dst);
+}
+
+/* Element k's quant (offset applied) of row r of a packed block. */
+static int packed_q(uint32_t type, const uint8_t *q, int r, int k)
+{
+    if (type == CAI_TYPE_Q8_0)
+        return (int)q[64 * (k / 4) + 4 * r + k % 4] - 128;
+    int kk = k % 16;
+    uint8_t v = q[64 * (kk / 4) + 4 * r + kk % 4];
+    return (k < 16 ? v & 0x0f : v >> 4) - 8;
+}
+
+static void mm_packed(uint32_t type, int64_t n, const void *wp, int64_t r0, int64_t r1,
+                      const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride)
+{
+    const int64_t nb = n / CAI_QK;
+    const size_t group = (size_t)nb * block_bytes(type) * 16;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *g = (const uint8_t *)wp + (size_t)(r / 16) * group;
+        for (int t = 0; t < n_tok; t++) {
+            const struct cai_block_q8_0 *xb =
+                (const void *)((const uint8_t *)x + (size_t)t * x_stride);
+            float sumf = 0.0f;
+            for (int64_t i = 0; i < nb; i++) {
+                const uint8_t *q = g + cai__packed_quants_offset(type, nb, i);
+                cai_half d;
+                memcpy(&d, g + cai__packed_scales_offset(type, nb, i) + 2 * (r % 16), 2);
+                int isum = 0;
+                for (int k = 0; k < CAI_QK; k++)
+                    isum += packed_q(type, q, (int)(r % 16), k) * xb[i].qs[k];
+                sumf = fmaf(cai__fp16_to_f32(d) * cai__fp16_to_f32(xb[i].d), (float)isum, sumf);
+            }
+            y[(size_t)t * y_stride + (size_t)r] = sumf;
+        }
+    }
+}
+
+void cai__ref_q4_0_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
+                             size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch)
+{
+    (void)scratch;
+    mm_packed(CAI_TYPE_Q4_0, n, wp, r0, r1, x, x_stride, n_tok, y, y_stride);
+}
+
+void cai__ref_q8_0_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
+                             size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch)
+{
+    (void)scratch;
+    mm_packed(CAI_TYPE_Q8_0, n, wp, r0, r1, x, x_stride, n_tok, y, y_stride);
+}
