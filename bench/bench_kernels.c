@@ -8,7 +8,8 @@
  * of REPS calls: microseconds, weight GB/s (weights read once per call) and
  * integer GOP/s (2 ops per multiply-add). --loop times the plain
  * one-vec_dot-per-output loop instead (what mm replaced), --ab both,
- * alternating call by call. The minimum over
+ * alternating call by call; --packed times mm_packed on the packed rows
+ * (with --ab: against mm on the original rows). The minimum over
  * repetitions is the figure to compare on this shared, noisy machine.
  *
  *   build-perf/bench/bench_kernels --model FILE [-T THREADS] [-p N] [-r REPS] [-i ISA]
@@ -180,7 +181,7 @@ int main(int argc, char **argv)
     }
     const char *type_name = "q4_1", *isa = NULL, *toks = "1,4,64";
     int64_t K = 576, M = 1536;
-    int reps = 20, use_loop = 0;
+    int reps = 20, use_loop = 0, use_packed = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc)
             type_name = argv[++i];
@@ -198,9 +199,11 @@ int main(int argc, char **argv)
             use_loop = 1;
         else if (!strcmp(argv[i], "--ab"))
             use_loop = 2;
+        else if (!strcmp(argv[i], "--packed"))
+            use_packed = 1;
         else {
             fprintf(stderr, "usage: %s [-t TYPE] [-k K] [-m ROWS] [-n TOKENS,..] [-i ISA] "
-                            "[-r REPS] [--loop|--ab]\n", argv[0]);
+                            "[-r REPS] [--loop|--ab] [--packed]\n", argv[0]);
             return 2;
         }
     }
@@ -243,13 +246,25 @@ int main(int argc, char **argv)
             xf[i] = rnd_f() * 0.05f;
         cai__kernels_ref.type[type].from_f32(xf, w + (size_t)r * ws, K);
     }
+    void *wp = NULL;
+    if (use_packed) {
+        if (!tk->pack || !tk->mm_packed) {
+            fprintf(stderr, "%s has no packed kernels for %s\n", g_k->isa, type_name);
+            return 2;
+        }
+        wp = aligned_alloc(64, (cai__packed_bytes(ws, M) + 63) / 64 * 64);
+        if (!wp)
+            return 1;
+        tk->pack(K, w, ws, M, 0, (M + CAI__PACK_ROWS - 1) / CAI__PACK_ROWS, wp);
+    }
     for (int t = 0; t < max_tok; t++) {
         for (int64_t i = 0; i < K; i++)
             xf[i] = rnd_f();
         g_k->type[vdt].from_f32(xf, x + (size_t)t * xs, K);
     }
-    printf("%s %s%s: %lld rows x %lld (%.2f MB of weights)\n", g_k->isa, type_name,
-           use_loop ? " (vec_dot loop)" : "", (long long)M, (long long)K,
+    printf("%s %s%s%s: %lld rows x %lld (%.2f MB of weights)\n", g_k->isa, type_name,
+           use_packed ? " packed" : "", use_loop == 1 ? " (vec_dot loop)" : "", (long long)M,
+           (long long)K,
            (double)(ws * (size_t)M) / 1e6);
     for (const char *p = toks; *p;) {
         int nt = atoi(p);
@@ -261,8 +276,12 @@ int main(int argc, char **argv)
                 if (use_loop != 2 && v)
                     break;
                 double t0 = now_s();
-                if (lp)
+                if (lp && use_packed) /* --ab --packed: packed vs tiled mm */
+                    tk->mm(K, w, ws, 0, M, x, xs, nt, y, (size_t)M, scratch);
+                else if (lp)
                     loop_mm(K, w, ws, 0, M, x, xs, nt, y, (size_t)M, NULL);
+                else if (use_packed)
+                    tk->mm_packed(K, wp, 0, M, x, xs, nt, y, (size_t)M, scratch);
                 else
                     tk->mm(K, w, ws, 0, M, x, xs, nt, y, (size_t)M, scratch);
                 double dt = now_s() - t0;
@@ -271,7 +290,7 @@ int main(int argc, char **argv)
         }
         for (int v = 0; v < (use_loop == 2 ? 2 : 1); v++)
             printf("  n_tok %4d%s: %9.1f us  %6.2f GB/s weights  %7.1f GOP/s\n", nt,
-                   use_loop == 2 ? (v ? " loop" : " mm  ") : "", best[v] * 1e6,
+                   use_loop == 2 ? (v ? (use_packed ? " mm  " : " loop") : (use_packed ? " pack" : " mm  ")) : "", best[v] * 1e6,
                    (double)(ws * (size_t)M) / best[v] / 1e9,
                    2.0 * (double)K * (double)M * nt / best[v] / 1e9);
         p = strchr(p, ',');
@@ -284,5 +303,6 @@ int main(int argc, char **argv)
     free(x);
     free(y);
     free(scratch);
+    free(wp);
     return 0;
 }

@@ -29,9 +29,8 @@
 
 #define X_TT        8             /* tokens per tile */
 #define X_TB        96            /* tokens per block, at most */
-#define X_TB_MIN    48            /* and at least, where the table fits */
-#define X_TAB_STACK 2048          /* table entries without scratch */
-#define X_L2        (256 * 1024)  /* activation bytes a token block keeps in L2 */
+#define X_KC        128           /* blocks per K chunk when unpacking Q4_0 */
+#define X_STACK     16384         /* activation bytes without scratch (decode) */
 #define X_UB        576           /* bytes of one unpacked Q4_0 block (x16_unpack) */
 
 /* One (token, block) of the activations: scale and the offset's start value. */
@@ -47,23 +46,30 @@ AI int32_t ld_i32(const void *p)
     return v;
 }
 
-/* Blocks [k0, k0 + kn) of tokens [0, tn) (Q8_0 rows x_stride apart). */
-AI void x16_table(int off, const uint8_t *x, size_t x_stride, int tn, int64_t k0, int64_t kn,
-                  struct xtab *tab)
+/* Activations of a tile of TT tokens, interleaved so the tile reads them
+ * through one pointer: per block, the TT tokens' 32 quant bytes, then their
+ * xtab entries (X_XB bytes per token and block). */
+#define X_XB 40
+
+/* Blocks [k0, k0 + kn) of tokens [0, tt) (Q8_0 rows x_stride apart) into dst. */
+AI void x16_xtile(int off, const uint8_t *x, size_t x_stride, int tt, int64_t k0, int64_t kn,
+                  uint8_t *dst)
 {
     const __m256i ones = _mm256_set1_epi8(1);
-    for (int t = 0; t < tn; t++) {
-        const uint8_t *xb = x + (size_t)t * x_stride + (size_t)k0 * 34;
-        for (int64_t i = 0; i < kn; i++, xb += 34, tab++) {
+    for (int64_t i = 0; i < kn; i++, dst += (size_t)tt * X_XB) {
+        struct xtab *e = (struct xtab *)(dst + (size_t)tt * 32);
+        for (int t = 0; t < tt; t++) {
+            const uint8_t *xb = x + (size_t)t * x_stride + (size_t)(k0 + i) * 34;
             uint16_t h;
             memcpy(&h, xb, 2);
-            tab->d = _cvtsh_ss(h);
-            __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones,
-                                            _mm256_loadu_si256((const __m256i *)(xb + 2)));
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(xb + 2));
+            _mm256_storeu_si256((__m256i *)(dst + 32 * t), q);
+            __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q);
             __m128i v = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
             v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
-            tab->off = -off * _mm_cvtsi128_si32(v);
+            e[t].d = _cvtsh_ss(h);
+            e[t].off = -off * _mm_cvtsi128_si32(v);
         }
     }
 }
@@ -89,14 +95,13 @@ AI void x16_unpack(const uint8_t *g, int64_t nb, int64_t k0, int64_t kn, uint8_t
     }
 }
 
-/* One tile: a 16-row group (g: its packed bytes) x TT tokens over blocks
- * [k0, k0 + kn). xr[t]: token t's activation row; tab[t]: its table at
- * block k0; yt[t]: its outputs at the group's first row. Accumulators start
- * at zero (first) or from yt (a parked earlier K chunk), and are stored to
- * yt for the rows in keep. */
-AI void x16_tile(int q8, int TT, const uint8_t *g, int64_t nb, int64_t k0, int64_t kn,
-                 const uint8_t *const *xr, const struct xtab *const *tab, float *const *yt,
-                 __mmask16 keep, int first, const uint8_t *ub)
+/* One tile: a 16-row group (g: its packed bytes, or ub: its blocks
+ * unpacked by x16_unpack from block k0 on) x TT tokens (xt: their x16_xtile
+ * data from block k0 on) over blocks [k0, k0 + kn); yt[t]: token t's outputs
+ * at the group's first row. Accumulators start at zero (first) or from yt
+ * (a parked earlier K chunk), and are stored to yt for the rows in keep. */
+AI void x16_tile(int q8, int TT, const uint8_t *g, const uint8_t *ub, int64_t nb, int64_t k0,
+                 int64_t kn, const uint8_t *xt, float *const *yt, __mmask16 keep, int first)
 {
     const size_t qb = q8 ? 512 : 256, pair = 2 * (qb + 32);
     __m512 acc[X_TT];
@@ -104,45 +109,46 @@ AI void x16_tile(int q8, int TT, const uint8_t *g, int64_t nb, int64_t k0, int64
     for (int t = 0; t < TT; t++)
         acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(keep, yt[t]);
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    for (int64_t i = k0; i < k0 + kn; i++) {
-        const uint8_t *pb = g + (size_t)(i >> 1) * pair;
-        const uint8_t *q = pb + (size_t)(i & 1) * qb;
-        const uint8_t *sc = i / 2 * 2 + 1 < nb ? pb + 2 * qb + (size_t)(i & 1) * 32 : pb + qb;
+    for (int64_t i = k0; i < k0 + kn; i++, xt += (size_t)TT * X_XB) {
         __m512 dw;
         __m512i wq[8];
-        if (ub) { /* the group's blocks, unpacked by x16_unpack */
+        if (ub) {
             const uint8_t *u = ub + (size_t)(i - k0) * X_UB;
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
                 wq[j] = _mm512_load_si512((const void *)(u + 64 * j));
             dw = _mm512_load_ps(u + 512);
-        } else if (q8) {
-            dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc));
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                wq[j] = _mm512_loadu_si512((const void *)(q + 64 * j));
         } else {
+            const uint8_t *pb = g + (size_t)(i >> 1) * pair;
+            const uint8_t *q = pb + (size_t)(i & 1) * qb;
+            const uint8_t *sc = i / 2 * 2 + 1 < nb ? pb + 2 * qb + (size_t)(i & 1) * 32 : pb + qb;
             dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc));
+            if (q8) {
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++)
+                    wq[j] = _mm512_loadu_si512((const void *)(q + 64 * j));
+            } else {
 #pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
-                wq[j] = _mm512_and_si512(v, m4);
-                wq[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                for (int j = 0; j < 4; j++) {
+                    __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
+                    wq[j] = _mm512_and_si512(v, m4);
+                    wq[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
             }
         }
+        const struct xtab *e = (const struct xtab *)(xt + (size_t)TT * 32);
 #pragma GCC unroll 8
         for (int t = 0; t < TT; t++) {
-            const uint8_t *xq = xr[t] + (size_t)i * 34 + 2;
-            const struct xtab e = tab[t][i - k0];
+            const uint8_t *xq = xt + 32 * t;
             /* two chains (integer sums are exact: any split, same total) */
-            __m512i is = _mm512_set1_epi32(e.off), is1 = _mm512_setzero_si512();
+            __m512i is = _mm512_set1_epi32(e[t].off), is1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int j = 0; j < 8; j += 2) {
                 is = _mm512_dpbusd_epi32(is, wq[j], _mm512_set1_epi32(ld_i32(xq + 4 * j)));
                 is1 = _mm512_dpbusd_epi32(is1, wq[j + 1], _mm512_set1_epi32(ld_i32(xq + 4 * j + 4)));
             }
             is = _mm512_add_epi32(is, is1);
-            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(e.d)),
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(e[t].d)),
                                      _mm512_cvtepi32_ps(is), acc[t]);
         }
     }
@@ -156,34 +162,33 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
 {
     const int64_t nb = n / CAI_QK;
     const size_t gsz = (size_t)nb * (q8 ? 544 : 288);
-    struct xtab stack_tab[X_TAB_STACK];
-    struct xtab *tab = scratch ? (struct xtab *)scratch : stack_tab;
-    /* Q4_0 prefill: half the scratch holds one group's unpacked K chunk */
-    const int unpack = !q8 && scratch && n_tok > X_TT / 2;
-    const size_t tab_bytes = unpack ? CAI__MM_SCRATCH_BYTES / 2 : CAI__MM_SCRATCH_BYTES;
-    uint8_t *ub = unpack ? (uint8_t *)scratch + tab_bytes : NULL;
-    const int64_t cap = scratch ? (int64_t)(tab_bytes / sizeof(struct xtab)) : X_TAB_STACK;
+    _Alignas(64) uint8_t stack_buf[X_STACK];
     const int tt_max = n_tok < X_TT ? n_tok : X_TT;
-    /* K chunk: all of K when a tile's table (and the unpacked blocks) fit */
-    int64_t kc = cap / tt_max;
+    /* Q4_0 prefill: one group's unpacked K chunk in the scratch */
+    const int unpack = !q8 && scratch && n_tok > X_TT / 2;
+    uint8_t *buf = scratch ? (uint8_t *)scratch : stack_buf;
+    size_t room = scratch ? CAI__MM_SCRATCH_BYTES : X_STACK;
+    /* K chunk: all of K when one tile's activations fit (at most X_KC
+     * blocks when unpacking), the rest of the room for a token block */
+    int64_t kc = unpack ? X_KC : (int64_t)(room / ((size_t)tt_max * X_XB));
     kc = kc > nb ? nb : kc;
-    if (unpack && kc > (int64_t)(CAI__MM_SCRATCH_BYTES / 2 / X_UB))
-        kc = (int64_t)(CAI__MM_SCRATCH_BYTES / 2 / X_UB);
-    /* token block: activations within X_L2 (but at least X_TB_MIN tokens),
-     * the table within cap */
-    int64_t tbm = X_L2 / (kc * 34);
-    tbm = tbm < X_TB_MIN ? X_TB_MIN : tbm;
-    tbm = tbm > cap / kc ? cap / kc : tbm;
+    uint8_t *ub = unpack ? buf + room - (size_t)kc * X_UB : NULL;
+    room -= unpack ? (size_t)kc * X_UB : 0;
+    int64_t tbm = (int64_t)(room / ((size_t)kc * X_XB));
     tbm = tbm > X_TB ? X_TB : tbm;
     tbm = tbm < tt_max ? tt_max : tbm - tbm % tt_max;
     const int off = q8 ? 128 : 8;
     const int64_t g0 = r0 / 16, g1 = (r1 + 15) / 16;
     for (int tb = 0; tb < n_tok; tb += (int)tbm) {
         const int tbn = n_tok - tb < tbm ? n_tok - tb : (int)tbm;
-        const uint8_t *xt = (const uint8_t *)x + (size_t)tb * x_stride;
+        const uint8_t *xb = (const uint8_t *)x + (size_t)tb * x_stride;
         for (int64_t k0 = 0; k0 < nb; k0 += kc) {
             const int64_t kn = nb - k0 < kc ? nb - k0 : kc;
-            x16_table(off, xt, x_stride, tbn, k0, kn, tab);
+            for (int t0 = 0; t0 < tbn; t0 += X_TT) {
+                const int tt = tbn - t0 < X_TT ? tbn - t0 : X_TT;
+                x16_xtile(off, xb + (size_t)t0 * x_stride, x_stride, tt, k0, kn,
+                          buf + (size_t)t0 * (size_t)kn * X_XB);
+            }
             for (int64_t g = g0; g < g1; g++) {
                 const int64_t a = g * 16 > r0 ? g * 16 : r0, b = g * 16 + 16 < r1 ? g * 16 + 16 : r1;
                 const __mmask16 keep = (__mmask16)(((1u << (b - a)) - 1) << (a - g * 16));
@@ -192,23 +197,19 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
                     x16_unpack(gp, nb, k0, kn, ub);
                 for (int t0 = 0; t0 < tbn; t0 += X_TT) {
                     const int tt = tbn - t0 < X_TT ? tbn - t0 : X_TT;
-                    const uint8_t *xr[X_TT];
-                    const struct xtab *tr[X_TT];
+                    const uint8_t *xt = buf + (size_t)t0 * (size_t)kn * X_XB;
                     float *yt[X_TT];
-                    for (int t = 0; t < X_TT; t++) {
-                        int tc = t0 + (t < tt ? t : tt - 1);
-                        xr[t] = xt + (size_t)tc * x_stride;
-                        tr[t] = tab + (size_t)tc * (size_t)kn;
-                        yt[t] = y + (size_t)(tb + tc) * y_stride + (size_t)g * 16;
-                    }
+                    for (int t = 0; t < X_TT; t++)
+                        yt[t] = y + (size_t)(tb + t0 + (t < tt ? t : tt - 1)) * y_stride +
+                                (size_t)g * 16;
                     switch (tt) { /* TT as a constant: the tile's loops unroll */
 #define X_CASE(c)                                                                                  \
     case c:                                                                                        \
-        x16_tile(q8, c, gp, nb, k0, kn, xr, tr, yt, keep, k0 == 0, ub);                                \
+        x16_tile(q8, c, gp, ub, nb, k0, kn, xt, yt, keep, k0 == 0);                                \
         break;
                         X_CASE(8) X_CASE(7) X_CASE(6) X_CASE(5) X_CASE(4) X_CASE(3) X_CASE(2)
                     default:
-                        x16_tile(q8, 1, gp, nb, k0, kn, xr, tr, yt, keep, k0 == 0, ub);
+                        x16_tile(q8, 1, gp, ub, nb, k0, kn, xt, yt, keep, k0 == 0);
 #undef X_CASE
                     }
                 }
