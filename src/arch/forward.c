@@ -678,9 +678,21 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
     /* Embedding rows. */
     t0 = prof_start(f);
     const struct cai_type_kernels *et = &k->type[m->tok_embd.type];
-    for (int t = 0; t < n; t++)
-        et->to_f32((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
-                   f->x + (size_t)t * d, d);
+    /* A tied embedding that was packed is read back from the packed copy:
+     * its file pages were released, and faulting single rows back in maps
+     * 64 KiB around each (the kernel's fault-around). */
+    const void *ep = m->output.data == m->tok_embd.data
+                         ? __atomic_load_n(&m->output.packed, __ATOMIC_ACQUIRE)
+                         : NULL;
+    for (int t = 0; t < n; t++) {
+        const void *row =
+            (const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
+        if (ep && et->unpack_row && m->tok_embd.row_bytes <= f->xq_stride) {
+            et->unpack_row(d, ep, tokens[t], f->xq);
+            row = f->xq;
+        }
+        et->to_f32(row, f->x + (size_t)t * d, d);
+    }
     rope_prepare(f, n, pos0);
     prof_end(f, top, CAI__OP_EMBED, t0, (uint64_t)n * m->tok_embd.row_bytes, 0);
     if (f->layer_hook)

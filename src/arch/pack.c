@@ -60,21 +60,12 @@ static int packable(const struct cai_model *m, const struct cai_kernels *k,
 }
 
 struct pack_job {
+    const struct cai_model   *m;
     const struct cai_kernels *k;
     const struct cai__weight *w;
     uint8_t                  *dst;
     int64_t                   n_groups;
 };
-
-static void pack_worker(void *ctx, int64_t item, int ith)
-{
-    const struct pack_job *j = ctx;
-    (void)ith;
-    int64_t g0 = item * GROUPS_PER_ITEM;
-    int64_t g1 = CAI_MIN(g0 + GROUPS_PER_ITEM, j->n_groups);
-    j->k->type[j->w->type].pack(j->w->ne[0], j->w->data, j->w->row_bytes, j->w->ne[1], g0, g1,
-                                j->dst + (size_t)g0 * CAI__PACK_ROWS * j->w->row_bytes);
-}
 
 /* Drops this process's mapping of the whole pages inside [p, p + n) of the
  * read-only file mapping (the page cache keeps them). */
@@ -86,6 +77,23 @@ static void release_file_pages(const struct cai_model *m, const void *p, size_t 
     uintptr_t a = ((uintptr_t)p + ps - 1) & ~(ps - 1), b = ((uintptr_t)p + n) & ~(ps - 1);
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static void pack_worker(void *ctx, int64_t item, int ith)
+{
+    const struct pack_job *j = ctx;
+    (void)ith;
+    int64_t g0 = item * GROUPS_PER_ITEM;
+    int64_t g1 = CAI_MIN(g0 + GROUPS_PER_ITEM, j->n_groups);
+    const struct cai__weight *w = j->w;
+    j->k->type[w->type].pack(w->ne[0], w->data, w->row_bytes, w->ne[1], g0, g1,
+                             j->dst + (size_t)g0 * CAI__PACK_ROWS * w->row_bytes);
+    /* The rows just read leave this process's resident set as it goes, so
+     * the peak stays about one copy of the weights (a tied embedding too:
+     * the token lookup faults back the few rows it reads). */
+    int64_t r0 = g0 * CAI__PACK_ROWS, r1 = CAI_MIN(g1 * CAI__PACK_ROWS, w->ne[1]);
+    release_file_pages(j->m, (const uint8_t *)w->data + (size_t)r0 * w->row_bytes,
+                       (size_t)(r1 - r0) * w->row_bytes);
 }
 
 void cai__model_pack(struct cai_model *m, const struct cai_kernels *k, struct cai_pool *pool)
@@ -134,14 +142,11 @@ void cai__model_pack(struct cai_model *m, const struct cai_kernels *k, struct ca
     uint8_t *dst = mem;
     for (int i = 0; i < n; i++) {
         const struct cai__weight *w = ws[i];
-        struct pack_job j = {.k = k, .w = w, .dst = dst};
+        struct pack_job j = {.m = m, .k = k, .w = w, .dst = dst};
         j.n_groups = (w->ne[1] + CAI__PACK_ROWS - 1) / CAI__PACK_ROWS;
         cai__pool_for(pool, (j.n_groups + GROUPS_PER_ITEM - 1) / GROUPS_PER_ITEM, pack_worker, &j);
         ptrs[i] = dst;
         size_t b = cai__packed_bytes(w->row_bytes, w->ne[1]);
-        /* the tied embedding's rows are still read by the token lookup */
-        if (w->data != m->tok_embd.data)
-            release_file_pages(m, w->data, w->row_bytes * (size_t)w->ne[1]);
         dst += (b + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
     }
     m->pack_mem = mem;

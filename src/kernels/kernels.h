@@ -53,6 +53,9 @@ struct cai_type_kernels {
                  int64_t g1, void *dst);
     void (*mm_packed)(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
                       size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch);
+    /* Row r of a packed matrix back in the original layout (row_bytes at
+     * dst); present wherever pack is. */
+    void (*unpack_row)(int64_t n, const void *wp, int64_t r, void *dst);
 };
 
 /* Rows per group of the packed layouts. */

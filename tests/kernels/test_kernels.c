@@ -812,6 +812,15 @@ static int check_mm_case(const struct cai_kernels *k, uint32_t type, int64_t n, 
         CHECK_MSG(memcmp(wp, wr, pb) == 0, "%s %s pack differs from ref's", k->isa,
                   cai__type_info(type)->name);
         free(wr);
+        uint8_t *row = malloc(rb);
+        if (!row)
+            abort();
+        for (int64_t r = 0; r < rows; r++) { /* and gives the rows back */
+            tk->unpack_row(n, wp, r, row);
+            CHECK_MSG(memcmp(row, w + (size_t)r * ws, rb) == 0, "%s %s unpack_row %lld differs",
+                      k->isa, cai__type_info(type)->name, (long long)r);
+        }
+        free(row);
         tk->mm_packed(n, wp, r0, r0 + nr, x, xs, n_tok, y, ys, with_scratch ? mm_scratch : NULL);
     } else {
         tk->mm(n, w, ws, r0, r0 + nr, x, xs, n_tok, y, ys, with_scratch ? mm_scratch : NULL);

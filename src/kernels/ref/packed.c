@@ -86,6 +86,35 @@ void cai__ref_q8_0_pack(int64_t n, const void *w, size_t w_stride, int64_t n_row
     pack_groups(CAI_TYPE_Q8_0, n, w, w_stride, n_rows, g0, g1, dst);
 }
 
+/* Row r of a packed matrix back in the original block layout. */
+static void unpack_row(uint32_t type, int64_t n, const void *wp, int64_t r, void *dst)
+{
+    const int64_t nb = n / CAI_QK;
+    const size_t bs = block_bytes(type);
+    const uint8_t *g = (const uint8_t *)wp + (size_t)(r / 16) * (size_t)nb * bs * 16;
+    const int rr = (int)(r % 16), nw = qb_bytes(type) / 64;
+    uint8_t *out = dst;
+    for (int64_t i = 0; i < nb; i++, out += bs) {
+        const uint8_t *q = g + cai__packed_quants_offset(type, nb, i);
+        memcpy(out, g + cai__packed_scales_offset(type, nb, i) + 2 * rr, 2);
+        for (int j = 0; j < nw; j++)
+            for (int c = 0; c < 4; c++) {
+                uint8_t v = q[64 * j + 4 * rr + c];
+                out[2 + 4 * j + c] = type == CAI_TYPE_Q8_0 ? (uint8_t)(v ^ 0x80) : v;
+            }
+    }
+}
+
+void cai__ref_q4_0_unpack_row(int64_t n, const void *wp, int64_t r, void *dst)
+{
+    unpack_row(CAI_TYPE_Q4_0, n, wp, r, dst);
+}
+
+void cai__ref_q8_0_unpack_row(int64_t n, const void *wp, int64_t r, void *dst)
+{
+    unpack_row(CAI_TYPE_Q8_0, n, wp, r, dst);
+}
+
 /* Element k's quant (offset applied) of row r of a packed block. */
 static int packed_q(uint32_t type, const uint8_t *q, int r, int k)
 {

@@ -108,7 +108,8 @@ void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
                              int64_t g0, int64_t g1, void *dst);                                   \
     void cai__ref_##t##_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1,               \
                                   const void *x, size_t x_stride, int n_tok, float *y,             \
-                                  size_t y_stride, void *scratch);
+                                  size_t y_stride, void *scratch);                                 \
+    void cai__ref_##t##_unpack_row(int64_t n, const void *wp, int64_t r, void *dst);
 CAI__REF_PACKED_DECL(q4_0)
 CAI__REF_PACKED_DECL(q8_0)
 size_t cai__packed_quants_offset(uint32_t type, int64_t nb, int64_t i);
@@ -127,7 +128,7 @@ size_t cai__packed_scales_offset(uint32_t type, int64_t nb, int64_t i);
         .vec_dot_type = (vdt), .to_f32 = cai__ref_##t##_to_f32,                                    \
         .from_f32 = cai__ref_##t##_from_f32, .vec_dot = cai__ref_##t##_vec_dot,                    \
         .mm = cai__ref_##t##_mm, .pack = cai__ref_##t##_pack,                                      \
-        .mm_packed = cai__ref_##t##_mm_packed,                                                     \
+        .mm_packed = cai__ref_##t##_mm_packed, .unpack_row = cai__ref_##t##_unpack_row,            \
     }
 
 /* The initializer of a whole table of ref functions named `isa_name`: the

@@ -1216,6 +1216,7 @@ static CAI__MM_LOOP(q8_k_mm, q8_k_vec_dot)
     {                                                                                              \
         .vec_dot_type = (vdt), .to_f32 = t##_to_f32, .from_f32 = (from), .vec_dot = t##_vec_dot,   \
         .mm = t##_mm, .pack = cai__avx512_##t##_pack, .mm_packed = cai__avx512_##t##_mm_packed,       \
+        .unpack_row = cai__ref_##t##_unpack_row,                                                   \
     }
 
 const struct cai_kernels cai__kernels_avx512 = {
