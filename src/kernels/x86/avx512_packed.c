@@ -157,6 +157,49 @@ AI void x16_tile(int q8, int TT, const uint8_t *g, const uint8_t *ub, int64_t nb
         _mm512_mask_storeu_ps(yt[t], keep, acc[t]);
 }
 
+/* Two unpacked groups (u0, u1: x16_unpack of each) x TT tokens, tokens
+ * t_off.. of an x16_xtile tile of TS tokens: each broadcast activation
+ * word serves 32 rows. As x16_tile otherwise (both groups fully kept). */
+AI void x16_tile2(int TT, int TS, int t_off, const uint8_t *u0, const uint8_t *u1, int64_t kn,
+                  const uint8_t *xt, float *const *yt, int first)
+{
+    __m512 acc[2][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++) {
+        acc[0][t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt[t]);
+        acc[1][t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt[t] + 16);
+    }
+    for (int64_t i = 0; i < kn; i++, xt += (size_t)TS * X_XB, u0 += X_UB, u1 += X_UB) {
+        __m512i w0[8], w1[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            w0[j] = _mm512_load_si512((const void *)(u0 + 64 * j));
+            w1[j] = _mm512_load_si512((const void *)(u1 + 64 * j));
+        }
+        const __m512 d0 = _mm512_load_ps(u0 + 512), d1 = _mm512_load_ps(u1 + 512);
+        const struct xtab *e = (const struct xtab *)(xt + (size_t)TS * 32) + t_off;
+#pragma GCC unroll 4
+        for (int t = 0; t < TT; t++) {
+            const uint8_t *xq = xt + 32 * (t_off + t);
+            __m512i a0 = _mm512_set1_epi32(e[t].off), a1 = a0;
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                const __m512i xv = _mm512_set1_epi32(ld_i32(xq + 4 * j));
+                a0 = _mm512_dpbusd_epi32(a0, w0[j], xv);
+                a1 = _mm512_dpbusd_epi32(a1, w1[j], xv);
+            }
+            const __m512 dx = _mm512_set1_ps(e[t].d);
+            acc[0][t] = _mm512_fmadd_ps(_mm512_mul_ps(d0, dx), _mm512_cvtepi32_ps(a0), acc[0][t]);
+            acc[1][t] = _mm512_fmadd_ps(_mm512_mul_ps(d1, dx), _mm512_cvtepi32_ps(a1), acc[1][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++) {
+        _mm512_storeu_ps(yt[t], acc[0][t]);
+        _mm512_storeu_ps(yt[t] + 16, acc[1][t]);
+    }
+}
+
 AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
                size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch)
 {
@@ -172,8 +215,9 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
      * blocks when unpacking), the rest of the room for a token block */
     int64_t kc = unpack ? X_KC : (int64_t)(room / ((size_t)tt_max * X_XB));
     kc = kc > nb ? nb : kc;
-    uint8_t *ub = unpack ? buf + room - (size_t)kc * X_UB : NULL;
-    room -= unpack ? (size_t)kc * X_UB : 0;
+    uint8_t *ub = unpack ? buf + room - 2 * (size_t)kc * X_UB : NULL;
+    uint8_t *ub2 = unpack ? ub + (size_t)kc * X_UB : NULL;
+    room -= unpack ? 2 * (size_t)kc * X_UB : 0;
     int64_t tbm = (int64_t)(room / ((size_t)kc * X_XB));
     tbm = tbm > X_TB ? X_TB : tbm;
     tbm = tbm < tt_max ? tt_max : tbm - tbm % tt_max;
@@ -189,7 +233,45 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
                 x16_xtile(off, xb + (size_t)t0 * x_stride, x_stride, tt, k0, kn,
                           buf + (size_t)t0 * (size_t)kn * X_XB);
             }
-            for (int64_t g = g0; g < g1; g++) {
+            int64_t g = g0;
+            /* pairs of whole groups, 4 tokens at a time */
+            for (; ub && g + 1 < g1 && g * 16 >= r0 && g * 16 + 32 <= r1; g += 2) {
+                const uint8_t *gp = (const uint8_t *)wp + (size_t)g * gsz;
+                x16_unpack(gp, nb, k0, kn, ub);
+                x16_unpack(gp + gsz, nb, k0, kn, ub2);
+                for (int t0 = 0; t0 < tbn; t0 += X_TT) {
+                    const int tt = tbn - t0 < X_TT ? tbn - t0 : X_TT;
+                    const uint8_t *xt = buf + (size_t)t0 * (size_t)kn * X_XB;
+                    for (int s0 = 0; s0 < tt; s0 += 4) {
+                        float *yt[4];
+                        const int sn = tt - s0 < 4 ? tt - s0 : 4;
+                        for (int t = 0; t < 4; t++)
+                            yt[t] = y + (size_t)(tb + t0 + s0 + (t < sn ? t : sn - 1)) * y_stride +
+                                    (size_t)g * 16;
+#define X2_CASE(TS, SN)                                                                            \
+    if (tt == TS && sn == SN) {                                                                    \
+        x16_tile2(SN, TS, s0, ub, ub2, kn, xt, yt, k0 == 0);                                       \
+        continue;                                                                                  \
+    }
+                        X2_CASE(8, 4)
+                        for (int t = 0; t < sn; t++) { /* token tails: one by one */
+                            float *y1[1] = {yt[t]};
+                            switch (tt) {
+                            case 8: x16_tile2(1, 8, s0 + t, ub, ub2, kn, xt, y1, k0 == 0); break;
+                            case 7: x16_tile2(1, 7, s0 + t, ub, ub2, kn, xt, y1, k0 == 0); break;
+                            case 6: x16_tile2(1, 6, s0 + t, ub, ub2, kn, xt, y1, k0 == 0); break;
+                            case 5: x16_tile2(1, 5, s0 + t, ub, ub2, kn, xt, y1, k0 == 0); break;
+                            case 4: x16_tile2(1, 4, s0 + t, ub, ub2, kn, xt, y1, k0 == 0); break;
+                            case 3: x16_tile2(1, 3, s0 + t, ub, ub2, kn, xt, y1, k0 == 0); break;
+                            case 2: x16_tile2(1, 2, s0 + t, ub, ub2, kn, xt, y1, k0 == 0); break;
+                            default: x16_tile2(1, 1, s0 + t, ub, ub2, kn, xt, y1, k0 == 0); break;
+                            }
+                        }
+#undef X2_CASE
+                    }
+                }
+            }
+            for (; g < g1; g++) {
                 const int64_t a = g * 16 > r0 ? g * 16 : r0, b = g * 16 + 16 < r1 ? g * 16 + 16 : r1;
                 const __mmask16 keep = (__mmask16)(((1u << (b - a)) - 1) << (a - g * 16));
                 const uint8_t *gp = (const uint8_t *)wp + (size_t)g * gsz;
