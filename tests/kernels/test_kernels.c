@@ -999,7 +999,7 @@ static void test_rope(void)
 /* rmsnorm_n equals rmsnorm row by row, bit for bit, also in place. */
 static void test_rmsnorm_n(void)
 {
-    static const int ntoks[] = {1, 3, 4, 5, 9};
+    static const int ntoks[] = {1, 3, 4, 5, 9, 16, 21, 35};
     static const int64_t ns[] = {1, 7, 64, 576, 2049};
     FOR_EACH_TABLE(k) {
         int bad = 0;

@@ -1089,6 +1089,86 @@ static void axpy_f16(float *y, float a, const cai_half *x, int64_t n)
     }
 }
 
+/* rmsnorm of many rows, each bit for bit cai__ref_rmsnorm: the rows' sums
+ * are sequential chains of double additions (llama.cpp's order), so 16 rows
+ * run side by side, one row per double lane (8x8 transposes of the floats
+ * squared in float, then widened), two chains of 8 rows overlapping; the
+ * scaling is (x * scale) * w per element as in ref. Rows past the last 16
+ * go to ref's four-at-a-time loop. */
+static void rms_scale_row(float *y, const float *x, const float *w, int64_t n, float eps,
+                          double sum)
+{
+    const float mean = (float)(sum / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    const __m512 sv = _mm512_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), sv),
+                                              _mm512_loadu_ps(w + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), sv),
+                                                      _mm512_maskz_loadu_ps(m, w + i)));
+    }
+}
+
+/* Adds x[r][i..i+7]^2 (r < 8, rows rs floats apart) to lane r of s, element
+ * by element in order. */
+static inline __attribute__((always_inline)) __m512d rms_step8(__m512d s, const float *x,
+                                                               size_t rs, int64_t i)
+{
+    __m256 v[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        v[r] = _mm256_loadu_ps(x + (size_t)r * rs + i);
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    /* c[k]: element i + k of rows 0..7 */
+    __m256 c[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                   _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                   _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                   _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++)
+        s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_mul_ps(c[k], c[k])));
+    return s;
+}
+
+static void rmsnorm_n(float *y, size_t y_stride, const float *x, size_t x_stride, const float *w,
+                      int64_t n, int n_tok, float eps)
+{
+    int t = 0;
+    for (; t + 16 <= n_tok; t += 16) {
+        const float *x0 = x + (size_t)t * x_stride, *x1 = x0 + 8 * x_stride;
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            s0 = rms_step8(s0, x0, x_stride, i);
+            s1 = rms_step8(s1, x1, x_stride, i);
+        }
+        double sum[16];
+        _mm512_storeu_pd(sum, s0);
+        _mm512_storeu_pd(sum + 8, s1);
+        for (int r = 0; r < 16; r++) {
+            const float *xr = x0 + (size_t)r * x_stride;
+            for (int64_t k = i; k < n; k++) /* the tail, still in order */
+                sum[r] += (double)(xr[k] * xr[k]);
+        }
+        for (int r = 0; r < 16; r++)
+            rms_scale_row(y + (size_t)(t + r) * y_stride, x0 + (size_t)r * x_stride, w, n, eps,
+                          sum[r]);
+    }
+    if (t < n_tok)
+        cai__ref_rmsnorm_n(y + (size_t)t * y_stride, y_stride, x + (size_t)t * x_stride, x_stride,
+                           w, n, n_tok - t, eps);
+}
+
 /* exp(x) for 16 floats exactly as llama.cpp's ggml_v_expf (see the ref's
  * cai__ref_expf_ggml): the same operations, so the same bits. */
 static inline __m512 exp_ps(__m512 x)
@@ -1241,7 +1321,7 @@ const struct cai_kernels cai__kernels_avx512 = {
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,
     .rmsnorm = cai__ref_rmsnorm, /* sequential double sum, as llama.cpp: exact match */
-    .rmsnorm_n = cai__ref_rmsnorm_n,
+    .rmsnorm_n = rmsnorm_n,
     .rope = rope,
     .softmax = softmax,
     .silu_mul = silu_mul,
