@@ -115,16 +115,23 @@ void cai__ref_q8_0_unpack_row(int64_t n, const void *wp, int64_t r, void *dst)
     unpack_row(CAI_TYPE_Q8_0, n, wp, r, dst);
 }
 
-/* Element k's quant (offset applied) of row r of a packed block. */
-static int packed_q(uint32_t type, const uint8_t *q, int r, int k)
+/* Block i's quants of row rr (0..15) of a packed group, offsets applied. */
+static void packed_block_q(uint32_t type, const uint8_t *q, int rr, int out[32])
 {
-    if (type == CAI_TYPE_Q8_0)
-        return (int)q[64 * (k / 4) + 4 * r + k % 4] - 128;
-    int kk = k % 16;
-    uint8_t v = q[64 * (kk / 4) + 4 * r + kk % 4];
-    return (k < 16 ? v & 0x0f : v >> 4) - 8;
+    for (int j = 0; j < qb_bytes(type) / 64; j++)
+        for (int c = 0; c < 4; c++) {
+            uint8_t v = q[64 * j + 4 * rr + c];
+            if (type == CAI_TYPE_Q8_0) {
+                out[4 * j + c] = (int)v - 128;
+            } else {
+                out[4 * j + c] = (v & 0x0f) - 8;
+                out[16 + 4 * j + c] = (v >> 4) - 8;
+            }
+        }
 }
 
+/* Each output's chain runs in y: y[t][r] = fma(d_w * d_x, isum, y[t][r])
+ * over the blocks in order, from zero (vec_dot's order). */
 static void mm_packed(uint32_t type, int64_t n, const void *wp, int64_t r0, int64_t r1,
                       const void *x, size_t x_stride, int n_tok, float *y, size_t y_stride)
 {
@@ -132,20 +139,24 @@ static void mm_packed(uint32_t type, int64_t n, const void *wp, int64_t r0, int6
     const size_t group = (size_t)nb * block_bytes(type) * 16;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *g = (const uint8_t *)wp + (size_t)(r / 16) * group;
-        for (int t = 0; t < n_tok; t++) {
-            const struct cai_block_q8_0 *xb =
-                (const void *)((const uint8_t *)x + (size_t)t * x_stride);
-            float sumf = 0.0f;
-            for (int64_t i = 0; i < nb; i++) {
-                const uint8_t *q = g + cai__packed_quants_offset(type, nb, i);
-                cai_half d;
-                memcpy(&d, g + cai__packed_scales_offset(type, nb, i) + 2 * (r % 16), 2);
+        const int rr = (int)(r % 16);
+        for (int t = 0; t < n_tok; t++)
+            y[(size_t)t * y_stride + (size_t)r] = 0.0f;
+        for (int64_t i = 0; i < nb; i++) {
+            int q[32];
+            packed_block_q(type, g + cai__packed_quants_offset(type, nb, i), rr, q);
+            cai_half d;
+            memcpy(&d, g + cai__packed_scales_offset(type, nb, i) + 2 * rr, 2);
+            const float dw = cai__fp16_to_f32(d);
+            for (int t = 0; t < n_tok; t++) {
+                const struct cai_block_q8_0 *xb =
+                    (const struct cai_block_q8_0 *)((const uint8_t *)x + (size_t)t * x_stride) + i;
                 int isum = 0;
                 for (int k = 0; k < CAI_QK; k++)
-                    isum += packed_q(type, q, (int)(r % 16), k) * xb[i].qs[k];
-                sumf = fmaf(cai__fp16_to_f32(d) * cai__fp16_to_f32(xb[i].d), (float)isum, sumf);
+                    isum += q[k] * xb->qs[k];
+                float *yo = &y[(size_t)t * y_stride + (size_t)r];
+                *yo = fmaf(dw * cai__fp16_to_f32(xb->d), (float)isum, *yo);
             }
-            y[(size_t)t * y_stride + (size_t)r] = sumf;
         }
     }
 }
