@@ -29,9 +29,9 @@
 
 #define X_TT        8             /* tokens per tile */
 #define X_TB        96            /* tokens per block, at most */
-#define X_KC        128           /* blocks per K chunk when unpacking Q4_0 */
+#define X_KC        128           /* blocks per K chunk when unpacking (prefill) */
 #define X_STACK     16384         /* activation bytes without scratch (decode) */
-#define X_UB        576           /* bytes of one unpacked Q4_0 block (x16_unpack) */
+#define X_UB        576           /* bytes of one unpacked block (x16_unpack) */
 
 /* One (token, block) of the activations: scale and the offset's start value. */
 struct xtab {
@@ -74,22 +74,31 @@ AI void x16_xtile(int off, const uint8_t *x, size_t x_stride, int tt, int64_t k0
     }
 }
 
-/* Blocks [k0, k0 + kn) of a Q4_0 group as 8 zmm of bytes and 16 float
+/* Blocks [k0, k0 + kn) of a group as 8 zmm of unsigned bytes and 16 float
  * scales each (X_UB bytes per block), for prefill: the tiles of a token
- * block then read them without unpacking nibbles again. */
-AI void x16_unpack(const uint8_t *g, int64_t nb, int64_t k0, int64_t kn, uint8_t *ub)
+ * block then read them without unpacking nibbles or converting scales
+ * again, and two groups can share a tile (x16_tile2). */
+AI void x16_unpack(int q8, const uint8_t *g, int64_t nb, int64_t k0, int64_t kn, uint8_t *ub)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const size_t qb = q8 ? 512 : 256, pair = 2 * (qb + 32);
     for (int64_t i = k0; i < k0 + kn; i++, ub += X_UB) {
-        const uint8_t *pb = g + (size_t)(i >> 1) * 576;
-        const uint8_t *q = pb + (size_t)(i & 1) * 256;
-        const uint8_t *sc = i / 2 * 2 + 1 < nb ? pb + 512 + (size_t)(i & 1) * 32 : pb + 256;
+        const uint8_t *pb = g + (size_t)(i >> 1) * pair;
+        const uint8_t *q = pb + (size_t)(i & 1) * qb;
+        const uint8_t *sc = i / 2 * 2 + 1 < nb ? pb + 2 * qb + (size_t)(i & 1) * 32 : pb + qb;
+        if (q8) {
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                _mm512_store_si512((void *)(ub + 64 * j),
+                                   _mm512_loadu_si512((const void *)(q + 64 * j)));
+        } else {
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
-            _mm512_store_si512((void *)(ub + 64 * j), _mm512_and_si512(v, m4));
-            _mm512_store_si512((void *)(ub + 64 * (j + 4)),
-                               _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            for (int j = 0; j < 4; j++) {
+                __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
+                _mm512_store_si512((void *)(ub + 64 * j), _mm512_and_si512(v, m4));
+                _mm512_store_si512((void *)(ub + 64 * (j + 4)),
+                                   _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
         }
         _mm512_store_ps(ub + 512, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)));
     }
@@ -207,8 +216,8 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
     const size_t gsz = (size_t)nb * (q8 ? 544 : 288);
     _Alignas(64) uint8_t stack_buf[X_STACK];
     const int tt_max = n_tok < X_TT ? n_tok : X_TT;
-    /* Q4_0 prefill: one group's unpacked K chunk in the scratch */
-    const int unpack = !q8 && scratch && n_tok > X_TT / 2;
+    /* prefill: two groups' unpacked K chunks in the scratch */
+    const int unpack = scratch && n_tok > X_TT / 2;
     uint8_t *buf = scratch ? (uint8_t *)scratch : stack_buf;
     size_t room = scratch ? CAI__MM_SCRATCH_BYTES : X_STACK;
     /* K chunk: all of K when one tile's activations fit (at most X_KC
@@ -237,8 +246,8 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
             /* pairs of whole groups, 4 tokens at a time */
             for (; ub && g + 1 < g1 && g * 16 >= r0 && g * 16 + 32 <= r1; g += 2) {
                 const uint8_t *gp = (const uint8_t *)wp + (size_t)g * gsz;
-                x16_unpack(gp, nb, k0, kn, ub);
-                x16_unpack(gp + gsz, nb, k0, kn, ub2);
+                x16_unpack(q8, gp, nb, k0, kn, ub);
+                x16_unpack(q8, gp + gsz, nb, k0, kn, ub2);
                 for (int t0 = 0; t0 < tbn; t0 += X_TT) {
                     const int tt = tbn - t0 < X_TT ? tbn - t0 : X_TT;
                     const uint8_t *xt = buf + (size_t)t0 * (size_t)kn * X_XB;
@@ -276,7 +285,7 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
                 const __mmask16 keep = (__mmask16)(((1u << (b - a)) - 1) << (a - g * 16));
                 const uint8_t *gp = (const uint8_t *)wp + (size_t)g * gsz;
                 if (ub)
-                    x16_unpack(gp, nb, k0, kn, ub);
+                    x16_unpack(q8, gp, nb, k0, kn, ub);
                 for (int t0 = 0; t0 < tbn; t0 += X_TT) {
                     const int tt = tbn - t0 < X_TT ? tbn - t0 : X_TT;
                     const uint8_t *xt = buf + (size_t)t0 * (size_t)kn * X_XB;
