@@ -106,6 +106,14 @@ CAI_API int  cai_model_open(struct cai_model **out, const char *path,
                             const struct cai_model_params *params, struct cai_error *err);
 CAI_API void cai_model_close(struct cai_model *m); /* NULL is a no-op */
 
+/* The first session on a model starts repacking its weights for the CPU
+ * kernels in a background thread (docs/KERNELS.md, "Packed weights";
+ * COREAI_PACK=0 disables it); sessions run meanwhile, on the original
+ * layout, with the same results, and get faster as matrices are done. This
+ * waits until that work has finished (returns at once if none runs): for
+ * benchmarks and profiles that want the steady state. */
+CAI_API void cai_model_wait_packed(struct cai_model *m);
+
 struct cai_model_info {
     const char *arch;        /* "llama", "qwen2", ... */
     const char *name;        /* general.name or "" */

@@ -825,6 +825,7 @@ static int cmd_profile(int argc, char **argv)
     struct cai_error err = {0};
     if (cai_session_new(&s, m, &sp, &err) < 0)
         die("%s: %s", model, err.msg);
+    cai_model_wait_packed(m); /* profile the steady state */
     int32_t *toks = malloc((size_t)n_prompt * sizeof(int32_t));
     if (!toks)
         die("out of memory");

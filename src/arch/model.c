@@ -432,6 +432,7 @@ int cai_model_open(struct cai_model **out, const char *path, const struct cai_mo
     if (!m)
         return cai__fail(err, CAI_ENOMEM, "%s: out of memory", path);
     pthread_mutex_init(&m->pack_lock, NULL);
+    pthread_cond_init(&m->pack_cond, NULL);
     m->path = cai__strdup(path);
     if (!m->path) {
         rc = cai__fail(err, CAI_ENOMEM, "%s: out of memory", path);
@@ -544,6 +545,7 @@ void cai_model_close(struct cai_model *m)
         return;
     cai__model_unpack(m);
     pthread_mutex_destroy(&m->pack_lock);
+    pthread_cond_destroy(&m->pack_cond);
     cai__tok_free(m->tok);
     cai__gguf_close(m->gguf);
     cai__free(m->layers);

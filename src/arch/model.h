@@ -72,22 +72,36 @@ struct cai_model {
     char               *names_pool;
     /* Packed weights (pack.c), made by the first session that can use them. */
     pthread_mutex_t     pack_lock;
+    pthread_cond_t      pack_cond;    /* signalled when pack_done turns true */
     bool                pack_tried;
-    void               *pack_mem;   /* anonymous mapping of pack_bytes */
+    bool                pack_done;    /* the packer (if any) has finished */
+    bool                pack_started; /* pack_thread is to be joined */
+    int                 pack_cancel;  /* atomic: the model is closing */
+    int                 pack_go;      /* atomic: the packer may begin */
+    pthread_t           pack_thread;
+    void               *pack_mem;     /* anonymous mapping of pack_bytes */
     size_t              pack_bytes;
 };
 
 struct cai_kernels;
-struct cai_pool;
-/* Makes the packed copy of the model's matmul weights for kernel table k
- * (the types it has mm_packed for), using the pool's threads, unless
+/* Starts making the packed copy of the model's matmul weights for kernel
+ * table k (the types it has mm_packed for) in a background thread, unless
  * COREAI_PACK=0, or unless it would take more than half the available
  * memory (models larger than RAM stay demand-loaded from the file) and
- * COREAI_PACK=1 does not force it. Afterwards the file pages of the packed
- * tensors are released from this process. Once per model; thread-safe.
- * Failing to pack is not an error: the original rows stay in use. */
-void cai__model_pack(struct cai_model *m, const struct cai_kernels *k, struct cai_pool *pool);
-/* Releases the packed copy (cai_model_close). */
+ * COREAI_PACK=1 does not force it. Each matrix is used packed as soon as it
+ * is done; its file pages are released from this process. Once per model;
+ * thread-safe. Failing to pack is not an error: the original rows stay in
+ * use. */
+void cai__model_pack(struct cai_model *m, const struct cai_kernels *k);
+/* Lets the packer begin (it waits for the model's first decode to finish:
+ * faulting in fresh memory slows the other vCPU down too on this machine,
+ * by up to 1.7x during a prompt, so the first token does not wait for it).
+ * Cheap after the first call. */
+void cai__model_pack_kick(struct cai_model *m);
+/* Waits until the packing cai__model_pack started (if any) has finished
+ * (kicking it first). */
+void cai__model_pack_wait(struct cai_model *m);
+/* Stops the packer and releases the packed copy (cai_model_close). */
 void cai__model_unpack(struct cai_model *m);
 
 #endif /* CAI_MODEL_H */

@@ -1,9 +1,14 @@
 /* pack.c: the model's packed weight copy (kernels.h, "Packed weights").
  *
  * The first session whose kernel table has packed kernels for the model's
- * weight types makes one copy of those matrices in the packed layout, in
- * anonymous memory of the same size, and releases the file pages it read
- * from this process, so the resident set stays one copy of the weights.
+ * weight types starts a background thread that makes one copy of those
+ * matrices in the packed layout, in anonymous memory of the same size, and
+ * releases the file pages it read from this process, so the resident set
+ * stays one copy of the weights. Matrices are published one by one as they
+ * are done; until then the forward pass uses the original rows (same bits),
+ * so the first tokens do not wait for the packing (fresh anonymous memory
+ * is slow to fault in on this machine: ~0.5 GB/s, 3 s for the 1.3 GB
+ * Llama-1B-shape Q8_0 file).
  * Outputs do not change: mm_packed gives mm's bits. Models whose packed
  * part would take more than half the available memory are left as they are:
  * they keep running from the file mapping, demand-loaded. */
@@ -13,7 +18,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../base/pool.h"
 #include "../kernels/kernels.h"
 #include "model.h"
 
@@ -79,10 +83,8 @@ static void release_file_pages(const struct cai_model *m, const void *p, size_t 
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-static void pack_worker(void *ctx, int64_t item, int ith)
+static void pack_worker(const struct pack_job *j, int64_t item)
 {
-    const struct pack_job *j = ctx;
-    (void)ith;
     int64_t g0 = item * GROUPS_PER_ITEM;
     int64_t g1 = CAI_MIN(g0 + GROUPS_PER_ITEM, j->n_groups);
     const struct cai__weight *w = j->w;
@@ -96,7 +98,50 @@ static void pack_worker(void *ctx, int64_t item, int ith)
                        (size_t)(r1 - r0) * w->row_bytes);
 }
 
-void cai__model_pack(struct cai_model *m, const struct cai_kernels *k, struct cai_pool *pool)
+/* The background packer: packs the tensors in order, publishing each as
+ * it is done, until all are or the model is closing. */
+struct packer {
+    struct cai_model         *m;
+    const struct cai_kernels *k;
+    struct cai__weight      **ws;
+    int                       n;
+};
+
+static void *pack_main(void *arg)
+{
+    struct packer *p = arg;
+    struct cai_model *m = p->m;
+    pthread_mutex_lock(&m->pack_lock);
+    while (!m->pack_go && !m->pack_cancel)
+        pthread_cond_wait(&m->pack_cond, &m->pack_lock);
+    pthread_mutex_unlock(&m->pack_lock);
+    uint8_t *dst = m->pack_mem;
+    for (int i = 0; i < p->n && !__atomic_load_n(&m->pack_cancel, __ATOMIC_ACQUIRE); i++) {
+        struct cai__weight *w = p->ws[i];
+        struct pack_job j = {.m = m, .k = p->k, .w = w, .dst = dst};
+        j.n_groups = (w->ne[1] + CAI__PACK_ROWS - 1) / CAI__PACK_ROWS;
+        int64_t it = 0;
+        for (; it * GROUPS_PER_ITEM < j.n_groups; it++) {
+            if (__atomic_load_n(&m->pack_cancel, __ATOMIC_ACQUIRE))
+                break;
+            pack_worker(&j, it);
+        }
+        if (it * GROUPS_PER_ITEM < j.n_groups)
+            break; /* closing: this matrix stays unpublished */
+        __atomic_store_n(&w->packed, (const void *)dst, __ATOMIC_RELEASE);
+        size_t b = cai__packed_bytes(w->row_bytes, w->ne[1]);
+        dst += (b + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
+    }
+    pthread_mutex_lock(&m->pack_lock);
+    m->pack_done = true;
+    pthread_cond_broadcast(&m->pack_cond);
+    pthread_mutex_unlock(&m->pack_lock);
+    cai__free(p->ws);
+    cai__free(p);
+    return NULL;
+}
+
+void cai__model_pack(struct cai_model *m, const struct cai_kernels *k)
 {
     pthread_mutex_lock(&m->pack_lock);
     if (m->pack_tried) {
@@ -104,6 +149,7 @@ void cai__model_pack(struct cai_model *m, const struct cai_kernels *k, struct ca
         return;
     }
     m->pack_tried = true;
+    m->pack_done = true; /* until a packer runs */
     const char *env = getenv("COREAI_PACK");
     int mode = env && strcmp(env, "0") == 0 ? 0 : env && strcmp(env, "1") == 0 ? 1 : -1;
     int cap = m->hp.n_layer * 7 + 1;
@@ -116,50 +162,69 @@ void cai__model_pack(struct cai_model *m, const struct cai_kernels *k, struct ca
         ok = cai__add_size(total, (b + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN, &total);
     }
     uint64_t avail = mode < 0 ? mem_available() : 0;
-    if (n == 0 || !ok || total == 0 || (mode < 0 && (avail == 0 || total > avail / 2))) {
-        cai__free(ws);
-        pthread_mutex_unlock(&m->pack_lock);
-        return;
-    }
-    void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) {
-        cai__free(ws);
-        pthread_mutex_unlock(&m->pack_lock);
-        return;
-    }
+    struct packer *p = NULL;
+    void *mem = MAP_FAILED;
+    if (n > 0 && ok && total > 0 && (mode > 0 || (avail > 0 && total <= avail / 2)) &&
+        (p = cai__calloc(1, sizeof(*p))) != NULL)
+        mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     /* No MADV_HUGEPAGE: 2 MiB pages made decode ~4 % faster (fewer TLB
      * misses), but with this machine's THP defrag setting a fault could
      * stall on compaction: packing SmolLM2 took 35 ms or 200-250 ms at
-     * random, against a steady 55-60 ms with 4 KiB pages, and the time to
-     * the first token counts the packing. */
-    const void **ptrs = cai__malloc_array((size_t)n, sizeof(*ptrs));
-    if (!ptrs) {
+     * random, against a steady 55-60 ms with 4 KiB pages. */
+    if (mem != MAP_FAILED) {
+        m->pack_mem = mem;
+        m->pack_bytes = total;
+        *p = (struct packer){.m = m, .k = k, .ws = ws, .n = n};
+        m->pack_done = false;
+        if (pthread_create(&m->pack_thread, NULL, pack_main, p) == 0) {
+            m->pack_started = true;
+            pthread_mutex_unlock(&m->pack_lock);
+            return;
+        }
+        m->pack_done = true;
         munmap(mem, total);
-        cai__free(ws);
-        pthread_mutex_unlock(&m->pack_lock);
-        return;
+        m->pack_mem = NULL;
+        m->pack_bytes = 0;
     }
-    uint8_t *dst = mem;
-    for (int i = 0; i < n; i++) {
-        const struct cai__weight *w = ws[i];
-        struct pack_job j = {.m = m, .k = k, .w = w, .dst = dst};
-        j.n_groups = (w->ne[1] + CAI__PACK_ROWS - 1) / CAI__PACK_ROWS;
-        cai__pool_for(pool, (j.n_groups + GROUPS_PER_ITEM - 1) / GROUPS_PER_ITEM, pack_worker, &j);
-        ptrs[i] = dst;
-        size_t b = cai__packed_bytes(w->row_bytes, w->ne[1]);
-        dst += (b + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN;
-    }
-    m->pack_mem = mem;
-    m->pack_bytes = total;
-    for (int i = 0; i < n; i++)
-        __atomic_store_n(&ws[i]->packed, ptrs[i], __ATOMIC_RELEASE);
-    cai__free(ptrs);
+    cai__free(p);
     cai__free(ws);
+    pthread_mutex_unlock(&m->pack_lock);
+}
+
+void cai_model_wait_packed(struct cai_model *m)
+{
+    cai__model_pack_wait(m);
+}
+
+void cai__model_pack_kick(struct cai_model *m)
+{
+    if (__atomic_load_n(&m->pack_go, __ATOMIC_ACQUIRE))
+        return;
+    pthread_mutex_lock(&m->pack_lock);
+    __atomic_store_n(&m->pack_go, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&m->pack_cond);
+    pthread_mutex_unlock(&m->pack_lock);
+}
+
+void cai__model_pack_wait(struct cai_model *m)
+{
+    cai__model_pack_kick(m);
+    pthread_mutex_lock(&m->pack_lock);
+    while (m->pack_tried && !m->pack_done)
+        pthread_cond_wait(&m->pack_cond, &m->pack_lock);
     pthread_mutex_unlock(&m->pack_lock);
 }
 
 void cai__model_unpack(struct cai_model *m)
 {
+    if (m->pack_started) {
+        pthread_mutex_lock(&m->pack_lock);
+        __atomic_store_n(&m->pack_cancel, 1, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&m->pack_cond);
+        pthread_mutex_unlock(&m->pack_lock);
+        pthread_join(m->pack_thread, NULL);
+        m->pack_started = false;
+    }
     if (m->pack_mem)
         munmap(m->pack_mem, m->pack_bytes);
     m->pack_mem = NULL;

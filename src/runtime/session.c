@@ -47,7 +47,7 @@ int cai_session_new(struct cai_session **out, struct cai_model *m,
         cai__free(s);
         return rc;
     }
-    cai__model_pack(m, k, s->fwd.pool);
+    cai__model_pack(m, k);
     s->tokens = cai__malloc_array((size_t)p.n_ctx, sizeof(int32_t));
     s->logits_cap = 1;
     s->logits = cai__malloc_array((size_t)m->hp.n_vocab, sizeof(float));
@@ -136,6 +136,7 @@ int cai_session_decode(struct cai_session *s, const int32_t *tokens, int n_token
         done += n;
     }
     s->logits_rows = rows;
+    cai__model_pack_kick(s->m); /* the first pass is done: packing may start */
     return 0;
 }
 

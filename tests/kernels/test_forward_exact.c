@@ -18,7 +18,6 @@
 
 #include "arch/forward.h"
 #include "arch/model.h"
-#include "base/pool.h"
 #include "coreai.h"
 #include "kernels/kernels.h"
 #include "test.h"
@@ -190,12 +189,10 @@ static void test_mm_vs_loop_models(void)
             /* the packed weights (made once per model, for the first table
              * that has packed kernels) give the same bits too */
             if (!m->pack_tried && k->type[m->layers[0].wq.type].mm_packed) {
-                struct cai_pool *pool;
-                CHECK_EQ_INT(cai__pool_new(&pool, 2), 0);
                 setenv("COREAI_PACK", "1", 1);
-                cai__model_pack(m, k, pool);
+                cai__model_pack(m, k);
                 unsetenv("COREAI_PACK");
-                cai__pool_free(pool);
+                cai__model_pack_wait(m);
                 int n_packed = 0;
                 for (int il = 0; il < m->hp.n_layer; il++)
                     n_packed += m->layers[il].wq.packed != NULL;
