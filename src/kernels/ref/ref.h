@@ -101,7 +101,7 @@ void  cai__ref_dot_f16_chain_mn(const cai_half *a, size_t a_stride, int64_t n_ve
                                 size_t out_stride);
 void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
 
-/* The packed layouts (packed.c): pack and mm_packed of Q4_0 and Q8_0, and
+/* The packed layouts (packed.c): pack and mm_packed of Q4_0, Q5_0, Q8_0, and
  * where block i's quants and scales sit inside a 16-row group of nb blocks. */
 #define CAI__REF_PACKED_DECL(t)                                                                    \
     void cai__ref_##t##_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows,            \
@@ -111,6 +111,7 @@ void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
                                   size_t y_stride, void *scratch);                                 \
     void cai__ref_##t##_unpack_row(int64_t n, const void *wp, int64_t r, void *dst);
 CAI__REF_PACKED_DECL(q4_0)
+CAI__REF_PACKED_DECL(q5_0)
 CAI__REF_PACKED_DECL(q8_0)
 size_t cai__packed_quants_offset(uint32_t type, int64_t nb, int64_t i);
 size_t cai__packed_scales_offset(uint32_t type, int64_t nb, int64_t i);
@@ -143,7 +144,7 @@ size_t cai__packed_scales_offset(uint32_t type, int64_t nb, int64_t i);
                 [CAI_TYPE_BF16] = CAI__REF_TYPE(bf16, CAI_TYPE_F32),                               \
                 [CAI_TYPE_Q4_0] = CAI__REF_TYPE_PACKED(q4_0, CAI_TYPE_Q8_0),                       \
                 [CAI_TYPE_Q4_1] = CAI__REF_TYPE(q4_1, CAI_TYPE_Q8_1),                              \
-                [CAI_TYPE_Q5_0] = CAI__REF_TYPE(q5_0, CAI_TYPE_Q8_0),                              \
+                [CAI_TYPE_Q5_0] = CAI__REF_TYPE_PACKED(q5_0, CAI_TYPE_Q8_0),                       \
                 [CAI_TYPE_Q5_1] = CAI__REF_TYPE(q5_1, CAI_TYPE_Q8_1),                              \
                 [CAI_TYPE_Q8_0] = CAI__REF_TYPE_PACKED(q8_0, CAI_TYPE_Q8_0),                       \
                 [CAI_TYPE_Q8_1] = CAI__REF_TYPE(q8_1, CAI_TYPE_Q8_1),                              \

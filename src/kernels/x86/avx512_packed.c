@@ -1,4 +1,4 @@
-/* avx512_packed.c: matrix products on packed Q4_0 / Q8_0 weights (the x16
+/* avx512_packed.c: matrix products on packed Q4_0 / Q5_0 / Q8_0 weights (the x16
  * layouts of ref/packed.c) for the "avx512" table.
  *
  * A packed block of 16 rows is 4 (Q4_0) or 8 (Q8_0) zmm of quants, zmm j
@@ -32,6 +32,52 @@
 #define X_KC        128           /* blocks per K chunk when unpacking (prefill) */
 #define X_STACK     16384         /* activation bytes without scratch (decode) */
 #define X_UB        576           /* bytes of one unpacked block (x16_unpack) */
+
+/* The packed types (ref/packed.c): quant bytes per 16-row block, file
+ * block bytes, the offset the unsigned quants carry, where a file block's
+ * quants start. */
+enum { X_Q4_0, X_Q8_0, X_Q5_0 };
+
+AI size_t xk_qb(int kind)
+{
+    return kind == X_Q4_0 ? 256 : kind == X_Q5_0 ? 320 : 512;
+}
+
+AI size_t xk_bs(int kind)
+{
+    return kind == X_Q4_0 ? 18 : kind == X_Q5_0 ? 22 : 34;
+}
+
+AI int xk_off(int kind)
+{
+    return kind == X_Q4_0 ? 8 : kind == X_Q5_0 ? 16 : 128;
+}
+
+/* Eight zmm of unsigned quants of one packed block (q: its quant bytes):
+ * nibbles split, Q5_0's fifth bits added from the masks. */
+AI void xk_quants(int kind, const uint8_t *q, __m512i *wq)
+{
+    if (kind == X_Q8_0) {
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            wq[j] = _mm512_loadu_si512((const void *)(q + 64 * j));
+        return;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f), h = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
+        wq[j] = _mm512_and_si512(v, m4);
+        wq[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if (kind == X_Q5_0) {
+            uint64_t ml, mh;
+            memcpy(&ml, q + 256 + 16 * j, 8);
+            memcpy(&mh, q + 256 + 16 * j + 8, 8);
+            wq[j] = _mm512_mask_add_epi8(wq[j], _cvtu64_mask64(ml), wq[j], h);
+            wq[j + 4] = _mm512_mask_add_epi8(wq[j + 4], _cvtu64_mask64(mh), wq[j + 4], h);
+        }
+    }
+}
 
 /* One (token, block) of the activations: scale and the offset's start value. */
 struct xtab {
@@ -78,28 +124,18 @@ AI void x16_xtile(int off, const uint8_t *x, size_t x_stride, int tt, int64_t k0
  * scales each (X_UB bytes per block), for prefill: the tiles of a token
  * block then read them without unpacking nibbles or converting scales
  * again, and two groups can share a tile (x16_tile2). */
-AI void x16_unpack(int q8, const uint8_t *g, int64_t nb, int64_t k0, int64_t kn, uint8_t *ub)
+AI void x16_unpack(int kind, const uint8_t *g, int64_t nb, int64_t k0, int64_t kn, uint8_t *ub)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const size_t qb = q8 ? 512 : 256, pair = 2 * (qb + 32);
+    const size_t qb = xk_qb(kind), pair = 2 * (qb + 32);
     for (int64_t i = k0; i < k0 + kn; i++, ub += X_UB) {
         const uint8_t *pb = g + (size_t)(i >> 1) * pair;
         const uint8_t *q = pb + (size_t)(i & 1) * qb;
         const uint8_t *sc = i / 2 * 2 + 1 < nb ? pb + 2 * qb + (size_t)(i & 1) * 32 : pb + qb;
-        if (q8) {
+        __m512i wq[8];
+        xk_quants(kind, q, wq);
 #pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                _mm512_store_si512((void *)(ub + 64 * j),
-                                   _mm512_loadu_si512((const void *)(q + 64 * j)));
-        } else {
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
-                _mm512_store_si512((void *)(ub + 64 * j), _mm512_and_si512(v, m4));
-                _mm512_store_si512((void *)(ub + 64 * (j + 4)),
-                                   _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
-            }
-        }
+        for (int j = 0; j < 8; j++)
+            _mm512_store_si512((void *)(ub + 64 * j), wq[j]);
         _mm512_store_ps(ub + 512, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)));
     }
 }
@@ -109,15 +145,14 @@ AI void x16_unpack(int q8, const uint8_t *g, int64_t nb, int64_t k0, int64_t kn,
  * data from block k0 on) over blocks [k0, k0 + kn); yt[t]: token t's outputs
  * at the group's first row. Accumulators start at zero (first) or from yt
  * (a parked earlier K chunk), and are stored to yt for the rows in keep. */
-AI void x16_tile(int q8, int TT, const uint8_t *g, const uint8_t *ub, int64_t nb, int64_t k0,
+AI void x16_tile(int kind, int TT, const uint8_t *g, const uint8_t *ub, int64_t nb, int64_t k0,
                  int64_t kn, const uint8_t *xt, float *const *yt, __mmask16 keep, int first)
 {
-    const size_t qb = q8 ? 512 : 256, pair = 2 * (qb + 32);
+    const size_t qb = xk_qb(kind), pair = 2 * (qb + 32);
     __m512 acc[X_TT];
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++)
         acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(keep, yt[t]);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t i = k0; i < k0 + kn; i++, xt += (size_t)TT * X_XB) {
         __m512 dw;
         __m512i wq[8];
@@ -132,18 +167,7 @@ AI void x16_tile(int q8, int TT, const uint8_t *g, const uint8_t *ub, int64_t nb
             const uint8_t *q = pb + (size_t)(i & 1) * qb;
             const uint8_t *sc = i / 2 * 2 + 1 < nb ? pb + 2 * qb + (size_t)(i & 1) * 32 : pb + qb;
             dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc));
-            if (q8) {
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++)
-                    wq[j] = _mm512_loadu_si512((const void *)(q + 64 * j));
-            } else {
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; j++) {
-                    __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
-                    wq[j] = _mm512_and_si512(v, m4);
-                    wq[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                }
-            }
+            xk_quants(kind, q, wq);
         }
         const struct xtab *e = (const struct xtab *)(xt + (size_t)TT * 32);
 #pragma GCC unroll 8
@@ -209,11 +233,11 @@ AI void x16_tile2(int TT, int TS, int t_off, const uint8_t *u0, const uint8_t *u
     }
 }
 
-AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
+AI void x16_mm(int kind, int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
                size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch)
 {
     const int64_t nb = n / CAI_QK;
-    const size_t gsz = (size_t)nb * (q8 ? 544 : 288);
+    const size_t gsz = (size_t)nb * xk_bs(kind) * 16;
     _Alignas(64) uint8_t stack_buf[X_STACK];
     const int tt_max = n_tok < X_TT ? n_tok : X_TT;
     /* prefill: two groups' unpacked K chunks in the scratch */
@@ -230,7 +254,7 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
     int64_t tbm = (int64_t)(room / ((size_t)kc * X_XB));
     tbm = tbm > X_TB ? X_TB : tbm;
     tbm = tbm < tt_max ? tt_max : tbm - tbm % tt_max;
-    const int off = q8 ? 128 : 8;
+    const int off = xk_off(kind);
     const int64_t g0 = r0 / 16, g1 = (r1 + 15) / 16;
     for (int tb = 0; tb < n_tok; tb += (int)tbm) {
         const int tbn = n_tok - tb < tbm ? n_tok - tb : (int)tbm;
@@ -246,8 +270,8 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
             /* pairs of whole groups, 4 tokens at a time */
             for (; ub && g + 1 < g1 && g * 16 >= r0 && g * 16 + 32 <= r1; g += 2) {
                 const uint8_t *gp = (const uint8_t *)wp + (size_t)g * gsz;
-                x16_unpack(q8, gp, nb, k0, kn, ub);
-                x16_unpack(q8, gp + gsz, nb, k0, kn, ub2);
+                x16_unpack(kind, gp, nb, k0, kn, ub);
+                x16_unpack(kind, gp + gsz, nb, k0, kn, ub2);
                 for (int t0 = 0; t0 < tbn; t0 += X_TT) {
                     const int tt = tbn - t0 < X_TT ? tbn - t0 : X_TT;
                     const uint8_t *xt = buf + (size_t)t0 * (size_t)kn * X_XB;
@@ -285,7 +309,7 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
                 const __mmask16 keep = (__mmask16)(((1u << (b - a)) - 1) << (a - g * 16));
                 const uint8_t *gp = (const uint8_t *)wp + (size_t)g * gsz;
                 if (ub)
-                    x16_unpack(q8, gp, nb, k0, kn, ub);
+                    x16_unpack(kind, gp, nb, k0, kn, ub);
                 for (int t0 = 0; t0 < tbn; t0 += X_TT) {
                     const int tt = tbn - t0 < X_TT ? tbn - t0 : X_TT;
                     const uint8_t *xt = buf + (size_t)t0 * (size_t)kn * X_XB;
@@ -296,11 +320,11 @@ AI void x16_mm(int q8, int64_t n, const void *wp, int64_t r0, int64_t r1, const 
                     switch (tt) { /* TT as a constant: the tile's loops unroll */
 #define X_CASE(c)                                                                                  \
     case c:                                                                                        \
-        x16_tile(q8, c, gp, ub, nb, k0, kn, xt, yt, keep, k0 == 0);                                \
+        x16_tile(kind, c, gp, ub, nb, k0, kn, xt, yt, keep, k0 == 0);                                \
         break;
                         X_CASE(8) X_CASE(7) X_CASE(6) X_CASE(5) X_CASE(4) X_CASE(3) X_CASE(2)
                     default:
-                        x16_tile(q8, 1, gp, ub, nb, k0, kn, xt, yt, keep, k0 == 0);
+                        x16_tile(kind, 1, gp, ub, nb, k0, kn, xt, yt, keep, k0 == 0);
 #undef X_CASE
                     }
                 }
@@ -337,19 +361,19 @@ AI void x16_words(const uint8_t *const *rows, size_t o, uint8_t *dst, __m512i fl
                             _mm512_xor_si512(_mm512_permutexvar_epi32(idx, u[j]), flip));
 }
 
-AI void x16_pack(int q8, int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
+AI void x16_pack(int kind, int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
                  int64_t g1, void *dst)
 {
+    static const uint32_t ref_type[] = {CAI_TYPE_Q4_0, CAI_TYPE_Q8_0, CAI_TYPE_Q5_0};
     const int64_t nb = n / CAI_QK;
-    const size_t bs = q8 ? 34 : 18, qb = q8 ? 512 : 256, pair = 2 * (qb + 32);
-    const size_t group = (size_t)nb * bs * 16;
-    const __m512i flip = _mm512_set1_epi8(q8 ? (char)0x80 : 0);
+    const size_t bs = xk_bs(kind), qb = xk_qb(kind), pair = 2 * (qb + 32);
+    const size_t group = (size_t)nb * bs * 16, qo = kind == X_Q5_0 ? 6 : 2;
+    const __m512i flip = _mm512_set1_epi8(kind == X_Q8_0 ? (char)0x80 : 0);
     uint8_t *out = dst;
     for (int64_t g = g0; g < g1; g++, out += group) {
         const int nr = n_rows - g * 16 < 16 ? (int)(n_rows - g * 16) : 16;
         if (nr < 16) { /* the last, partial group: ref's code zero-pads it */
-            cai__kernels_ref.type[q8 ? CAI_TYPE_Q8_0 : CAI_TYPE_Q4_0].pack(n, w, w_stride, n_rows,
-                                                                          g, g + 1, out);
+            cai__kernels_ref.type[ref_type[kind]].pack(n, w, w_stride, n_rows, g, g + 1, out);
             continue;
         }
         const uint8_t *rows[16];
@@ -362,37 +386,40 @@ AI void x16_pack(int q8, int64_t n, const void *w, size_t w_stride, int64_t n_ro
             const size_t o = (size_t)i * bs;
             for (int r = 0; r < 16; r++)
                 memcpy(sc + 2 * r, rows[r] + o, 2);
-            x16_words(rows, o + 2, q, flip);
-            if (q8)
+            x16_words(rows, o + qo, q, flip);
+            if (kind == X_Q8_0)
                 x16_words(rows, o + 18, q + 256, flip);
+            if (kind == X_Q5_0) { /* fifth bits: 4 per row per mask */
+                uint64_t mk[8] = {0};
+                for (int r = 0; r < 16; r++) {
+                    uint32_t qh;
+                    memcpy(&qh, rows[r] + o + 2, 4);
+                    for (int j = 0; j < 4; j++) {
+                        mk[2 * j] |= (uint64_t)((qh >> (4 * j)) & 15) << (4 * r);
+                        mk[2 * j + 1] |= (uint64_t)((qh >> (16 + 4 * j)) & 15) << (4 * r);
+                    }
+                }
+                memcpy(q + 256, mk, sizeof(mk));
+            }
         }
     }
 }
 
-void cai__avx512_q4_0_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
-                           int64_t g1, void *dst)
-{
-    x16_pack(0, n, w, w_stride, n_rows, g0, g1, dst);
-}
+#define X_ENTRY_POINTS(t, K)                                                                       \
+    void cai__avx512_##t##_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows,         \
+                                int64_t g0, int64_t g1, void *dst)                                 \
+    {                                                                                              \
+        x16_pack(K, n, w, w_stride, n_rows, g0, g1, dst);                                          \
+    }                                                                                              \
+    void cai__avx512_##t##_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1,            \
+                                     const void *x, size_t x_stride, int n_tok, float *y,          \
+                                     size_t y_stride, void *scratch)                               \
+    {                                                                                              \
+        x16_mm(K, n, wp, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);                        \
+    }
 
-void cai__avx512_q8_0_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
-                           int64_t g1, void *dst)
-{
-    x16_pack(1, n, w, w_stride, n_rows, g0, g1, dst);
-}
-
-void cai__avx512_q4_0_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
-                                size_t x_stride, int n_tok, float *y, size_t y_stride,
-                                void *scratch)
-{
-    x16_mm(0, n, wp, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);
-}
-
-void cai__avx512_q8_0_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
-                                size_t x_stride, int n_tok, float *y, size_t y_stride,
-                                void *scratch)
-{
-    x16_mm(1, n, wp, r0, r1, x, x_stride, n_tok, y, y_stride, scratch);
-}
+X_ENTRY_POINTS(q4_0, X_Q4_0)
+X_ENTRY_POINTS(q5_0, X_Q5_0)
+X_ENTRY_POINTS(q8_0, X_Q8_0)
 
 #endif /* __x86_64__ */

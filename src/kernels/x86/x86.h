@@ -23,16 +23,15 @@ CAI__X86_MM_DECL(cai__avx512_q6_k_mm)
 
 /* avx512_packed.c: packing (the bytes of ref's) and mm on the packed
  * layouts (ref/packed.c) */
-void cai__avx512_q4_0_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
-                           int64_t g1, void *dst);
-void cai__avx512_q8_0_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
-                           int64_t g1, void *dst);
-void cai__avx512_q4_0_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
-                                size_t x_stride, int n_tok, float *y, size_t y_stride,
-                                void *scratch);
-void cai__avx512_q8_0_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
-                                size_t x_stride, int n_tok, float *y, size_t y_stride,
-                                void *scratch);
+#define CAI__X86_PACKED_DECL(t)                                                                    \
+    void cai__avx512_##t##_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows,         \
+                                int64_t g0, int64_t g1, void *dst);                                \
+    void cai__avx512_##t##_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1,            \
+                                     const void *x, size_t x_stride, int n_tok, float *y,          \
+                                     size_t y_stride, void *scratch);
+CAI__X86_PACKED_DECL(q4_0)
+CAI__X86_PACKED_DECL(q5_0)
+CAI__X86_PACKED_DECL(q8_0)
 
 /* avx512.c: four K-quant rows (stride w_stride) against one activation
  * row, out[r] exactly the table's vec_dot of row r (decode tiles). */
