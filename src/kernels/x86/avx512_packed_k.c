@@ -33,18 +33,22 @@
 
 #define AI static inline __attribute__((always_inline))
 
-#define K4_SB    2304         /* packed bytes of one Q4_K superblock of 16 rows */
-#define K6_SB    3360         /* the same for Q6_K */
-#define K_DEC    4            /* tokens per decode pass */
-#define K_TT     6            /* tokens per prefill tile */
-#define K_TB     96           /* tokens per block, at most */
-#define K_TB_MIN 48           /* and at least */
-#define K_KC     64           /* superblocks per K chunk, at most */
+#define K4_SB    2304 /* packed bytes of one Q4_K superblock of 16 rows */
+#define K6_SB    3360 /* the same for Q6_K */
+#define K_DEC    4    /* tokens per decode pass */
+#define K_TT     6    /* tokens per prefill tile */
+#define K_TB     96   /* tokens per block, at most */
+#define K_TB_MIN 48   /* and at least */
+/* superblocks per K chunk, at most: well inside the scratch, and small
+ * enough that test_kernels' 100-superblock rows cross a chunk */
+#define K_KC     64
 #define K_L2     (256 * 1024) /* activation bytes a token block keeps in L2 */
 #define Q8K      292          /* bytes of a Q8_K block: d, qs at 4, bsums at 260 */
-#ifndef K_PF
-#define K_PF 1024 /* decode: prefetch distance in bytes */
-#endif
+/* Decode prefetches the group stream this far ahead in software: without
+ * it the Q6_K stream (more instructions per line than Q4_K's) ran at 11
+ * GB/s from DRAM here, the hardware prefetchers alone falling behind; 0 to
+ * 4 KiB ahead all gave 27-28 GB/s. */
+#define K_PF     1024
 
 /* One unpacked superblock of 16 rows in scratch: 64 zmm of quants (zmm 8 j
  * + k, resp. 4 b + k: lane r = row r's elements 32 j + 4 k.. of sub-block j,
@@ -150,9 +154,8 @@ AI void k4_dec(int TT, const uint8_t *gp, int64_t nb, const uint8_t *const *xr, 
         acc[t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *sb = gp + (size_t)i * K4_SB;
-        if (K_PF >= 0)
-            for (int l = 0; l < K4_SB; l += 64)
-                _mm_prefetch((const char *)(sb + K_PF + l), _MM_HINT_T0);
+        for (int l = 0; l < K4_SB; l += 64)
+            _mm_prefetch((const char *)(sb + K_PF + l), _MM_HINT_T0);
         __m512i sc[8], mp[4], isum[K_DEC];
         k4_scales(sb, sc, mp);
 #pragma GCC unroll 4
@@ -335,9 +338,8 @@ AI void k6_dec(int TT, const uint8_t *gp, int64_t nb, const uint8_t *const *xr, 
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *qb = gp + k6_quants_at(nb, i);
         const uint8_t *scb = gp + k6_scales_at(i);
-        if (K_PF >= 0)
-            for (int l = 0; l < K6_SB; l += 64)
-                _mm_prefetch((const char *)(gp + (size_t)i * K6_SB + K_PF + l), _MM_HINT_T0);
+        for (int l = 0; l < K6_SB; l += 64)
+            _mm_prefetch((const char *)(gp + (size_t)i * K6_SB + K_PF + l), _MM_HINT_T0);
         int32_t bias[K_DEC][16];
         __m512i isum[K_DEC];
 #pragma GCC unroll 4
