@@ -42,8 +42,9 @@ struct cai_type_kernels {
      * weights into a faster layout. Results never depend on it. */
     void (*mm)(int64_t n, const void *w, size_t w_stride, int64_t r0, int64_t r1, const void *x,
                size_t x_stride, int n_tok, float *y, size_t y_stride, void *scratch);
-    /* Packed weights (ref/packed.c: groups of 16 rows interleaved for
-     * 512-bit VNNI; the layout is the type's, the same for every table).
+    /* Packed weights (ref/packed.c, and ref/packed_k.c for the K-quants:
+     * groups of 16 rows interleaved for 512-bit VNNI; the layout is the
+     * type's, the same for every table).
      * NULL in a table that has no fast kernel for it: the runtime then keeps
      * using mm on the original rows.
      * pack: rows [16 g0, min(16 g1, n_rows)) of w into dst, group g0's place

@@ -115,6 +115,18 @@ CAI__REF_PACKED_DECL(q5_0)
 CAI__REF_PACKED_DECL(q8_0)
 size_t cai__packed_quants_offset(uint32_t type, int64_t nb, int64_t i);
 size_t cai__packed_scales_offset(uint32_t type, int64_t nb, int64_t i);
+/* The K-quant layouts (packed_k.c): pack and mm_packed of Q4_K and Q6_K;
+ * where superblock i's parts sit in a Q6_K group of nb superblocks; the
+ * scale parts of one superblock of 16 rows (blk[r]: row r's block, NULL
+ * for padding), for the SIMD packers. */
+CAI__REF_PACKED_DECL(q4_k)
+CAI__REF_PACKED_DECL(q6_k)
+size_t cai__packed_q6_k_quants_offset(int64_t nb, int64_t i);
+size_t cai__packed_q6_k_scales_offset(int64_t nb, int64_t i);
+size_t cai__packed_q6_k_d_offset(int64_t nb, int64_t i);
+int    cai__packed_q6_k_slot(int j);
+void   cai__packed_q4_k_header(const uint8_t *const blk[16], uint8_t *dst);
+void   cai__packed_q6_k_scales(const uint8_t *const blk[16], uint8_t *sc, uint8_t *d);
 
 /* A type entry made of ref functions, e.g. CAI__REF_TYPE(q4_0, CAI_TYPE_Q8_0). */
 #define CAI__REF_TYPE(t, vdt)                                                                      \
@@ -148,9 +160,9 @@ size_t cai__packed_scales_offset(uint32_t type, int64_t nb, int64_t i);
                 [CAI_TYPE_Q5_1] = CAI__REF_TYPE(q5_1, CAI_TYPE_Q8_1),                              \
                 [CAI_TYPE_Q8_0] = CAI__REF_TYPE_PACKED(q8_0, CAI_TYPE_Q8_0),                       \
                 [CAI_TYPE_Q8_1] = CAI__REF_TYPE(q8_1, CAI_TYPE_Q8_1),                              \
-                [CAI_TYPE_Q4_K] = CAI__REF_TYPE(q4_k, CAI_TYPE_Q8_K),                              \
+                [CAI_TYPE_Q4_K] = CAI__REF_TYPE_PACKED(q4_k, CAI_TYPE_Q8_K),                       \
                 [CAI_TYPE_Q5_K] = CAI__REF_TYPE(q5_k, CAI_TYPE_Q8_K),                              \
-                [CAI_TYPE_Q6_K] = CAI__REF_TYPE(q6_k, CAI_TYPE_Q8_K),                              \
+                [CAI_TYPE_Q6_K] = CAI__REF_TYPE_PACKED(q6_k, CAI_TYPE_Q8_K),                       \
                 [CAI_TYPE_Q8_K] = CAI__REF_TYPE(q8_k, CAI_TYPE_Q8_K),                              \
             },                                                                                     \
         .dot_f32 = cai__ref_dot_f32, .axpy_f32 = cai__ref_axpy_f32, .rmsnorm = cai__ref_rmsnorm,   \

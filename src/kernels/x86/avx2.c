@@ -980,8 +980,9 @@ const struct cai_kernels cai__kernels_avx2 = {
     .isa = "avx2",
     .type =
         {
-            [CAI_TYPE_F32] = {CAI_TYPE_F32, cai__ref_f32_to_f32, cai__ref_f32_from_f32,
-                              f32_vec_dot, f32_mm},
+            [CAI_TYPE_F32] = {.vec_dot_type = CAI_TYPE_F32, .to_f32 = cai__ref_f32_to_f32,
+                              .from_f32 = cai__ref_f32_from_f32, .vec_dot = f32_vec_dot,
+                              .mm = f32_mm},
             [CAI_TYPE_F16] = SIMD_TYPE(f16, CAI_TYPE_F32, f16_from_f32),
             [CAI_TYPE_BF16] = SIMD_TYPE(bf16, CAI_TYPE_F32, bf16_from_f32),
             [CAI_TYPE_Q4_0] = SIMD_TYPE(q4_0, CAI_TYPE_Q8_0, cai__ref_q4_0_from_f32),

@@ -1303,8 +1303,9 @@ const struct cai_kernels cai__kernels_avx512 = {
     .isa = "avx512",
     .type =
         {
-            [CAI_TYPE_F32] = {CAI_TYPE_F32, cai__ref_f32_to_f32, cai__ref_f32_from_f32,
-                              f32_vec_dot, f32_mm},
+            [CAI_TYPE_F32] = {.vec_dot_type = CAI_TYPE_F32, .to_f32 = cai__ref_f32_to_f32,
+                              .from_f32 = cai__ref_f32_from_f32, .vec_dot = f32_vec_dot,
+                              .mm = f32_mm},
             [CAI_TYPE_F16] = SIMD_TYPE(f16, CAI_TYPE_F32, f16_from_f32),
             [CAI_TYPE_BF16] = SIMD_TYPE(bf16, CAI_TYPE_F32, bf16_from_f32),
             [CAI_TYPE_Q4_0] = SIMD_TYPE_PACKED(q4_0, CAI_TYPE_Q8_0, cai__ref_q4_0_from_f32),
@@ -1313,9 +1314,9 @@ const struct cai_kernels cai__kernels_avx512 = {
             [CAI_TYPE_Q5_1] = SIMD_TYPE(q5_1, CAI_TYPE_Q8_1, cai__ref_q5_1_from_f32),
             [CAI_TYPE_Q8_0] = SIMD_TYPE_PACKED(q8_0, CAI_TYPE_Q8_0, q8_0_from_f32),
             [CAI_TYPE_Q8_1] = SIMD_TYPE(q8_1, CAI_TYPE_Q8_1, q8_1_from_f32),
-            [CAI_TYPE_Q4_K] = SIMD_TYPE(q4_k, CAI_TYPE_Q8_K, cai__ref_q4_k_from_f32),
+            [CAI_TYPE_Q4_K] = SIMD_TYPE_PACKED(q4_k, CAI_TYPE_Q8_K, cai__ref_q4_k_from_f32),
             [CAI_TYPE_Q5_K] = SIMD_TYPE(q5_k, CAI_TYPE_Q8_K, cai__ref_q5_k_from_f32),
-            [CAI_TYPE_Q6_K] = SIMD_TYPE(q6_k, CAI_TYPE_Q8_K, cai__ref_q6_k_from_f32),
+            [CAI_TYPE_Q6_K] = SIMD_TYPE_PACKED(q6_k, CAI_TYPE_Q8_K, cai__ref_q6_k_from_f32),
             [CAI_TYPE_Q8_K] = SIMD_TYPE(q8_k, CAI_TYPE_Q8_K, q8_k_from_f32),
         },
     .dot_f32 = dot_f32,
