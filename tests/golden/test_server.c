@@ -568,7 +568,7 @@ static void test_openai_chat(void)
     CHECK(strstr(find_header(r.head, "Content-Type"), "text/event-stream") != NULL);
     CHECK(strstr(r.head, "Transfer-Encoding: chunked") != NULL);
     char streamed[1024];
-    bool done, usage;
+    bool done = false, usage = false;
     int n_events = r.body ? sse_text(r.body, streamed, sizeof(streamed), &done, &usage) : -1;
     CHECK(n_events >= 3);
     CHECK(done && usage);
@@ -697,7 +697,7 @@ static void test_openai_completion(void)
            "\"stream\":true}";
     CHECK(http("POST", "/v1/completions", body, &r) && r.status == 200);
     char streamed[512];
-    bool done, usage;
+    bool done = false, usage = false;
     CHECK(r.body && sse_text(r.body, streamed, sizeof(streamed), &done, &usage) >= 2);
     CHECK(done && !usage);
     CHECK_STR(streamed, text);
@@ -713,7 +713,7 @@ static void test_ollama(void)
     CHECK(http("POST", "/api/generate", gen, &r) && r.status == 200);
     CHECK(strstr(find_header(r.head, "Content-Type"), "application/x-ndjson") != NULL);
     char streamed[512];
-    int eval_count;
+    int eval_count = 0;
     int n = r.body ? ndjson_text(r.body, false, streamed, sizeof(streamed), &eval_count) : -1;
     CHECK(n >= 2);
     CHECK(eval_count >= 1 && eval_count <= 6);

@@ -167,7 +167,7 @@ static void test_good_model(void)
     if (rc == 0) {
         CHECK_NEAR(predict3(m, 0.0, 0, -1), 10 + 1, 0);  /* x1 <= .5: 10; x2 < 0: 1 */
         CHECK_NEAR(predict3(m, 1.0, 0, 0.0), 20 + 2, 0); /* x2 < 0 false */
-        CHECK_NEAR(predict3(m, NAN, 0, NAN), 10 + 2, 0); /* NaN: tree 0 true, tree 1 false */
+        CHECK_NEAR(predict3(m, (double)NAN, 0, (double)NAN), 10 + 2, 0); /* NaN: tree 0 true, tree 1 false */
         cml_model_close(m);
     }
     free(b.p);
