@@ -236,10 +236,93 @@ static void test_mm_vs_loop_models(void)
         SKIP("no model files");
 }
 
+/* Sessions decode while the background packer runs (it starts after the
+ * first decode and publishes matrix after matrix): every step's logits
+ * equal those of a model that never packs, bit for bit, and the packing
+ * does finish. */
+static void run_steps(struct cai_model *m, float *out, int n_steps, int n_vocab)
+{
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_threads = 2;
+    sp.n_ctx = N_PROMPT + n_steps;
+    struct cai_session *s = NULL;
+    struct cai_error err = {0};
+    CHECK_EQ_INT(cai_session_new(&s, m, &sp, &err), 0);
+    if (!s)
+        return;
+    CHECK_EQ_INT(cai_session_decode(s, toks, N_PROMPT, false), 0);
+    for (int i = 0; i < n_steps; i++) {
+        int32_t t = toks[i % (N_PROMPT + N_GEN)];
+        CHECK_EQ_INT(cai_session_decode(s, &t, 1, false), 0);
+        const float *lg = cai_session_logits(s, -1);
+        CHECK(lg != NULL);
+        if (lg)
+            memcpy(out + (size_t)i * (size_t)n_vocab, lg, (size_t)n_vocab * sizeof(float));
+    }
+    cai_session_free(s);
+}
+
+static void test_packing_while_decoding(void)
+{
+    static const char *const models[] = {
+        "models/bench/smollm2-135m-instruct.requant-q4_1.Q4_0.gguf",
+        "models/bench/smollm2-135m-instruct.requant-q4_1.Q4_K_M.gguf",
+    };
+    const struct cai_kernels *k = cai__kernels_get();
+    if (!k || !k->type[CAI_TYPE_Q4_0].mm_packed)
+        SKIP("the default kernel table has no packed kernels");
+    int n_run = 0;
+    for (size_t mi = 0; mi < sizeof(models) / sizeof(models[0]); mi++) {
+        FILE *probe = fopen(models[mi], "rb");
+        if (!probe)
+            continue;
+        fclose(probe);
+        struct cai_model *m[2] = {NULL, NULL};
+        struct cai_error err = {0};
+        for (int v = 0; v < 2; v++) {
+            setenv("COREAI_PACK", v ? "1" : "0", 1);
+            CHECK_EQ_INT(cai_model_open(&m[v], models[mi], NULL, &err), 0);
+        }
+        unsetenv("COREAI_PACK");
+        if (!m[0] || !m[1]) {
+            cai_model_close(m[0]);
+            cai_model_close(m[1]);
+            continue;
+        }
+        const int nv = m[0]->hp.n_vocab, n_steps = 40;
+        make_tokens(nv);
+        float *a = malloc((size_t)n_steps * (size_t)nv * sizeof(float));
+        float *b = malloc((size_t)n_steps * (size_t)nv * sizeof(float));
+        CHECK(a && b);
+        setenv("COREAI_PACK", "0", 1);
+        run_steps(m[0], a, n_steps, nv);
+        setenv("COREAI_PACK", "1", 1);
+        run_steps(m[1], b, n_steps, nv); /* packs while it decodes */
+        unsetenv("COREAI_PACK");
+        cai_model_wait_packed(m[1]);
+        size_t diff = 0;
+        for (size_t j = 0; j < (size_t)n_steps * (size_t)nv; j++)
+            diff += memcmp(&a[j], &b[j], sizeof(float)) != 0;
+        CHECK_MSG(diff == 0, "%s: %zu logits differ while packing", models[mi], diff);
+        CHECK_MSG(m[1]->layers[0].w_down.packed != NULL && m[0]->layers[0].w_down.packed == NULL,
+                  "%s: packed %p / unpacked %p", models[mi],
+                  (const void *)m[1]->layers[0].w_down.packed,
+                  (const void *)m[0]->layers[0].w_down.packed);
+        free(a);
+        free(b);
+        cai_model_close(m[0]);
+        cai_model_close(m[1]);
+        n_run++;
+    }
+    if (n_run == 0)
+        SKIP("no model files");
+}
+
 int main(void)
 {
     verbose = getenv("KERNELS_VERBOSE") != NULL;
     RUN(test_smollm2_bits);
     RUN(test_mm_vs_loop_models);
+    RUN(test_packing_while_decoding);
     return test_done();
 }
