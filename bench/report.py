@@ -200,8 +200,10 @@ def main():
       f"{fmt((limits.get('start') or {}).get('read_scaling_2t'), 2)} / "
       f"{fmt((limits.get('end') or {}).get('read_scaling_2t'), 2)}). Load average "
       f"{meta.get('loadavg_start', '?')} at the start, {meta.get('loadavg_end', '?')} at the end.")
-    w(f"- coreai: commit {meta.get('commit', '?')} (`+dirty`: uncommitted changes under src/, "
-      f"include/ or tools/ were built), `{meta.get('coreai', '?')}`.")
+    commit = meta.get('commit', '?')
+    dirty = (" (`+dirty`: uncommitted changes under src/, include/ or tools/ were built)"
+             if commit.endswith('+dirty') else " (clean tree)")
+    w(f"- coreai: commit {commit}{dirty}, `{meta.get('coreai', '?')}`.")
     w(f"- llama.cpp: from the llama-cpp-python {meta.get('llama_version', '?')} sdist, built by "
       f"bench/build_llamacpp.sh (Release, GGML_NATIVE=ON); {lv or 'version unknown'}.")
     w(f"- {meta.get('rounds')} rounds, engines alternating in rotating order; each invocation "
