@@ -147,6 +147,14 @@ static void test_smollm2_bits(void)
     cai_model_close(m);
 }
 
+static bool file_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
+
 /* The layer matrices whose type has packed kernels in table k (the Q4_K_M
  * files mix types: SmolLM2's has only ffn_down in Q6_K and attn_v in Q8_0). */
 static int n_packable(const struct cai_model *m, const struct cai_kernels *k)
@@ -176,10 +184,8 @@ static void test_mm_vs_loop_models(void)
     static const char *const isas[] = {"ref", "avx2", "avx512"};
     int n_run = 0;
     for (size_t mi = 0; mi < sizeof(models) / sizeof(models[0]); mi++) {
-        FILE *probe = fopen(models[mi], "rb");
-        if (!probe)
+        if (!file_exists(models[mi]))
             continue;
-        fclose(probe);
         struct cai_model *m;
         struct cai_error err = {0};
         CHECK_EQ_INT(cai_model_open(&m, models[mi], NULL, &err), 0);
@@ -274,10 +280,8 @@ static void test_packing_while_decoding(void)
         SKIP("the default kernel table has no packed kernels");
     int n_run = 0;
     for (size_t mi = 0; mi < sizeof(models) / sizeof(models[0]); mi++) {
-        FILE *probe = fopen(models[mi], "rb");
-        if (!probe)
+        if (!file_exists(models[mi]))
             continue;
-        fclose(probe);
         struct cai_model *m[2] = {NULL, NULL};
         struct cai_error err = {0};
         for (int v = 0; v < 2; v++) {

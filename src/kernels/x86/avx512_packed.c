@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "avx512_words.h"
+
 #define AI static inline __attribute__((always_inline))
 
 #define X_TT        8             /* tokens per tile */
@@ -335,30 +337,15 @@ AI void x16_mm(int kind, int64_t n, const void *wp, int64_t r0, int64_t r1, cons
 
 /* ---- packing ---------------------------------------------------------------- */
 
-/* Bytes [o, o + 16) of 16 rows (rows[r]) -> 4 zmm at dst: zmm j lane r =
- * row r's word j (ref/packed.c's quant layout), xor'd with flip. */
+/* Bytes [o, o + 16) of 16 rows -> 4 zmm at dst (the quant layout), xor'd
+ * with flip. */
 AI void x16_words(const uint8_t *const *rows, size_t o, uint8_t *dst, __m512i flip)
 {
-    __m512i z[4];
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) /* 128-bit lane L of z[k]: row 4 k + L */
-        z[k] = _mm512_inserti32x4(
-            _mm512_inserti32x4(
-                _mm512_inserti32x4(_mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * k] + o))),
-                                   _mm_loadu_si128((const __m128i *)(rows[4 * k + 1] + o)), 1),
-                _mm_loadu_si128((const __m128i *)(rows[4 * k + 2] + o)), 2),
-            _mm_loadu_si128((const __m128i *)(rows[4 * k + 3] + o)), 3);
-    /* lane L, element e of u[j]: row 4 e + L's word j */
-    __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-    __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    __m512i u[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                    _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-    /* row r = 4 e + L is element 4 L + e */
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512i v[4];
+    cai__x16_words(rows, o, v);
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
-        _mm512_storeu_si512((void *)(dst + 64 * j),
-                            _mm512_xor_si512(_mm512_permutexvar_epi32(idx, u[j]), flip));
+        _mm512_storeu_si512((void *)(dst + 64 * j), _mm512_xor_si512(v[j], flip));
 }
 
 AI void x16_pack(int kind, int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,

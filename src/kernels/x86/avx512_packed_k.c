@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "avx512_words.h"
+
 #define AI static inline __attribute__((always_inline))
 
 #define K4_SB    2304 /* packed bytes of one Q4_K superblock of 16 rows */
@@ -576,32 +578,6 @@ AI void k_prefill(int q6, int64_t n, const void *wp, int64_t r0, int64_t r1, con
 
 /* ---- packing ------------------------------------------------------------------ */
 
-/* Bytes [o, o + 16) of 16 rows (rows[r]) -> 4 zmm: out[j] lane r = row r's
- * dword j. */
-AI void k16_words(const uint8_t *const *rows, size_t o, __m512i out[4])
-{
-    __m512i z[4];
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) /* 128-bit lane L of z[k]: row 4 k + L */
-        z[k] = _mm512_inserti32x4(
-            _mm512_inserti32x4(
-                _mm512_inserti32x4(
-                    _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * k] + o))),
-                    _mm_loadu_si128((const __m128i *)(rows[4 * k + 1] + o)), 1),
-                _mm_loadu_si128((const __m128i *)(rows[4 * k + 2] + o)), 2),
-            _mm_loadu_si128((const __m128i *)(rows[4 * k + 3] + o)), 3);
-    /* lane L, element e of u[j]: row 4 e + L's dword j */
-    __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-    __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    __m512i u[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                    _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-    /* row r = 4 e + L is element 4 L + e */
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++)
-        out[j] = _mm512_permutexvar_epi32(idx, u[j]);
-}
-
 /* The slot of dword j of ql ++ qh (ref's cai__packed_q6_k_slot). */
 AI int k6_slot(int j)
 {
@@ -630,7 +606,7 @@ AI void k_pack(int q6, int64_t n, const void *w, size_t w_stride, int64_t n_rows
                 cai__packed_q6_k_scales(blk, out + k6_scales_at(i), out + k6_d_at(nb, i));
                 for (int j = 0; j < 12; j++) { /* ql ++ qh: the block's first 192 bytes */
                     __m512i v[4];
-                    k16_words(blk, (size_t)16 * j, v);
+                    cai__x16_words(blk, (size_t)16 * j, v);
                     for (int c = 0; c < 4; c++)
                         _mm512_storeu_si512((void *)(q + 64 * k6_slot(4 * j + c)), v[c]);
                 }
@@ -639,7 +615,7 @@ AI void k_pack(int q6, int64_t n, const void *w, size_t w_stride, int64_t n_rows
                 cai__packed_q4_k_header(blk, sb);
                 for (int j = 0; j < 8; j++) {
                     __m512i v[4];
-                    k16_words(blk, 16 + (size_t)16 * j, v);
+                    cai__x16_words(blk, 16 + (size_t)16 * j, v);
                     for (int c = 0; c < 4; c++)
                         _mm512_storeu_si512((void *)(sb + 256 + 256 * j + 64 * c), v[c]);
                 }
