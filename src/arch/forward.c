@@ -229,6 +229,15 @@ struct mm_job {
  * that each matmul item keeps long row streams. */
 #define ITEMS_PER_THREAD 4
 
+/* For batched matmuls of the 32-element types, fewer: each mm call
+ * prepares every token's activations for its tiles, so more calls repeat
+ * more of that. SmolLM2 Q4_0 pp512 at 2 threads: 1712-1773 t/s with 4 items
+ * per thread, 1869-1877 with 2 (1873-1895 with 1, which would leave no
+ * slack for a preempted worker). The K-quants (Q8_K activations) keep 4:
+ * with 2, Llama-1B-shape Q4_K_M pp512 went 141 -> 136 t/s (1 thread) and
+ * 283 -> 271 (2 threads). */
+#define MM_BATCH_ITEMS_PER_THREAD 2
+
 static void mm_worker(void *ctx, int64_t item, int ith)
 {
     const struct mm_job *j = ctx;
@@ -408,7 +417,10 @@ static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float
         }
         j.xq = quantize_input(f, j.w[0]->type, x, n_tok, j.w[0]->ne[0], ld, &j.xq_stride);
         int64_t n_chunks = (j.n_rows + MM_ROW_CHUNK - 1) / MM_ROW_CHUNK;
-        j.n_items = CAI_MIN((int64_t)f->n_threads * ITEMS_PER_THREAD, n_chunks);
+        const int per_thread = n_tok >= PAR_MIN_TOK && vdt != CAI_TYPE_Q8_K
+                                   ? MM_BATCH_ITEMS_PER_THREAD
+                                   : ITEMS_PER_THREAD;
+        j.n_items = CAI_MIN((int64_t)f->n_threads * per_thread, n_chunks);
         cai__pool_for(f->pool, j.n_items, mm_worker, &j);
     }
 }
