@@ -1,8 +1,11 @@
 /* model.h: a loaded model: hyperparameters, bound weight tensors, tokenizer.
  *
- * The model is immutable after cai_model_open(). Weights point into the
- * file's read-only mapping; shapes were checked against the architecture at
- * load, so the forward pass indexes them without checks. */
+ * The model is immutable after cai_model_open(), except for the packed
+ * copies of its matrices (cai__weight.packed, published atomically by the
+ * background packer of pack.c) and the packer's own state under pack_lock.
+ * Weights point into the file's read-only mapping; shapes were checked
+ * against the architecture at load, so the forward pass indexes them
+ * without checks. */
 #ifndef CAI_MODEL_H
 #define CAI_MODEL_H
 
