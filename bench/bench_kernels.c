@@ -114,7 +114,7 @@ static int model_ab(const char *path, const char *isa, int n_threads, int n_prom
     if (packed) {
         setenv("COREAI_PACK", "1", 1);
         cai__model_pack(m, ka);
-        cai__model_pack_wait(m);
+        cai_model_wait_packed(m);
     }
     reps = reps > AB_MAX_REPS ? AB_MAX_REPS : reps;
     double tp[2][AB_MAX_REPS], td[2][AB_MAX_REPS];

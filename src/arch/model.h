@@ -77,12 +77,12 @@ struct cai_model {
     pthread_mutex_t     pack_lock;
     pthread_cond_t      pack_cond;    /* signalled when pack_done turns true */
     bool                pack_tried;
-    bool                pack_done;    /* the packer (if any) has finished */
-    bool                pack_started; /* pack_thread is to be joined */
+    bool                pack_done;    /* the packer has finished */
     int                 pack_cancel;  /* atomic: the model is closing */
     int                 pack_go;      /* atomic: the packer may begin */
     pthread_t           pack_thread;
-    void               *pack_mem;     /* anonymous mapping of pack_bytes */
+    void               *pack_mem;     /* anonymous mapping of pack_bytes; set
+                                       * exactly while pack_thread exists */
     size_t              pack_bytes;
 };
 
@@ -101,9 +101,7 @@ void cai__model_pack(struct cai_model *m, const struct cai_kernels *k);
  * by up to 1.7x during a prompt, so the first token does not wait for it).
  * Cheap after the first call. */
 void cai__model_pack_kick(struct cai_model *m);
-/* Waits until the packing cai__model_pack started (if any) has finished
- * (kicking it first). */
-void cai__model_pack_wait(struct cai_model *m);
+/* (cai_model_wait_packed, coreai.h, waits for the packer.) */
 /* Stops the packer and releases the packed copy (cai_model_close). */
 void cai__model_unpack(struct cai_model *m);
 

@@ -149,7 +149,6 @@ void cai__model_pack(struct cai_model *m, const struct cai_kernels *k)
         return;
     }
     m->pack_tried = true;
-    m->pack_done = true; /* until a packer runs */
     const char *env = getenv("COREAI_PACK");
     int mode = env && strcmp(env, "0") == 0 ? 0 : env && strcmp(env, "1") == 0 ? 1 : -1;
     int cap = m->hp.n_layer * 7 + 1;
@@ -175,13 +174,10 @@ void cai__model_pack(struct cai_model *m, const struct cai_kernels *k)
         m->pack_mem = mem;
         m->pack_bytes = total;
         *p = (struct packer){.m = m, .k = k, .ws = ws, .n = n};
-        m->pack_done = false;
         if (pthread_create(&m->pack_thread, NULL, pack_main, p) == 0) {
-            m->pack_started = true;
             pthread_mutex_unlock(&m->pack_lock);
             return;
         }
-        m->pack_done = true;
         munmap(mem, total);
         m->pack_mem = NULL;
         m->pack_bytes = 0;
@@ -189,11 +185,6 @@ void cai__model_pack(struct cai_model *m, const struct cai_kernels *k)
     cai__free(p);
     cai__free(ws);
     pthread_mutex_unlock(&m->pack_lock);
-}
-
-void cai_model_wait_packed(struct cai_model *m)
-{
-    cai__model_pack_wait(m);
 }
 
 void cai__model_pack_kick(struct cai_model *m)
@@ -206,27 +197,25 @@ void cai__model_pack_kick(struct cai_model *m)
     pthread_mutex_unlock(&m->pack_lock);
 }
 
-void cai__model_pack_wait(struct cai_model *m)
+void cai_model_wait_packed(struct cai_model *m)
 {
     cai__model_pack_kick(m);
     pthread_mutex_lock(&m->pack_lock);
-    while (m->pack_tried && !m->pack_done)
+    while (m->pack_mem && !m->pack_done) /* a packer runs while pack_mem is set */
         pthread_cond_wait(&m->pack_cond, &m->pack_lock);
     pthread_mutex_unlock(&m->pack_lock);
 }
 
 void cai__model_unpack(struct cai_model *m)
 {
-    if (m->pack_started) {
+    if (m->pack_mem) { /* a packer was started: stop it */
         pthread_mutex_lock(&m->pack_lock);
         __atomic_store_n(&m->pack_cancel, 1, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&m->pack_cond);
         pthread_mutex_unlock(&m->pack_lock);
         pthread_join(m->pack_thread, NULL);
-        m->pack_started = false;
-    }
-    if (m->pack_mem)
         munmap(m->pack_mem, m->pack_bytes);
+    }
     m->pack_mem = NULL;
     m->pack_bytes = 0;
 }

@@ -215,7 +215,7 @@ static void test_mm_vs_loop_models(void)
                 setenv("COREAI_PACK", "1", 1);
                 cai__model_pack(m, k);
                 unsetenv("COREAI_PACK");
-                cai__model_pack_wait(m);
+                cai_model_wait_packed(m);
                 int n_want = n_packable(m, k), n_packed = 0;
                 for (int il = 0; il < m->hp.n_layer; il++) {
                     const struct cai__layer *l = &m->layers[il];

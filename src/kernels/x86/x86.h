@@ -34,16 +34,8 @@ CAI__X86_PACKED_DECL(q5_0)
 CAI__X86_PACKED_DECL(q8_0)
 
 /* avx512_packed_k.c: the same for Q4_K and Q6_K (ref/packed_k.c) */
-void cai__avx512_q4_k_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
-                           int64_t g1, void *dst);
-void cai__avx512_q6_k_pack(int64_t n, const void *w, size_t w_stride, int64_t n_rows, int64_t g0,
-                           int64_t g1, void *dst);
-void cai__avx512_q4_k_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
-                                size_t x_stride, int n_tok, float *y, size_t y_stride,
-                                void *scratch);
-void cai__avx512_q6_k_mm_packed(int64_t n, const void *wp, int64_t r0, int64_t r1, const void *x,
-                                size_t x_stride, int n_tok, float *y, size_t y_stride,
-                                void *scratch);
+CAI__X86_PACKED_DECL(q4_k)
+CAI__X86_PACKED_DECL(q6_k)
 
 /* avx512.c: four K-quant rows (stride w_stride) against one activation
  * row, out[r] exactly the table's vec_dot of row r (decode tiles). */
