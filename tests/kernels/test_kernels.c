@@ -897,8 +897,11 @@ static void test_mm_exact(void)
                     bad += check_mm_case(k, type, 32 * 2100, 3, 30, 1, 0, 0, 0, sc, pk);
                 } else {
                     bad += check_mm_case(k, type, blk * 33, 0, 11, 6, 1, 0, 0, sc, pk);
-                    if (blk == 256) /* past one K chunk of the K-quant engine */
+                    if (blk == 256) { /* past one K chunk of the K-quant engine */
                         bad += check_mm_case(k, type, 256 * 100, 0, 5, 7, 0, 0, 0, sc, pk);
+                        /* and with a pair of whole row groups */
+                        bad += check_mm_case(k, type, 256 * 100, 0, 37, 9, 0, 0, 0, sc, pk);
+                    }
                 }
             }
             CHECK_MSG(bad == 0, "%s %s mm: %d outputs differ from vec_dot", k->isa,
