@@ -522,15 +522,8 @@ static void att_group(struct cai__fwd *f, const struct att_job *j, int t, int kv
         h2f(tmp, qr + (size_t)g * hd, hd);
     }
     k->dot_f16_chain_mn(kc, (size_t)f->kv_dim, n_pos, qr, (size_t)hd, group, hd, pr, (size_t)np);
-    for (int g = 0; g < group; g++) {
-        float *sc = pr + (size_t)g * np;
-        for (int p = 0; p < n_pos; p++)
-            sc[p] *= scale;
-        k->softmax(sc, n_pos);
-        k->f32_to_f16(sc, tmp, n_pos);
-        h2f(tmp, sc, n_pos);
-        memset(sc + n_pos, 0, (size_t)(n_pad - n_pos) * sizeof(float));
-    }
+    for (int g = 0; g < group; g++)
+        k->softmax_att(pr + (size_t)g * np, n_pos, scale, n_pad);
     float *out = f->xb + (size_t)t * f->q_dim + (size_t)kvh * group * hd;
     k->dot_f16_chain_mn(vt, (size_t)np, hd, pr, (size_t)np, group, n_pad, out, (size_t)hd);
 }

@@ -102,6 +102,10 @@ struct cai_kernels {
                       int64_t n, int n_tok, float eps);
     /* In-place softmax of x[0..n), max-subtracted. */
     void (*softmax)(float *x, int64_t n);
+    /* Attention probabilities of a batch row, in one call: x[i] *= scale,
+     * softmax, each probability rounded to f16 and back, x[n..n_pad) = 0;
+     * bit for bit those steps done one after the other. */
+    void (*softmax_att)(float *x, int64_t n, float scale, int64_t n_pad);
     /* Rotary embedding of n_heads vectors of head_dim floats at x, their
      * first n_rot elements in pairs (i, i + n_rot / 2) when neox, else
      * (2i, 2i + 1); cs[2i], cs[2i + 1]: cos and sin of pair i's angle. Each

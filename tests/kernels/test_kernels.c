@@ -723,6 +723,7 @@ static void test_tables_complete(void)
             }
         }
         CHECK(k->dot_f32 && k->axpy_f32 && k->rmsnorm && k->rmsnorm_n && k->rope && k->softmax &&
+              k->softmax_att &&
               k->silu_mul && k->dot_f16_f32 && k->axpy_f16 && k->f32_to_f16 && k->dot_f16 &&
               k->dot_f16_chain && k->dot_f16_n && k->dot_f16_chain_n && k->dot_f16_chain_mn);
     }
@@ -1261,6 +1262,27 @@ static void test_f32_ops(void)
             k->softmax(y2, n);
             for (int64_t i = 0; i < n; i++)
                 bad_soft += memcmp(&y2[i], &yf[i], sizeof(float)) != 0; /* bit-exact */
+            /* softmax_att: scaled, rounded through f16, padded with zeros to
+             * the next 16 (written over a sentinel), bit-exact against ref */
+            const int64_t n_pad = (n + 15) & ~(int64_t)15;
+            for (int64_t i = 0; i < n_pad + 1; i++)
+                yf[i] = y2[i] = i < n ? xf[i] * 240.0f : 777.0f;
+            if (n > 3)
+                yf[3] = y2[3] = -INFINITY;
+            r->softmax_att(yf, n, 0.125f, n_pad);
+            k->softmax_att(y2, n, 0.125f, n_pad);
+            for (int64_t i = 0; i < n_pad; i++)
+                bad_soft += memcmp(&y2[i], &yf[i], sizeof(float)) != 0 || (i >= n && y2[i] != 0.0f);
+            bad_soft += y2[n_pad] != 777.0f;
+            /* and ref's is the steps one after the other */
+            for (int64_t i = 0; i < n; i++)
+                y3[i] = xf[i] * 240.0f * 0.125f;
+            if (n > 3)
+                y3[3] = -INFINITY;
+            r->softmax(y3, n);
+            for (int64_t i = 0; i < n; i++)
+                bad_soft += memcmp(&yf[i], &(float){cai__fp16_to_f32(cai__f32_to_fp16(y3[i]))},
+                                   sizeof(float)) != 0;
             /* silu_mul, also in place (y aliases g) */
             for (int64_t i = 0; i < n; i++)
                 y3[i] = xf[i] * 20.0f;

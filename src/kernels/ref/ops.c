@@ -174,6 +174,17 @@ void cai__ref_softmax(float *x, int64_t n)
         x[i] *= inv;
 }
 
+void cai__ref_softmax_att(float *x, int64_t n, float scale, int64_t n_pad)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= scale;
+    cai__ref_softmax(x, n);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = cai__fp16_to_f32(cai__f32_to_fp16(x[i]));
+    for (int64_t i = n < 0 ? 0 : n; i < n_pad; i++)
+        x[i] = 0.0f;
+}
+
 /* y, g, u: [n]; y = g / (1 + exp(-g)) * u, exp as ggml_v_expf (llama.cpp's
  * swiglu). */
 void cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n)

@@ -87,6 +87,7 @@ void  cai__ref_rope(float *x, int n_heads, int head_dim, int n_rot, const float 
 void  cai__ref_rmsnorm_n(float *y, size_t y_stride, const float *x, size_t x_stride,
                          const float *w, int64_t n, int n_tok, float eps);
 void  cai__ref_softmax(float *x, int64_t n);
+void  cai__ref_softmax_att(float *x, int64_t n, float scale, int64_t n_pad);
 void  cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n);
 float cai__ref_dot_f16_f32(const cai_half *a, const float *b, int64_t n);
 void  cai__ref_axpy_f16(float *y, float a, const cai_half *x, int64_t n);
@@ -167,7 +168,8 @@ void   cai__packed_q6_k_scales(const uint8_t *const blk[16], uint8_t *sc, uint8_
             },                                                                                     \
         .dot_f32 = cai__ref_dot_f32, .axpy_f32 = cai__ref_axpy_f32, .rmsnorm = cai__ref_rmsnorm,   \
         .rmsnorm_n = cai__ref_rmsnorm_n, .rope = cai__ref_rope,                                    \
-        .softmax = cai__ref_softmax, .silu_mul = cai__ref_silu_mul,                                \
+        .softmax = cai__ref_softmax, .softmax_att = cai__ref_softmax_att,                          \
+        .silu_mul = cai__ref_silu_mul,                                                             \
         .dot_f16_f32 = cai__ref_dot_f16_f32, .axpy_f16 = cai__ref_axpy_f16,                        \
         .dot_f16 = cai__ref_dot_f16, .dot_f16_chain = cai__ref_dot_f16_chain,                      \
         .dot_f16_n = cai__ref_dot_f16_n, .dot_f16_chain_n = cai__ref_dot_f16_chain_n,              \

@@ -767,6 +767,25 @@ static void f32_to_f16(const float *x, cai_half *y, int64_t n)
         y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
+static void softmax(float *x, int64_t n);
+
+static void softmax_att(float *x, int64_t n, float scale, int64_t n_pad)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(scale)));
+    for (; i < n; i++)
+        x[i] *= scale;
+    softmax(x, n);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+                                                                _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++)
+        x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
+    for (i = n < 0 ? 0 : n; i < n_pad; i++)
+        x[i] = 0.0f;
+}
+
 static void f16_from_f32(const float *x, void *y, int64_t n)
 {
     f32_to_f16(x, y, n);
@@ -1002,6 +1021,7 @@ const struct cai_kernels cai__kernels_avx2 = {
     .rmsnorm_n = cai__ref_rmsnorm_n,
     .rope = cai__ref_rope,
     .softmax = softmax,
+    .softmax_att = softmax_att,
     .silu_mul = silu_mul,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,

@@ -1221,6 +1221,41 @@ static void softmax(float *x, int64_t n)
     }
 }
 
+/* softmax with the scale folded into its max pass and the f16 rounding
+ * into its normalizing pass: three passes over the row instead of six. */
+static void softmax_att(float *x, int64_t n, float scale, int64_t n_pad)
+{
+    if (n > 0) {
+        const __m512 vs = _mm512_set1_ps(scale);
+        __m512 vmax = _mm512_set1_ps(x[0] * scale);
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+            const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
+            _mm512_mask_storeu_ps(x + i, m, v);
+            vmax = _mm512_mask_max_ps(vmax, m, vmax, v);
+        }
+        const __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+            __m512 e =
+                _mm512_maskz_mov_ps(m, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm)));
+            _mm512_mask_storeu_ps(x + i, m, e);
+            sum += (double)_mm512_reduce_add_ps(e);
+        }
+        const __m512 vi = _mm512_set1_ps((float)(1.0 / sum));
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+            const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vi);
+            _mm512_mask_storeu_ps(
+                x + i, m,
+                _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+        }
+    }
+    for (int64_t i = n < 0 ? 0 : n; i < n_pad; i++)
+        x[i] = 0.0f;
+}
+
 /* ref's rotation 16 pairs at a time (same roundings: x1 * s and x1 * c
  * rounded, then one fma each); n_rot not a multiple of 32: ref. */
 static void rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, int neox)
@@ -1325,6 +1360,7 @@ const struct cai_kernels cai__kernels_avx512 = {
     .rmsnorm_n = rmsnorm_n,
     .rope = rope,
     .softmax = softmax,
+    .softmax_att = softmax_att,
     .silu_mul = silu_mul,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
