@@ -204,8 +204,8 @@ AI void k4_dec(int TT, const uint8_t *gp, int64_t nb, const uint8_t *const *xr, 
         _mm512_mask_storeu_ps(yt[t], keep, acc[t]);
 }
 
-/* Prefill's sub-block sums without vpmulld (which costs two vpdpbusd
- * slots here: 14% of the Q4_K GEMM): a sub-block's products are summed in
+/* Prefill's sub-block sums without vpmulld (the GEMM ran 14% faster with
+ * it replaced by an add, for timing only): a sub-block's products are summed in
  * two halves of 16 elements, each within int16 (|sum| <= 16 * 15 * 128 =
  * 30720), the halves packed as an int16 pair per lane, and one vpdpwssd
  * against the (sc, sc) pair adds sc * (a + b) to the lane's int32 sum:
@@ -650,8 +650,9 @@ AI void k_prefill(int q6, int64_t n, const void *wp, int64_t r0, int64_t r1, con
                 const int n_t4 = (tbn + 3) / 4;
                 for (int t0 = 0; t0 < tbn; t0 += 4) {
                     const int tt = tbn - t0 < 4 ? tbn - t0 : 4;
-                    if (g + 2 < g1)
-                        cai__prefetch_slice(gp + 2 * gsz + c0, 2 * cn, t0 / 4, n_t4);
+                    for (int64_t h = g + 2; h < g + 4 && h < g1; h++) /* the next pair's chunks */
+                        cai__prefetch_slice((const uint8_t *)wp + (size_t)h * gsz + c0, cn, t0 / 4,
+                                            n_t4);
                     const uint8_t *xr[4];
                     float *yt[4];
                     for (int t = 0; t < 4; t++) {
