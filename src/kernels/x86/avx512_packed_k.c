@@ -58,6 +58,19 @@
  * 4 KiB ahead all gave 27-28 GB/s. */
 #define K_PF     1024
 
+/* Prefill unpacks one group (or two) per token block and then runs all
+ * the block's tiles over it; the next groups' packed bytes are prefetched
+ * into L2 slice by slice between those tiles, so that their unpack does not
+ * wait for DRAM line by line (Q4_K, 8192 x 2048: 293 -> 307 GOP/s). Slice s
+ * of n of [p, p + bytes). */
+AI void prefetch_slice(const uint8_t *p, size_t bytes, int s, int n)
+{
+    const size_t per = (bytes / (size_t)n + 63) & ~(size_t)63;
+    const size_t a = per * (size_t)s, b = a + per < bytes ? a + per : bytes;
+    for (size_t o = a; o < b; o += 64)
+        _mm_prefetch((const char *)(p + o), _MM_HINT_T1);
+}
+
 /* One unpacked superblock of 16 rows in scratch: 64 zmm of quants (zmm 8 j
  * + k, resp. 4 b + k: lane r = row r's elements 32 j + 4 k.. of sub-block j,
  * resp. 16 b + 4 k.. of sub-block b), the scales as int32 lanes (8 resp.
@@ -102,14 +115,9 @@ AI void k4_scales(const uint8_t *sb, __m512i sc[8], __m512i mp[4])
         sc[p + 4] = _mm512_srli_epi32(a, 4);
     }
     /* sc_{2k+e}'s high bits sit at 16 e + 8 + 2 k: to bits 4-5 */
-    sc[0] = or_and(sc[0], _mm512_srli_epi32(hz, 4), m30);
-    sc[1] = or_and(sc[1], _mm512_srli_epi32(hz, 20), m30);
-    sc[2] = or_and(sc[2], _mm512_srli_epi32(hz, 6), m30);
-    sc[3] = or_and(sc[3], _mm512_srli_epi32(hz, 22), m30);
-    sc[4] = or_and(sc[4], _mm512_srli_epi32(hz, 8), m30);
-    sc[5] = or_and(sc[5], _mm512_srli_epi32(hz, 24), m30);
-    sc[6] = or_and(sc[6], _mm512_srli_epi32(hz, 10), m30);
-    sc[7] = or_and(sc[7], _mm512_srli_epi32(hz, 26), m30);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        sc[j] = or_and(sc[j], _mm512_srli_epi32(hz, 4 + 2 * (j / 2) + 16 * (j % 2)), m30);
     const __m512i m4w = _mm512_set1_epi16(15), m30w = _mm512_set1_epi16(0x30);
 #pragma GCC unroll 2
     for (int q = 0; q < 2; q++) {
@@ -651,7 +659,7 @@ AI void k_prefill(int q6, int64_t n, const void *wp, int64_t r0, int64_t r1, con
                 for (int t0 = 0; t0 < tbn; t0 += 4) {
                     const int tt = tbn - t0 < 4 ? tbn - t0 : 4;
                     for (int64_t h = g + 2; h < g + 4 && h < g1; h++) /* the next pair's chunks */
-                        cai__prefetch_slice((const uint8_t *)wp + (size_t)h * gsz + c0, cn, t0 / 4,
+                        prefetch_slice((const uint8_t *)wp + (size_t)h * gsz + c0, cn, t0 / 4,
                                             n_t4);
                     const uint8_t *xr[4];
                     float *yt[4];
@@ -673,7 +681,7 @@ AI void k_prefill(int q6, int64_t n, const void *wp, int64_t r0, int64_t r1, con
                 for (int t0 = 0; t0 < tbn; t0 += K_TT) {
                     const int tt = tbn - t0 < K_TT ? tbn - t0 : K_TT;
                     if (g + 1 < g1)
-                        cai__prefetch_slice(gp + gsz + c0, cn, t0 / K_TT, n_tiles);
+                        prefetch_slice(gp + gsz + c0, cn, t0 / K_TT, n_tiles);
                     const uint8_t *xr[K_TT];
                     float *yt[K_TT];
                     for (int t = 0; t < K_TT; t++) {

@@ -1,6 +1,5 @@
-/* avx512_words.h: what both packed-kernel files share: the 16-row word
- * transpose of the packers, the prefetch of the next group in prefill
- * (include only from files compiled with the avx512 flags). */
+/* avx512_words.h: the 16-row word transpose both packers use (include only
+ * from files compiled with the avx512 flags). */
 #ifndef CAI_KERNELS_X86_AVX512_WORDS_H
 #define CAI_KERNELS_X86_AVX512_WORDS_H
 
@@ -33,20 +32,6 @@ static inline __attribute__((always_inline)) void cai__x16_words(const uint8_t *
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
         out[j] = _mm512_permutexvar_epi32(idx, u[j]);
-}
-
-/* Prefill unpacks one group (or two) per token block and then runs all
- * the block's tiles over it; the next group's packed bytes are prefetched
- * into L2 slice by slice between those tiles, so that its unpack does not
- * wait for DRAM line by line (prefill was ~10% slower on 8192 rows than on
- * 512 without it). Slice s of n of [p, p + bytes). */
-static inline __attribute__((always_inline)) void cai__prefetch_slice(const uint8_t *p,
-                                                                      size_t bytes, int s, int n)
-{
-    const size_t per = (bytes / (size_t)n + 63) & ~(size_t)63;
-    const size_t a = per * (size_t)s, b = a + per < bytes ? a + per : bytes;
-    for (size_t o = a; o < b; o += 64)
-        _mm_prefetch((const char *)(p + o), _MM_HINT_T1);
 }
 
 #endif /* CAI_KERNELS_X86_AVX512_WORDS_H */
