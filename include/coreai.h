@@ -82,6 +82,20 @@ struct cai_sampling {
 };
 CAI_API struct cai_sampling cai_sampling_default(void);
 
+/* A sampler: the chain above with its own token history (for the
+ * penalties) and random state, for callers that run their own decode loop
+ * (cai_generate keeps one internally). One per sequence; not thread-safe. */
+struct cai_model;
+struct cai_sampler;
+/* p NULL: cai_sampling_default(). Invalid parameters fail with CAI_EINVAL
+ * naming the field. */
+CAI_API int  cai_sampler_new(struct cai_sampler **out, const struct cai_model *m,
+                             const struct cai_sampling *p, struct cai_error *err);
+CAI_API void cai_sampler_free(struct cai_sampler *s); /* NULL is a no-op */
+/* Records a token (of the prompt, say) in the history the penalties see;
+ * cai_session_sample records the tokens it picks itself. */
+CAI_API void cai_sampler_accept(struct cai_sampler *s, int32_t token);
+
 /* ---- chat -------------------------------------------------------------- */
 
 struct cai_chat_msg {
@@ -202,16 +216,29 @@ CAI_API const int32_t *cai_session_tokens(const struct cai_session *s);
 /* Drops tokens from position n_keep on (0 clears the sequence). */
 CAI_API void cai_session_truncate(struct cai_session *s, int n_keep);
 
+/* Picks the next token from the session's last logits row (which it uses
+ * as scratch: read cai_session_logits first if you need them) with smp,
+ * records it in smp's history and, while profiling is on, times it as the
+ * profile's "sample" operation. Returns the token, or a negative code (no
+ * logits yet, or a sampler made for another vocabulary size). */
+CAI_API int32_t cai_session_sample(struct cai_session *s, struct cai_sampler *smp);
+
 /* ---- profiling --------------------------------------------------------- */
 
 /* One row of the per-layer, per-operation profile. */
 struct cai_profile_entry {
     int         layer;  /* 0..n_layer-1, or -1 for work outside the layers */
-    const char *op;     /* "matmul_qkv", "attention", "rmsnorm", ... (static string) */
+    const char *op;     /* "matmul_qkv", "attention", "attn_norm", "sample", ... (static string) */
     double      ms;     /* wall time accumulated */
     uint64_t    bytes;  /* bytes read and written (weights, activations, KV) */
     uint64_t    flops;  /* arithmetic operations (multiply-add = 2) */
     uint64_t    calls;
+    /* NULL, or for one tensor's share of a fused matmul (op "attn_q", "attn_k",
+     * "attn_v", "ffn_gate", "ffn_up") that matmul's op ("matmul_qkv",
+     * "matmul_gate_up"): its wall time split in proportion to the threads'
+     * time in each tensor's rows; bytes and flops are the tensor's own. Such
+     * rows are a breakdown of their parent, not extra time. */
+    const char *part_of;
 };
 
 /* Turns per-operation timing on (resetting the counters) or off. */

@@ -685,19 +685,57 @@ static int cmd_inspect(int argc, char **argv)
 
 static void usage_profile(FILE *f)
 {
-    fprintf(f, "usage: %s profile MODEL [-p N] [-n N] [-t THREADS] [-o table|json] [--per-layer]\n\n"
-               "Runs a prefill of N prompt tokens (default 128) and N generated tokens (default\n"
-               "32, greedy) with per-operation timing, then prints, per operation (summed over\n"
-               "layers) and per layer, the time, bytes moved, arithmetic, and achieved GB/s and\n"
-               "GOP/s. Prefill and generation are profiled separately.\n",
+    fprintf(f, "usage: %s profile MODEL [-p N] [-n N] [-t THREADS] [--greedy] [-o table|json]\n"
+               "                      [--per-layer]\n\n"
+               "Runs a prefill of N prompt tokens (default 128, random ids) and N generated\n"
+               "tokens (default 32; the default sampling chain, or argmax with --greedy) with\n"
+               "per-operation timing, then prints, per operation (summed over layers), the\n"
+               "time, bytes moved, arithmetic, and achieved GB/s and GOP/s; then each tensor's\n"
+               "share of the fused Q/K/V and gate/up matmuls (their time split by the threads'\n"
+               "time in each tensor's rows); with --per-layer, time per layer. Sampling is the\n"
+               "\"sample\" row. Prefill and generation are profiled separately.\n",
             prog);
 }
 
 struct prof_agg {
-    const char *op;
+    const char *op, *part_of;
     double      ms;
     uint64_t    bytes, flops, calls;
 };
+
+/* Sums the rows per op: main ops (part_of NULL) first in agg, then the
+ * tensor shares; returns the count, *n_main the main ones. */
+static int prof_aggregate(const struct cai_profile_entry *e, int n, struct prof_agg *agg, int cap,
+                          int *n_main)
+{
+    int n_agg = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            if ((e[i].part_of != NULL) != (pass == 1))
+                continue;
+            int j = 0;
+            while (j < n_agg && strcmp(agg[j].op, e[i].op) != 0)
+                j++;
+            if (j == n_agg) {
+                if (n_agg == cap)
+                    continue;
+                agg[n_agg++] = (struct prof_agg){e[i].op, e[i].part_of, 0, 0, 0, 0};
+            }
+            agg[j].ms += e[i].ms;
+            agg[j].bytes += e[i].bytes;
+            agg[j].flops += e[i].flops;
+            agg[j].calls += e[i].calls;
+        }
+        if (pass == 0)
+            *n_main = n_agg;
+    }
+    return n_agg;
+}
+
+static double rate(uint64_t amount, double ms)
+{
+    return ms > 0 ? (double)amount / (ms * 1e6) : 0.0;
+}
 
 static void print_profile(struct cai_session *s, const char *phase, int n_tok, bool json,
                           bool per_layer, bool *first_json)
@@ -707,62 +745,71 @@ static void print_profile(struct cai_session *s, const char *phase, int n_tok, b
     if (!e)
         die("out of memory");
     cai_session_profile_read(s, e, n);
-    struct prof_agg agg[32];
-    int n_agg = 0;
+    struct prof_agg agg[48];
+    int n_main = 0;
+    const int n_agg = prof_aggregate(e, n, agg, 48, &n_main);
     double total = 0;
     int max_layer = -1;
     for (int i = 0; i < n; i++) {
-        total += e[i].ms;
+        if (!e[i].part_of)
+            total += e[i].ms;
         if (e[i].layer > max_layer)
             max_layer = e[i].layer;
-        int j = 0;
-        while (j < n_agg && strcmp(agg[j].op, e[i].op) != 0)
-            j++;
-        if (j == n_agg) {
-            if (n_agg == 32)
-                continue;
-            agg[n_agg++] = (struct prof_agg){e[i].op, 0, 0, 0, 0};
-        }
-        agg[j].ms += e[i].ms;
-        agg[j].bytes += e[i].bytes;
-        agg[j].flops += e[i].flops;
-        agg[j].calls += e[i].calls;
     }
     if (json) {
-        printf("%s{\"phase\": \"%s\", \"n_tokens\": %d, \"total_ms\": %.3f, \"ops\": [", *first_json ? "" : ",\n",
-               phase, n_tok, total);
+        printf("%s{\"phase\": \"%s\", \"n_tokens\": %d, \"total_ms\": %.3f, \"ops\": [",
+               *first_json ? "" : ",\n", phase, n_tok, total);
         *first_json = false;
-        for (int j = 0; j < n_agg; j++)
-            printf("%s{\"op\": \"%s\", \"ms\": %.4f, \"bytes\": %llu, \"flops\": %llu, \"calls\": %llu, "
+        for (int j = 0; j < n_agg; j++) {
+            if (j == n_main)
+                printf("], \"tensors\": [");
+            printf("%s{\"op\": \"%s\", ", j && j != n_main ? ", " : "", agg[j].op);
+            if (agg[j].part_of)
+                printf("\"part_of\": \"%s\", ", agg[j].part_of);
+            printf("\"ms\": %.4f, \"bytes\": %llu, \"flops\": %llu, \"calls\": %llu, "
                    "\"gbps\": %.3f, \"gops\": %.3f}",
-                   j ? ", " : "", agg[j].op, agg[j].ms, (unsigned long long)agg[j].bytes,
-                   (unsigned long long)agg[j].flops, (unsigned long long)agg[j].calls,
-                   agg[j].ms > 0 ? (double)agg[j].bytes / (agg[j].ms * 1e6) : 0.0,
-                   agg[j].ms > 0 ? (double)agg[j].flops / (agg[j].ms * 1e6) : 0.0);
+                   agg[j].ms, (unsigned long long)agg[j].bytes, (unsigned long long)agg[j].flops,
+                   (unsigned long long)agg[j].calls, rate(agg[j].bytes, agg[j].ms),
+                   rate(agg[j].flops, agg[j].ms));
+        }
+        if (n_main == n_agg)
+            printf("], \"tensors\": [");
         printf("], \"layers\": [");
-        for (int i = 0; i < n; i++)
-            printf("%s{\"layer\": %d, \"op\": \"%s\", \"ms\": %.4f, \"bytes\": %llu, \"flops\": %llu}",
-                   i ? ", " : "", e[i].layer, e[i].op, e[i].ms, (unsigned long long)e[i].bytes,
-                   (unsigned long long)e[i].flops);
+        for (int i = 0; i < n; i++) {
+            printf("%s{\"layer\": %d, \"op\": \"%s\", ", i ? ", " : "", e[i].layer, e[i].op);
+            if (e[i].part_of)
+                printf("\"part_of\": \"%s\", ", e[i].part_of);
+            printf("\"ms\": %.4f, \"bytes\": %llu, \"flops\": %llu}", e[i].ms,
+                   (unsigned long long)e[i].bytes, (unsigned long long)e[i].flops);
+        }
         printf("]}");
     } else {
         printf("\n%s: %d tokens, %.2f ms profiled (%.1f tokens/s)\n", phase, n_tok, total,
                total > 0 ? n_tok / (total / 1e3) : 0.0);
         printf("  %-18s %10s %6s %10s %12s %9s %9s\n", "op", "ms", "%", "calls", "MB moved",
                "GB/s", "GOP/s");
-        for (int j = 0; j < n_agg; j++)
+        for (int j = 0; j < n_main; j++)
             printf("  %-18s %10.3f %6.1f %10llu %12.2f %9.2f %9.2f\n", agg[j].op, agg[j].ms,
                    total > 0 ? 100.0 * agg[j].ms / total : 0.0, (unsigned long long)agg[j].calls,
-                   (double)agg[j].bytes / 1e6,
-                   agg[j].ms > 0 ? (double)agg[j].bytes / (agg[j].ms * 1e6) : 0.0,
-                   agg[j].ms > 0 ? (double)agg[j].flops / (agg[j].ms * 1e6) : 0.0);
+                   (double)agg[j].bytes / 1e6, rate(agg[j].bytes, agg[j].ms),
+                   rate(agg[j].flops, agg[j].ms));
+        if (n_agg > n_main) {
+            printf("  matmul by tensor (share of the fused op, split by thread time):\n");
+            printf("  %-10s %-16s %10s %6s %12s %9s %9s\n", "tensor", "of", "ms", "%", "MB moved",
+                   "GB/s", "GOP/s");
+            for (int j = n_main; j < n_agg; j++)
+                printf("  %-10s %-16s %10.3f %6.1f %12.2f %9.2f %9.2f\n", agg[j].op,
+                       agg[j].part_of, agg[j].ms, total > 0 ? 100.0 * agg[j].ms / total : 0.0,
+                       (double)agg[j].bytes / 1e6, rate(agg[j].bytes, agg[j].ms),
+                       rate(agg[j].flops, agg[j].ms));
+        }
         if (per_layer) {
             printf("  per layer:\n  %-6s %10s %12s\n", "layer", "ms", "MB moved");
             for (int l = -1; l <= max_layer; l++) {
                 double ms = 0;
                 uint64_t b = 0;
                 for (int i = 0; i < n; i++)
-                    if (e[i].layer == l) {
+                    if (e[i].layer == l && !e[i].part_of) {
                         ms += e[i].ms;
                         b += e[i].bytes;
                     }
@@ -780,7 +827,7 @@ static int cmd_profile(int argc, char **argv)
 {
     const char *model = NULL;
     int n_prompt = 128, n_gen = 32, n_threads = 0;
-    bool json = false, per_layer = false;
+    bool json = false, per_layer = false, greedy = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define NEXTV() (i + 1 < argc ? argv[++i] : (die("%s needs a value", a), (char *)NULL))
@@ -801,6 +848,8 @@ static int cmd_profile(int argc, char **argv)
                 die("-o: expected table or json, got \"%s\"", v);
         } else if (!strcmp(a, "--per-layer")) {
             per_layer = true;
+        } else if (!strcmp(a, "--greedy")) {
+            greedy = true;
         } else if (a[0] == '-' && a[1]) {
             die("profile: unknown option %s", a);
         } else if (!model) {
@@ -825,6 +874,12 @@ static int cmd_profile(int argc, char **argv)
     struct cai_error err = {0};
     if (cai_session_new(&s, m, &sp, &err) < 0)
         die("%s: %s", model, err.msg);
+    struct cai_sampling sc = cai_sampling_default();
+    if (greedy)
+        sc.temp = 0;
+    struct cai_sampler *smp;
+    if (cai_sampler_new(&smp, m, &sc, &err) < 0)
+        die("%s: %s", model, err.msg);
     cai_model_wait_packed(m); /* profile the steady state */
     int32_t *toks = malloc((size_t)n_prompt * sizeof(int32_t));
     if (!toks)
@@ -846,14 +901,12 @@ static int cmd_profile(int argc, char **argv)
         die("%s: %s", model, cai_session_errmsg(s));
     print_profile(s, "prefill", n_prompt, json, per_layer, &first_json);
     if (n_gen > 0) {
+        for (int i = 0; i < n_prompt; i++)
+            cai_sampler_accept(smp, toks[i]);
         cai_session_profile_enable(s, true);
         for (int i = 0; i < n_gen; i++) {
-            const float *lg = cai_session_logits(s, -1);
-            int32_t best = 0;
-            for (int v = 1; v < in.n_vocab; v++)
-                if (lg[v] > lg[best])
-                    best = v;
-            if (cai_session_decode(s, &best, 1, false) < 0)
+            int32_t next = cai_session_sample(s, smp);
+            if (next < 0 || cai_session_decode(s, &next, 1, false) < 0)
                 die("%s: %s", model, cai_session_errmsg(s));
         }
         print_profile(s, "generation", n_gen, json, per_layer, &first_json);
@@ -861,6 +914,7 @@ static int cmd_profile(int argc, char **argv)
     if (json)
         printf("]\n");
     free(toks);
+    cai_sampler_free(smp);
     cai_session_free(s);
     cai_model_close(m);
     return 0;

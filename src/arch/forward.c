@@ -17,8 +17,15 @@ const char *cai__op_name(int op)
     static const char *names[CAI__OP_COUNT] = {
         "embed",    "attn_norm", "matmul_qkv", "rope_kv", "attention", "matmul_attn_out", "ffn_norm",
         "matmul_gate_up", "silu_mul", "matmul_down", "residual", "output_norm", "matmul_output",
-        "sample"};
+        "sample", "attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up"};
     return op >= 0 && op < CAI__OP_COUNT ? names[op] : "?";
+}
+
+int cai__op_parent(int op)
+{
+    return op >= CAI__OP_MM_Q && op <= CAI__OP_MM_V        ? CAI__OP_QKV
+           : op >= CAI__OP_MM_GATE && op <= CAI__OP_MM_UP ? CAI__OP_GATE_UP
+                                                          : -1;
 }
 
 static inline int64_t prof_start(const struct cai__fwd *f)
@@ -218,6 +225,8 @@ struct mm_job {
     int64_t                   n_rows;    /* sum of the weights' rows */
     uint8_t                  *scratch;   /* [n_threads][CAI__MM_SCRATCH_BYTES] */
     int64_t                   n_items;   /* row ranges, claimed by the threads */
+    int64_t                  *tns;       /* profiling: thread ns per tensor (by src), or NULL */
+    int                       src[MM_MAX]; /* w[i] is the caller's weight src[i] */
 };
 
 /* Rows per work unit: a multiple of the kernels' 8-row tiles, and 64 bytes
@@ -250,6 +259,7 @@ static void mm_worker(void *ctx, int64_t item, int ith)
         int64_t rows = w->ne[1];
         int64_t a = CAI_MAX(r0 - base, 0), b = CAI_MIN(r1 - base, rows);
         if (a < b) {
+            const int64_t ts = j->tns ? cai__now_ns() : 0;
             const struct cai_type_kernels *tk = &j->k->type[w->type];
             const void *wp = __atomic_load_n(&w->packed, __ATOMIC_ACQUIRE);
             void *scratch = j->scratch ? j->scratch + (size_t)ith * CAI__MM_SCRATCH_BYTES : NULL;
@@ -259,6 +269,8 @@ static void mm_worker(void *ctx, int64_t item, int ith)
             else
                 tk->mm(w->ne[0], w->data, w->row_bytes, a, b, j->xq, j->xq_stride, j->n_tok,
                        j->y[wi], (size_t)rows, scratch);
+            if (j->tns)
+                __atomic_fetch_add(&j->tns[j->src[wi]], cai__now_ns() - ts, __ATOMIC_RELAXED);
         }
         base += rows;
     }
@@ -392,13 +404,15 @@ static void matmul_f32in(struct cai__fwd *f, const struct cai__weight *w, float 
 
 /* y_i = W_i · x for up to three weights with the same input width. Weights
  * whose vec_dot types differ are run as separate groups. */
+/* y[i] = w[i]·x for the n_w weights, in one dispatch per activation type.
+ * tns (or NULL) gets the threads' time in each weight's rows, in ns. */
 static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float *const *y, int n_w,
-                   const float *x, int n_tok, size_t ld)
+                   const float *x, int n_tok, size_t ld, int64_t *tns)
 {
     int done = 0;
     bool used[MM_MAX] = {false};
     while (done < n_w) {
-        struct mm_job j = {.k = f->k, .n_tok = n_tok, .scratch = f->mm_scratch};
+        struct mm_job j = {.k = f->k, .n_tok = n_tok, .scratch = f->mm_scratch, .tns = tns};
         uint32_t vdt = 0;
         for (int i = 0; i < n_w; i++) {
             if (used[i])
@@ -409,6 +423,7 @@ static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float
             if (v != vdt)
                 continue;
             used[i] = true;
+            j.src[j.n_w] = i;
             j.w[j.n_w] = w[i];
             j.y[j.n_w] = y[i];
             j.n_rows += w[i]->ne[1];
@@ -434,7 +449,37 @@ static void matmul1(struct cai__fwd *f, const struct cai__weight *w, float *y, c
     }
     const struct cai__weight *ws[1] = {w};
     float *ys[1] = {y};
-    matmul(f, ws, ys, 1, x, n_tok, ld);
+    matmul(f, ws, ys, 1, x, n_tok, ld, NULL);
+}
+
+/* The profile of a fused matmul started at t0: the op's row, and each
+ * tensor's (ops op0..) with the wall time split by the threads' time. */
+static void prof_mm(struct cai__fwd *f, int layer, int op, int op0,
+                    const struct cai__weight *const *w, int n_w, const int64_t *tns, int64_t t0,
+                    int n_tok)
+{
+    if (!f->prof)
+        return;
+    const int64_t wall = cai__now_ns() - t0;
+    uint64_t bytes = 0, flops = 0;
+    int64_t busy = 0;
+    for (int i = 0; i < n_w; i++) {
+        bytes += mm_bytes(w[i], n_tok);
+        flops += mm_flops(w[i], n_tok);
+        busy += tns[i];
+    }
+    for (int i = 0; i < n_w; i++) {
+        struct cai__prof_cell *c = &f->prof[(size_t)layer * CAI__OP_COUNT + (size_t)(op0 + i)];
+        c->ns += busy > 0 ? (int64_t)((double)wall * (double)tns[i] / (double)busy) : 0;
+        c->bytes += mm_bytes(w[i], n_tok);
+        c->flops += mm_flops(w[i], n_tok);
+        c->calls++;
+    }
+    struct cai__prof_cell *c = &f->prof[(size_t)layer * CAI__OP_COUNT + (size_t)op];
+    c->ns += wall;
+    c->bytes += bytes;
+    c->flops += flops;
+    c->calls++;
 }
 
 /* ---- rotary embedding -------------------------------------------------- */
@@ -716,11 +761,10 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         {
             const struct cai__weight *ws[3] = {&L->wq, &L->wk, &L->wv};
             float *ys[3] = {f->q, f->kt, f->vt};
-            matmul(f, ws, ys, 3, f->xb, n, (size_t)d);
+            int64_t tns[3] = {0};
+            matmul(f, ws, ys, 3, f->xb, n, (size_t)d, f->prof ? tns : NULL);
+            prof_mm(f, il, CAI__OP_QKV, CAI__OP_MM_Q, ws, 3, tns, t0, n);
         }
-        prof_end(f, il, CAI__OP_QKV, t0, mm_bytes(&L->wq, n) + mm_bytes(&L->wk, n) +
-                 mm_bytes(&L->wv, n), mm_flops(&L->wq, n) + mm_flops(&L->wk, n) +
-                 mm_flops(&L->wv, n));
         t0 = prof_start(f);
         {
             struct rope_ctx c = {.L = L, .il = il, .pos0 = pos0};
@@ -752,10 +796,10 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         {
             const struct cai__weight *ws[2] = {&L->w_gate, &L->w_up};
             float *ys[2] = {f->hg, f->hu};
-            matmul(f, ws, ys, 2, f->xb, n, (size_t)d);
+            int64_t tns[2] = {0};
+            matmul(f, ws, ys, 2, f->xb, n, (size_t)d, f->prof ? tns : NULL);
+            prof_mm(f, il, CAI__OP_GATE_UP, CAI__OP_MM_GATE, ws, 2, tns, t0, n);
         }
-        prof_end(f, il, CAI__OP_GATE_UP, t0, mm_bytes(&L->w_gate, n) + mm_bytes(&L->w_up, n),
-                 mm_flops(&L->w_gate, n) + mm_flops(&L->w_up, n));
         t0 = prof_start(f);
         for_tokens(f, silu_tokens, NULL, n);
         prof_end(f, il, CAI__OP_SILU, t0, (uint64_t)n * hp->n_ff * 12u,

@@ -27,8 +27,17 @@ enum cai__op {
     CAI__OP_OUT_NORM,
     CAI__OP_OUTPUT,   /* matmul output (logits) */
     CAI__OP_SAMPLE,   /* recorded by the generation loop */
+    /* Each tensor's share of a fused matmul above (its wall time split in
+     * proportion to the threads' time in each tensor's rows): */
+    CAI__OP_MM_Q,     /* of CAI__OP_QKV */
+    CAI__OP_MM_K,
+    CAI__OP_MM_V,
+    CAI__OP_MM_GATE,  /* of CAI__OP_GATE_UP */
+    CAI__OP_MM_UP,
     CAI__OP_COUNT
 };
+/* The fused op a tensor-share op belongs to, or -1. */
+int cai__op_parent(int op);
 
 /* Accumulated time, bytes and arithmetic per (layer, op); layer n_layer
  * holds the ops outside the layers. */

@@ -223,6 +223,60 @@ static int tokenize_alloc(const struct cai_model *m, const char *text, bool add_
     return n;
 }
 
+/* Picks a token from lg with smp, records it in smp's history and, with
+ * profiling on, the time since ts in the "sample" row. */
+static int32_t sample_row(struct cai_session *s, struct cai_sampler *smp, float *lg, int64_t ts)
+{
+    const int32_t tok = cai__sampler_sample(smp, lg);
+    cai__sampler_accept(smp, tok);
+    if (s->fwd.prof) {
+        const int n_vocab = s->m->hp.n_vocab;
+        struct cai__prof_cell *c =
+            &s->fwd.prof[(size_t)s->m->hp.n_layer * CAI__OP_COUNT + CAI__OP_SAMPLE];
+        c->ns += cai__now_ns() - ts;
+        c->bytes += (uint64_t)n_vocab * 4u;
+        c->calls++;
+    }
+    return tok;
+}
+
+int cai_sampler_new(struct cai_sampler **out, const struct cai_model *m,
+                    const struct cai_sampling *p, struct cai_error *err)
+{
+    if (!m) {
+        if (out)
+            *out = NULL;
+        return cai__fail(err, CAI_EINVAL, "sampler: model is NULL");
+    }
+    const struct cai_sampling def = cai_sampling_default();
+    return cai__sampler_new(out, p ? p : &def, (uint32_t)m->hp.n_vocab, err);
+}
+
+void cai_sampler_free(struct cai_sampler *s)
+{
+    cai__sampler_free(s);
+}
+
+void cai_sampler_accept(struct cai_sampler *s, int32_t token)
+{
+    cai__sampler_accept(s, token);
+}
+
+int32_t cai_session_sample(struct cai_session *s, struct cai_sampler *smp)
+{
+    const int64_t ts = cai__now_ns();
+    const int n_vocab = s->m->hp.n_vocab;
+    if (!smp)
+        return cai__session_fail(s, CAI_EINVAL, "sample: sampler is NULL");
+    if (cai__sampler_n_vocab(smp) != (uint32_t)n_vocab)
+        return cai__session_fail(s, CAI_EINVAL,
+                                 "sample: the sampler was made for %u tokens, the model has %d",
+                                 cai__sampler_n_vocab(smp), n_vocab);
+    if (s->logits_rows <= 0)
+        return cai__session_fail(s, CAI_EINVAL, "sample: no logits yet (decode first)");
+    return sample_row(s, smp, s->logits + (size_t)(s->logits_rows - 1) * (size_t)n_vocab, ts);
+}
+
 static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_prompt,
                            const struct cai_gen_params *p, cai_piece_fn fn, void *user,
                            struct cai_gen_result *res, int64_t t_start)
@@ -287,15 +341,7 @@ static int generate_tokens(struct cai_session *s, const int32_t *prompt, int n_p
             res->stop_reason = CAI_STOP_EOG; /* nothing can continue the object */
             break;
         }
-        int32_t tok = cai__sampler_sample(smp, lg);
-        cai__sampler_accept(smp, tok);
-        if (s->fwd.prof) {
-            struct cai__prof_cell *c =
-                &s->fwd.prof[(size_t)m->hp.n_layer * CAI__OP_COUNT + CAI__OP_SAMPLE];
-            c->ns += cai__now_ns() - ts;
-            c->bytes += (uint64_t)m->hp.n_vocab * 4u;
-            c->calls++;
-        }
+        int32_t tok = sample_row(s, smp, lg, ts);
         if (res->n_gen == 0) {
             res->t_first_ns = cai__now_ns() - t_start;
             t_gen0 = cai__now_ns();

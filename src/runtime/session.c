@@ -205,6 +205,7 @@ int cai_session_profile_read(const struct cai_session *s, struct cai_profile_ent
                 out[n].bytes = c->bytes;
                 out[n].flops = c->flops;
                 out[n].calls = c->calls;
+                out[n].part_of = cai__op_parent(op) >= 0 ? cai__op_name(cai__op_parent(op)) : NULL;
             }
             n++;
         }

@@ -35,6 +35,8 @@ int cai__sampling_validate(const struct cai_sampling *p, struct cai_error *err);
  * logprobs and tests. May modify logits; does not allocate. */
 uint32_t cai__sampler_probs(struct cai_sampler *s, float *logits, int32_t *ids, float *probs,
                             uint32_t cap);
+/* The vocabulary size the sampler was created for. */
+uint32_t cai__sampler_n_vocab(const struct cai_sampler *s);
 /* The parameters the sampler was created with. */
 const struct cai_sampling *cai__sampler_params(const struct cai_sampler *s);
 

@@ -5,6 +5,7 @@
 
 #include "base/base.h"
 #include "coreai.h"
+#include "sample/sample.h"
 #include "test.h"
 #include "tiny_model.h"
 
@@ -176,11 +177,149 @@ static void test_kv_cache_consistency(void)
     cai_model_close(m);
 }
 
+static const struct cai_profile_entry *prof_find(const struct cai_profile_entry *e, int n,
+                                                 int layer, const char *op)
+{
+    for (int i = 0; i < n; i++)
+        if (e[i].layer == layer && !strcmp(e[i].op, op))
+            return &e[i];
+    return NULL;
+}
+
+/* The profiler: every layer's operations with their call counts, bytes and
+ * arithmetic as the shapes give them; the fused matmuls' per-tensor shares
+ * summing to their parent's time; sampling timed through
+ * cai_session_sample; nothing recorded when it is off. */
+static void test_profile(void)
+{
+    const uint32_t types[2] = {CAI_TYPE_F32, CAI_TYPE_Q8_0};
+    for (int ti = 0; ti < 2; ti++) {
+        struct tiny_opts o = {.weight_type = types[ti]};
+        struct cai_error err;
+        struct cai_model *m;
+        if (open_tiny(&o, &err, &m) != 0) {
+            CHECK_MSG(0, "%s", err.msg);
+            return;
+        }
+        cai_model_wait_packed(m);
+        struct cai_session_params sp = cai_session_params_default();
+        sp.n_ctx = 32;
+        sp.n_threads = 2;
+        struct cai_session *s;
+        CHECK_EQ_INT(cai_session_new(&s, m, &sp, &err), 0);
+        struct cai_sampler *smp;
+        CHECK_EQ_INT(cai_sampler_new(&smp, m, NULL, &err), 0);
+        /* No logits yet: sampling fails with a message. */
+        CHECK(cai_session_sample(s, smp) < 0);
+        CHECK(strstr(cai_session_errmsg(s), "no logits") != NULL);
+        CHECK_EQ_INT(cai_session_profile_read(s, NULL, 0), 0); /* off */
+
+        CHECK_EQ_INT(cai_session_profile_enable(s, true), 0);
+        const int32_t toks[6] = {72, 101, 108, 108, 111, 44};
+        CHECK_EQ_INT(cai_session_decode(s, toks, 6, false), 0); /* call 1: 6 tokens */
+        int32_t next = cai_session_sample(s, smp);
+        CHECK(next >= 0 && next < TINY_VOCAB);
+        CHECK_EQ_INT(cai_session_decode(s, &next, 1, false), 0); /* call 2: 1 token */
+        struct cai_profile_entry e[128];
+        const int n = cai_session_profile_read(s, e, 128);
+        CHECK(n > 0 && n <= 128);
+        const int hd = TINY_EMBD / 4, q_dim = 4 * hd, kv_dim = 2 * hd, n_tok = 7;
+        static const char *ops[] = {"attn_norm", "matmul_qkv", "rope_kv", "attention",
+                                    "matmul_attn_out", "ffn_norm", "matmul_gate_up",
+                                    "silu_mul", "matmul_down", "residual", "attn_q",
+                                    "attn_k", "attn_v", "ffn_gate", "ffn_up"};
+        for (int l = 0; l < TINY_LAYER; l++)
+            for (size_t k = 0; k < CAI_ARRAY_LEN(ops); k++) {
+                const struct cai_profile_entry *r = prof_find(e, n, l, ops[k]);
+                CHECK_MSG(r && r->calls == 2 && r->ms >= 0, "layer %d %s", l, ops[k]);
+            }
+        /* Per-tensor rows: own flops, parent's sums, time split of the parent. */
+        const int64_t out_rows[5] = {q_dim, kv_dim, kv_dim, TINY_FF, TINY_FF};
+        const char *parts[5] = {"attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up"};
+        for (int l = 0; l < TINY_LAYER; l++) {
+            for (int g = 0; g < 2; g++) {
+                const struct cai_profile_entry *par =
+                    prof_find(e, n, l, g ? "matmul_gate_up" : "matmul_qkv");
+                if (!par)
+                    break;
+                CHECK(par->part_of == NULL);
+                double ms = 0;
+                uint64_t bytes = 0, flops = 0;
+                for (int k = g ? 3 : 0; k < (g ? 5 : 3); k++) {
+                    const struct cai_profile_entry *r = prof_find(e, n, l, parts[k]);
+                    if (!r)
+                        continue;
+                    CHECK(r->part_of && !strcmp(r->part_of, par->op));
+                    CHECK_EQ_INT(r->flops, (uint64_t)(2 * TINY_EMBD * out_rows[k] * n_tok));
+                    ms += r->ms;
+                    bytes += r->bytes;
+                    flops += r->flops;
+                }
+                CHECK_EQ_INT(bytes, par->bytes);
+                CHECK_EQ_INT(flops, par->flops);
+                /* shares are whole nanoseconds rounded down, one per call */
+                CHECK_MSG(ms <= par->ms + 1e-9 && ms >= par->ms - 1e-5 * 2 * 3,
+                          "layer %d: parts %.6f ms of %.6f", l, ms, par->ms);
+            }
+        }
+        const struct cai_profile_entry *smpl = prof_find(e, n, -1, "sample");
+        CHECK(smpl && smpl->calls == 1 && smpl->bytes == (uint64_t)TINY_VOCAB * 4u);
+        const struct cai_profile_entry *att = prof_find(e, n, 0, "attention");
+        CHECK(att && att->flops == (uint64_t)(6 * 7 / 2 + 7) * 4u * (uint64_t)q_dim);
+        CHECK(prof_find(e, n, -1, "matmul_output") != NULL);
+        /* Off again: nothing. */
+        CHECK_EQ_INT(cai_session_profile_enable(s, false), 0);
+        CHECK_EQ_INT(cai_session_profile_read(s, e, 128), 0);
+        cai_sampler_free(smp);
+        cai_session_free(s);
+        cai_model_close(m);
+    }
+}
+
+/* cai_session_sample refuses a sampler made for another vocabulary. */
+static void test_sample_vocab_mismatch(void)
+{
+    struct tiny_opts o = {0};
+    struct cai_error err;
+    struct cai_model *m;
+    if (open_tiny(&o, &err, &m) != 0) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_ctx = 16;
+    struct cai_session *s;
+    CHECK_EQ_INT(cai_session_new(&s, m, &sp, &err), 0);
+    const int32_t tok = 72;
+    CHECK_EQ_INT(cai_session_decode(s, &tok, 1, false), 0);
+    CHECK(cai_session_sample(s, NULL) < 0);
+    struct cai_sampler *smp;
+    const struct cai_sampling def = cai_sampling_default();
+    CHECK_EQ_INT(cai__sampler_new(&smp, &def, 100, &err), 0);
+    CHECK(cai_session_sample(s, smp) < 0);
+    CHECK(strstr(cai_session_errmsg(s), "made for 100 tokens") != NULL);
+    cai__sampler_free(smp);
+    CHECK_EQ_INT(cai_sampler_new(&smp, m, NULL, &err), 0);
+    const int32_t t1 = cai_session_sample(s, smp);
+    CHECK(t1 >= 0 && t1 < TINY_VOCAB);
+    cai_sampler_free(smp);
+    struct cai_sampling bad = cai_sampling_default();
+    bad.top_p = 2.0f;
+    CHECK(cai_sampler_new(&smp, m, &bad, &err) < 0 && smp == NULL);
+    CHECK(strstr(err.msg, "top_p") != NULL);
+    CHECK(cai_sampler_new(&smp, NULL, NULL, &err) < 0);
+    cai_sampler_free(NULL);
+    cai_session_free(s);
+    cai_model_close(m);
+}
+
 int main(void)
 {
     RUN(test_tiny_opens);
     RUN(test_malformed_models);
     RUN(test_missing_file);
     RUN(test_kv_cache_consistency);
+    RUN(test_profile);
+    RUN(test_sample_vocab_mismatch);
     return test_done();
 }

@@ -605,6 +605,90 @@ static void test_nan_inf(void)
     cai__sampler_free(s);
 }
 
+/* Large rows (the vocabulary sizes of real models) against brute force:
+ * greedy is the lowest id of the largest logit after NaN -> -inf and
+ * +inf -> FLT_MAX; top-k keeps the k best under (logit desc, id asc). The
+ * rows hold many ties (a few distinct values), -0.0 next to 0.0, NaN and
+ * infinities, in random order, so every path of the scan and the heap runs:
+ * a tie at the cut, the heap's threshold before and after it fills. */
+static uint32_t lcg(uint32_t *r)
+{
+    *r = *r * 1664525u + 1013904223u;
+    return *r >> 8;
+}
+
+static float clean(float v)
+{
+    return isnan(v) ? -INFINITY : v == INFINITY ? FLT_MAX : v;
+}
+
+/* a before b in the chain's order, on cleaned logits */
+static bool ref_before(const float *l, int32_t a, int32_t b)
+{
+    const float x = clean(l[a]), y = clean(l[b]);
+    return x > y || (x == y && a < b);
+}
+
+static void test_large_vocab_reference(void)
+{
+    enum { N = 49152 };
+    static float   row[N], tmp[N];
+    static int32_t ids[N];
+    float          pr[64];
+    int32_t        got[64];
+    static const float vals[] = {0.0f, -0.0f, 1.5f, -2.0f, 3.25f, 7.0f, -INFINITY, NAN, INFINITY};
+    uint32_t r = 7;
+    for (int round = 0; round < 12; round++) {
+        const int n_vals = round % 3 == 0 ? 6 : (int)CAI_ARRAY_LEN(vals); /* with/without NaN, inf */
+        const uint32_t n = round % 2 ? N : 128256 / 16;
+        static const float zeros[] = {0.0f, -0.0f, -2.0f};
+        for (uint32_t i = 0; i < n; i++)
+            row[i] = round >= 8   ? (float)(lcg(&r) % 20000) / 100.0f - 100.0f
+                     : round >= 6 ? zeros[lcg(&r) % 3] /* the maximum is a signed zero */
+                                  : vals[lcg(&r) % (uint32_t)n_vals];
+        /* greedy */
+        struct cai_sampling p = plain();
+        p.temp = 0.0f;
+        struct cai_sampler *s = mk(&p, n);
+        int32_t best = 0;
+        for (uint32_t i = 1; i < n; i++)
+            if (ref_before(row, (int32_t)i, best))
+                best = (int32_t)i;
+        memcpy(tmp, row, n * sizeof(float));
+        CHECK_EQ_INT(cai__sampler_sample(s, tmp), best);
+        cai__sampler_free(s);
+        /* top-k, then compared id by id with a full sort's first k */
+        for (uint32_t i = 0; i < n; i++)
+            ids[i] = (int32_t)i;
+        const int ks[3] = {1, 40, 64};
+        const int k = ks[round % 3];
+        for (int a = 0; a < k; a++) { /* selection of the k best, in order */
+            int m = a;
+            for (uint32_t i = (uint32_t)a + 1; i < n; i++)
+                if (ref_before(row, ids[i], ids[m]))
+                    m = (int)i;
+            int32_t t = ids[a];
+            ids[a] = ids[m];
+            ids[m] = t;
+        }
+        p = plain();
+        p.top_k = k;
+        s = mk(&p, n);
+        memcpy(tmp, row, n * sizeof(float));
+        uint32_t kept = cai__sampler_probs(s, tmp, got, pr, 64);
+        if (clean(row[ids[0]]) == -INFINITY) { /* all -inf: nothing to rank */
+            cai__sampler_free(s);
+            continue;
+        }
+        /* -inf candidates get weight 0 but keep their place */
+        CHECK_EQ_INT(kept, (uint32_t)k);
+        for (int a = 0; a < k && a < (int)kept; a++)
+            CHECK_MSG(got[a] == ids[a], "round %d k %d rank %d: got id %d, want %d", round, k, a,
+                      got[a], ids[a]);
+        cai__sampler_free(s);
+    }
+}
+
 static void test_vocab_one(void)
 {
     struct cai_sampling p = cai_sampling_default();
@@ -661,6 +745,7 @@ int main(void)
     RUN(test_golden_sequence);
     RUN(test_distribution);
     RUN(test_nan_inf);
+    RUN(test_large_vocab_reference);
     RUN(test_vocab_one);
     RUN(test_no_alloc);
     return test_done();
