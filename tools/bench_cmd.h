@@ -56,12 +56,15 @@ static void bench_usage(FILE *f)
             "  -p, --n-prompt N[,N..]  prompt lengths (default 512; 0: no pp test; with\n"
             "                          -p 0 -n 0 only load time and TTFT are measured)\n"
             "  -n, --n-gen N[,N..]     generation lengths (default 128; 0: no tg test)\n"
+            "  -d, --n-depth N[,N..]   context already filled before each pp/tg run\n"
+            "                          (default 0; filled once, untimed, and kept: each\n"
+            "                          run starts at that position; llama-bench's -d)\n"
             "  -t, --threads T[,T..]   thread counts (default: all online CPUs)\n"
             "  -r, --repetitions R     timed repetitions per test (default 5)\n"
             "  -b, --batch-size N      most tokens per decode call in pp (default 512)\n"
             "  -o, --output md|json    table (default) or a JSON array, one object per\n"
             "                          test, with llama-bench's field names (n_threads,\n"
-            "                          n_prompt, n_gen, avg_ts, stddev_ts, avg_ns,\n"
+            "                          n_prompt, n_gen, n_depth, avg_ts, stddev_ts, avg_ns,\n"
             "                          stddev_ns, samples_ts, samples_ns, model_filename,\n"
             "                          model_size, model_n_params) and ttft_ms, load_ms,\n"
             "                          ttft_n_prompt, max_rss_kib\n"
@@ -136,6 +139,8 @@ struct bench_ctx {
     struct cai_model_info info;
     int32_t              *toks; /* scratch, n_batch (or more) tokens */
     int                   n_batch;
+    int                   depth; /* tokens of context every run starts from */
+    int                   filled; /* of which the session holds (-1: unknown) */
 };
 
 static void bench_fill(struct bench_ctx *b, int n, bool first)
@@ -146,13 +151,12 @@ static void bench_fill(struct bench_ctx *b, int n, bool first)
         b->toks[0] = b->info.bos;
 }
 
-/* One pp run: n_prompt tokens from an empty context. Returns 0 or an error. */
-static int bench_pp(struct bench_ctx *b, int n_prompt)
+/* n_prompt tokens in batches, appended at position `at`. */
+static int bench_append(struct bench_ctx *b, int n_prompt, int at)
 {
-    cai_session_truncate(b->s, 0);
     for (int done = 0; done < n_prompt;) {
         int n = n_prompt - done < b->n_batch ? n_prompt - done : b->n_batch;
-        bench_fill(b, n, done == 0);
+        bench_fill(b, n, at + done == 0);
         int rc = cai_session_decode(b->s, b->toks, n, false);
         if (rc < 0)
             return rc;
@@ -161,12 +165,34 @@ static int bench_pp(struct bench_ctx *b, int n_prompt)
     return 0;
 }
 
-/* One tg run: n_gen single-token decodes from an empty context. */
+/* Brings the session to exactly b->depth tokens of context (untimed): the
+ * filled context is kept between runs and only what a run appended is
+ * dropped. */
+static int bench_prep(struct bench_ctx *b)
+{
+    if (b->filled != b->depth) {
+        cai_session_truncate(b->s, 0);
+        b->filled = -1;
+        int rc = bench_append(b, b->depth, 0);
+        if (rc < 0)
+            return rc;
+        b->filled = b->depth;
+    }
+    cai_session_truncate(b->s, b->depth);
+    return 0;
+}
+
+/* One pp run: n_prompt tokens after the depth. Returns 0 or an error. */
+static int bench_pp(struct bench_ctx *b, int n_prompt)
+{
+    return bench_append(b, n_prompt, b->depth);
+}
+
+/* One tg run: n_gen single-token decodes after the depth. */
 static int bench_tg(struct bench_ctx *b, int n_gen)
 {
-    cai_session_truncate(b->s, 0);
     for (int i = 0; i < n_gen; i++) {
-        bench_fill(b, 1, i == 0);
+        bench_fill(b, 1, b->depth + i == 0);
         int rc = cai_session_decode(b->s, b->toks, 1, false);
         if (rc < 0)
             return rc;
@@ -175,7 +201,7 @@ static int bench_tg(struct bench_ctx *b, int n_gen)
 }
 
 struct bench_result {
-    int    n_threads, n_prompt, n_gen, reps;
+    int    n_threads, n_prompt, n_gen, n_depth, reps;
     double samples_ns[BENCH_MAX_REPS];
     double samples_ts[BENCH_MAX_REPS];
     double avg_ns, stddev_ns, avg_ts, stddev_ts;
@@ -214,6 +240,10 @@ static void bench_print_md(const struct cai_model_info *info, const char *path,
         snprintf(test, sizeof(test), "tg%d", r->n_gen);
     else
         snprintf(test, sizeof(test), "ttft%d", r->ttft_n_prompt);
+    if (r->n_depth > 0 && (r->n_prompt || r->n_gen)) {
+        size_t l = strlen(test);
+        snprintf(test + l, sizeof(test) - l, " @ d%d", r->n_depth);
+    }
     printf("| %s (%s) | %.2f MiB | %.2f M | %d | %s | %.2f ± %.2f | %.1f | %.1f |\n", base,
            info->arch, (double)info->n_bytes / (1024.0 * 1024.0), (double)info->n_params / 1e6,
            r->n_threads, test, r->avg_ts, r->stddev_ts, r->ttft_ms, r->load_ms);
@@ -238,8 +268,8 @@ static void bench_print_json(const struct cai_model_info *info, const char *path
     printf(",\n    \"model_size\": %llu,\n    \"model_n_params\": %llu,\n",
            (unsigned long long)info->n_bytes, (unsigned long long)info->n_params);
     printf("    \"n_batch\": %d,\n    \"n_threads\": %d,\n    \"n_prompt\": %d,\n"
-           "    \"n_gen\": %d,\n    \"test_time\": \"%s\",\n",
-           n_batch, r->n_threads, r->n_prompt, r->n_gen, date);
+           "    \"n_gen\": %d,\n    \"n_depth\": %d,\n    \"test_time\": \"%s\",\n",
+           n_batch, r->n_threads, r->n_prompt, r->n_gen, r->n_depth, date);
     printf("    \"avg_ns\": %.0f,\n    \"stddev_ns\": %.0f,\n    \"avg_ts\": %.6f,\n"
            "    \"stddev_ts\": %.6f,\n",
            r->avg_ns, r->stddev_ns, r->avg_ts, r->stddev_ts);
@@ -284,6 +314,7 @@ static int cmd_bench(int argc, char **argv)
     int pp[BENCH_MAX_LIST] = {512}, n_pp = 1;
     int tg[BENCH_MAX_LIST] = {128}, n_tg = 1;
     int th[BENCH_MAX_LIST] = {0}, n_th = 1;
+    int dp[BENCH_MAX_LIST] = {0}, n_dp = 1;
     int reps = 5, n_batch = 512, ttft_prompt = 128;
     bool json = false, warmup = true, verbose = false;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -299,6 +330,8 @@ static int cmd_bench(int argc, char **argv)
             list = pp, count = &n_pp;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
             list = tg, count = &n_tg;
+        } else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) {
+            list = dp, count = &n_dp;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             list = th, count = &n_th, lo = 1;
         } else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
@@ -350,12 +383,15 @@ static int cmd_bench(int argc, char **argv)
         return 2;
     }
 
-    /* Context: the longest single test (each starts from an empty context). */
-    int n_ctx = ttft_prompt;
+    /* Context: the deepest start plus the longest single test. */
+    int n_test = 0, max_depth = 0;
     for (int i = 0; i < n_pp; i++)
-        n_ctx = pp[i] > n_ctx ? pp[i] : n_ctx;
+        n_test = pp[i] > n_test ? pp[i] : n_test;
     for (int i = 0; i < n_tg; i++)
-        n_ctx = tg[i] > n_ctx ? tg[i] : n_ctx;
+        n_test = tg[i] > n_test ? tg[i] : n_test;
+    for (int i = 0; i < n_dp; i++)
+        max_depth = dp[i] > max_depth ? dp[i] : max_depth;
+    int n_ctx = max_depth + n_test > ttft_prompt ? max_depth + n_test : ttft_prompt;
     if (n_ctx < 1)
         n_ctx = 1;
     int scratch = n_batch;
@@ -411,8 +447,11 @@ static int cmd_bench(int argc, char **argv)
 
         /* Time to first token: load + one pass over the prompt + argmax. */
         double ttft_ms = 0;
+        b.depth = 0;
+        b.filled = -1;
         if (ttft_prompt > 0) {
             double tp = bench_now_ms();
+            cai_session_truncate(b.s, 0);
             int rc = bench_pp(&b, ttft_prompt); /* one pass when <= -b tokens */
             const float *lg = rc < 0 ? NULL : cai_session_logits(b.s, -1);
             if (!lg) {
@@ -440,27 +479,36 @@ static int cmd_bench(int argc, char **argv)
                         bench_now_ms() - tw);
         }
 
-        /* The tests: all pp lengths, then all tg lengths (llama-bench's order). */
-        for (int k = 0; k < n_pp + n_tg && status == 0; k++) {
+        /* The tests: per depth, all pp lengths, then all tg lengths
+         * (llama-bench's order). */
+        for (int kk = 0; kk < n_dp * (n_pp + n_tg) && status == 0; kk++) {
+            const int k = kk % (n_pp + n_tg);
             bool is_pp = k < n_pp;
             int n = is_pp ? pp[k] : tg[k - n_pp];
             if (n <= 0)
                 continue;
+            b.depth = dp[kk / (n_pp + n_tg)];
             memset(r, 0, sizeof(*r));
             r->n_threads = th[it];
             r->n_prompt = is_pp ? n : 0;
             r->n_gen = is_pp ? 0 : n;
+            r->n_depth = b.depth;
             r->reps = reps;
             r->ttft_ms = ttft_ms;
             r->ttft_n_prompt = ttft_prompt;
             r->load_ms = load_ms;
-            int rc = 0;
-            if (warmup)
+            int rc = bench_prep(&b);
+            if (warmup && rc == 0) {
                 rc = is_pp ? bench_pp(&b, n) : bench_tg(&b, 1);
+                if (rc == 0)
+                    rc = bench_prep(&b);
+            }
             for (int rep = 0; rep < reps && rc == 0; rep++) {
                 if (verbose)
-                    fprintf(stderr, "coreai bench: t=%d %s%d rep %d/%d\n", th[it],
-                            is_pp ? "pp" : "tg", n, rep + 1, reps);
+                    fprintf(stderr, "coreai bench: t=%d %s%d @ d%d rep %d/%d\n", th[it],
+                            is_pp ? "pp" : "tg", n, b.depth, rep + 1, reps);
+                if (rep > 0 && (rc = bench_prep(&b)) < 0)
+                    break;
                 double ta = bench_now_ms();
                 rc = is_pp ? bench_pp(&b, n) : bench_tg(&b, n);
                 double dt = bench_now_ms() - ta;

@@ -5,6 +5,7 @@
  * quantized activations (the weight type's vec_dot type), split by output
  * rows across the pool; attention is split by (token, head) pairs. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -67,6 +68,24 @@ static size_t att_scratch_bytes(const struct cai__fwd *f)
     const size_t group = (size_t)(hp->n_head / hp->n_head_kv), np = (size_t)f->n_ctx_pad;
     size_t b = group * np * sizeof(float) + group * (size_t)hp->head_dim * sizeof(float) +
                np * sizeof(cai_half);
+    return (b + 63) & ~(size_t)63;
+}
+
+/* Decode attention over long contexts is split into three passes over the
+ * pool (see att_split_eval) from this many positions on: below it one
+ * dispatch of per-head items costs less than three. */
+#define ATT_SPLIT_MIN 256
+#define ATT_SPLIT_POS 128 /* positions per score item: 16 KiB of K at head_dim 64 */
+#define ATT_SPLIT_DIM 8   /* value rows per output item: 8 x n_ctx_pad f16 */
+
+static size_t att_split_bytes(const struct cai__fwd *f)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    size_t per_head = (size_t)f->n_ctx_pad * (sizeof(float) + sizeof(cai_half)) +
+                      (size_t)hp->head_dim * sizeof(cai_half);
+    size_t b;
+    if (!cai__mul_size(per_head, (size_t)hp->n_head, &b) || b > SIZE_MAX - 64)
+        return 0;
     return (b + 63) & ~(size_t)63;
 }
 
@@ -163,6 +182,17 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     f->xq_stride = max_xq_row(m, CAI_MAX((int64_t)wide, (int64_t)hp->n_ff));
     f->xq = zalloc_f(nb, f->xq_stride, &ok);
     f->scores = zalloc_f((size_t)n_threads, att_scratch_bytes(f), &ok);
+    f->att_split_min = ATT_SPLIT_MIN;
+    const char *env = getenv("COREAI_ATT_SPLIT");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v >= 0 && v <= INT32_MAX)
+            f->att_split_min = (int)v;
+    }
+    if (f->att_split_min > 0 && f->att_split_min <= n_ctx && !kv_f32 &&
+        att_split_bytes(f) > 0)
+        f->att_split = zalloc_f(1, att_split_bytes(f), &ok);
     /* mm workspaces only help batches (prefill); decode-only states skip them */
     if (n_batch > 1 && ok) {
         /* not zeroed: the kernels write before they read */
@@ -202,6 +232,7 @@ void cai__fwd_deinit(struct cai__fwd *f)
     cai__free_aligned(f->tmp);
     cai__free_aligned(f->xq);
     cai__free_aligned(f->scores);
+    cai__free_aligned(f->att_split);
     cai__free_aligned(f->mm_scratch);
     cai__free_aligned(f->inv_freq);
     cai__free_aligned(f->rope_cs);
@@ -623,6 +654,114 @@ static void att_worker(void *ctx, int64_t it, int ith)
     f->k->dot_f16_n(vt + (size_t)kvh * hd * np, (size_t)np, hd, ph, n_pad, out);
 }
 
+/* One token's attention over a long context in three passes over the pool,
+ * so that both threads share every head's work (per-head items split 9
+ * heads 5:4, or whole KV groups 2:1) and each K and V row is read from
+ * memory once for all the query heads sharing it (their dot products run
+ * one after the other on a block that stays in L1). Each score and each
+ * output is the per-head path's dot product on the same rows with the same
+ * kernel (dot_f16_n's results do not depend on how many rows it is given):
+ * the same bits. */
+struct att_split_job {
+    struct cai__fwd *f;
+    int              layer, t, n_pos, n_pad, n_chunks, n_dchunks;
+};
+
+static float *split_scores(const struct cai__fwd *f, int h)
+{
+    return (float *)f->att_split + (size_t)h * f->n_ctx_pad;
+}
+
+static cai_half *split_probs(const struct cai__fwd *f, int h)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    return (cai_half *)(f->att_split + (size_t)hp->n_head * f->n_ctx_pad * sizeof(float)) +
+           (size_t)h * f->n_ctx_pad;
+}
+
+static cai_half *split_query(const struct cai__fwd *f, int h)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    return split_probs(f, hp->n_head) + (size_t)h * hp->head_dim;
+}
+
+/* Pass 1, item (KV head, block of positions): the scaled scores of the
+ * group's heads. */
+static void att_split_scores(void *ctx, int64_t it, int ith)
+{
+    (void)ith;
+    const struct att_split_job *j = ctx;
+    const struct cai__fwd *f = j->f;
+    const struct cai__hparams *hp = &f->m->hp;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const int kvh = (int)(it / j->n_chunks), p0 = (int)(it % j->n_chunks) * ATT_SPLIT_POS;
+    const int n = CAI_MIN(ATT_SPLIT_POS, j->n_pos - p0);
+    const float scale = 1.0f / sqrtf((float)hd);
+    const cai_half *kc = (const cai_half *)f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim +
+                         (size_t)p0 * f->kv_dim + (size_t)kvh * hd;
+    for (int g = 0; g < group; g++) {
+        const int h = kvh * group + g;
+        float *sc = split_scores(f, h) + p0;
+        f->k->dot_f16_n(kc, (size_t)f->kv_dim, n, split_query(f, h), hd, sc);
+        for (int p = 0; p < n; p++)
+            sc[p] *= scale;
+    }
+}
+
+/* Pass 2, item head: softmax, probabilities rounded to f16, zero padding. */
+static void att_split_softmax(void *ctx, int64_t h, int ith)
+{
+    (void)ith;
+    const struct att_split_job *j = ctx;
+    const struct cai__fwd *f = j->f;
+    float *sc = split_scores(f, (int)h);
+    cai_half *ph = split_probs(f, (int)h);
+    f->k->softmax(sc, j->n_pos);
+    f->k->f32_to_f16(sc, ph, j->n_pos);
+    memset(ph + j->n_pos, 0, (size_t)(j->n_pad - j->n_pos) * sizeof(cai_half));
+}
+
+/* Pass 3, item (KV head, block of value rows): those output dimensions of
+ * the group's heads. */
+static void att_split_values(void *ctx, int64_t it, int ith)
+{
+    (void)ith;
+    const struct att_split_job *j = ctx;
+    const struct cai__fwd *f = j->f;
+    const struct cai__hparams *hp = &f->m->hp;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, np = f->n_ctx_pad;
+    const int kvh = (int)(it / j->n_dchunks), d0 = (int)(it % j->n_dchunks) * ATT_SPLIT_DIM;
+    const int nd = CAI_MIN(ATT_SPLIT_DIM, hd - d0);
+    const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np +
+                         ((size_t)kvh * hd + (size_t)d0) * np;
+    for (int g = 0; g < group; g++) {
+        const int h = kvh * group + g;
+        float *out = f->xb + (size_t)j->t * f->q_dim + (size_t)h * hd + d0;
+        f->k->dot_f16_n(vt, (size_t)np, nd, split_probs(f, h), j->n_pad, out);
+    }
+}
+
+/* Whether token t of an n-token batch at pos0 takes the split path. */
+static bool att_split_on(const struct cai__fwd *f, int n_tok, int pos0)
+{
+    return n_tok == 1 && f->att_split && pos0 + 1 >= f->att_split_min;
+}
+
+static void att_split_eval(struct cai__fwd *f, int layer, int pos0)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    const int hd = hp->head_dim;
+    struct att_split_job j = {.f = f, .layer = layer, .t = 0, .n_pos = pos0 + 1};
+    j.n_pad = (j.n_pos + 63) & ~63; /* as the per-head path */
+    j.n_chunks = (j.n_pos + ATT_SPLIT_POS - 1) / ATT_SPLIT_POS;
+    j.n_dchunks = (hd + ATT_SPLIT_DIM - 1) / ATT_SPLIT_DIM;
+    for (int h = 0; h < hp->n_head; h++)
+        f->k->f32_to_f16(f->q + (size_t)h * hd, split_query(f, h), hd);
+    cai__pool_for(f->pool, (int64_t)hp->n_head_kv * j.n_chunks, att_split_scores, &j);
+    cai__pool_for(f->pool, hp->n_head, att_split_softmax, &j);
+    cai__pool_for(f->pool, (int64_t)hp->n_head_kv * j.n_dchunks, att_split_values, &j);
+}
+
 /* ---- the pass ---------------------------------------------------------- */
 
 static void add_bias(float *y, const struct cai__weight *b, int t0, int t1, int64_t n)
@@ -775,9 +914,12 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         /* Attention over positions 0..pos0+t; output into xb[t][q_dim]. */
         t0 = prof_start(f);
         struct att_job aj = {.f = f, .layer = il, .n_tok = n, .pos0 = pos0};
-        cai__pool_for(f->pool,
-                      (int64_t)n * (att_batched(f, n) ? hp->n_head_kv : hp->n_head), att_worker,
-                      &aj);
+        if (att_split_on(f, n, pos0))
+            att_split_eval(f, il, pos0);
+        else
+            cai__pool_for(f->pool,
+                          (int64_t)n * (att_batched(f, n) ? hp->n_head_kv : hp->n_head),
+                          att_worker, &aj);
         uint64_t ctx_pos = (uint64_t)n * (uint64_t)pos0 + (uint64_t)n * (uint64_t)(n + 1) / 2u;
         prof_end(f, il, CAI__OP_ATTN, t0, ctx_pos * 2u * (uint64_t)f->kv_dim * 2u,
                  ctx_pos * 4u * (uint64_t)f->q_dim);

@@ -69,6 +69,12 @@ struct cai__fwd {
     uint8_t  *xq;          /* [n_batch][xq_stride] activations in a vec_dot type */
     size_t    xq_stride;
     float    *scores;      /* [n_threads][n_ctx] attention scratch */
+    /* Decode attention split over the pool from att_split_min positions on
+     * (0: never; COREAI_ATT_SPLIT overrides): every head's scores [n_head]
+     * [n_ctx_pad] floats, then probabilities [n_head][n_ctx_pad] f16, and
+     * the queries [n_head][head_dim] f16; NULL when never used. */
+    int       att_split_min;
+    uint8_t  *att_split;
     uint8_t  *mm_scratch;  /* [n_threads][CAI__MM_SCRATCH_BYTES] matmul workspaces, or NULL */
     float    *inv_freq;    /* [n_rot/2] rotary frequencies (scale and factors applied) */
     float    *rope_cs;     /* [n_batch][n_rot] cos,sin pairs for the current batch */
