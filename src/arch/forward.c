@@ -76,13 +76,13 @@ static size_t att_scratch_bytes(const struct cai__fwd *f)
  * dispatch of per-head items costs less than three. */
 #define ATT_SPLIT_MIN 256
 #define ATT_SPLIT_POS 128 /* positions per score item: 16 KiB of K at head_dim 64 */
-#define ATT_SPLIT_DIM 8   /* value rows per output item: 8 x n_ctx_pad f16 */
+#define ATT_SPLIT_DIM 16  /* value rows per output item */
 
 static size_t att_split_bytes(const struct cai__fwd *f)
 {
     const struct cai__hparams *hp = &f->m->hp;
     size_t per_head = (size_t)f->n_ctx_pad * (sizeof(float) + sizeof(cai_half)) +
-                      (size_t)hp->head_dim * sizeof(cai_half);
+                      (size_t)hp->head_dim * sizeof(float);
     size_t b;
     if (!cai__mul_size(per_head, (size_t)hp->n_head, &b) || b > SIZE_MAX - 64)
         return 0;
@@ -656,12 +656,11 @@ static void att_worker(void *ctx, int64_t it, int ith)
 
 /* One token's attention over a long context in three passes over the pool,
  * so that both threads share every head's work (per-head items split 9
- * heads 5:4, or whole KV groups 2:1) and each K and V row is read from
- * memory once for all the query heads sharing it (their dot products run
- * one after the other on a block that stays in L1). Each score and each
- * output is the per-head path's dot product on the same rows with the same
- * kernel (dot_f16_n's results do not depend on how many rows it is given):
- * the same bits. */
+ * heads 5:4, or whole KV groups 2:1), and each K and V row is read and
+ * converted from f16 once for all the query heads sharing it (dot_f16_mn,
+ * with the queries and probabilities rounded to f16 and held as floats).
+ * Each score and each output is the per-head path's dot_f16 on the same
+ * rows: the same bits. */
 struct att_split_job {
     struct cai__fwd *f;
     int              layer, t, n_pos, n_pad, n_chunks, n_dchunks;
@@ -679,10 +678,11 @@ static cai_half *split_probs(const struct cai__fwd *f, int h)
            (size_t)h * f->n_ctx_pad;
 }
 
-static cai_half *split_query(const struct cai__fwd *f, int h)
+/* the query of head h, rounded to f16 and back */
+static float *split_query(const struct cai__fwd *f, int h)
 {
     const struct cai__hparams *hp = &f->m->hp;
-    return split_probs(f, hp->n_head) + (size_t)h * hp->head_dim;
+    return (float *)(void *)split_probs(f, hp->n_head) + (size_t)h * hp->head_dim;
 }
 
 /* Pass 1, item (KV head, block of positions): the scaled scores of the
@@ -699,16 +699,17 @@ static void att_split_scores(void *ctx, int64_t it, int ith)
     const float scale = 1.0f / sqrtf((float)hd);
     const cai_half *kc = (const cai_half *)f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim +
                          (size_t)p0 * f->kv_dim + (size_t)kvh * hd;
+    f->k->dot_f16_mn(kc, (size_t)f->kv_dim, n, split_query(f, kvh * group), (size_t)hd, group, hd,
+                     split_scores(f, kvh * group) + p0, (size_t)f->n_ctx_pad);
     for (int g = 0; g < group; g++) {
-        const int h = kvh * group + g;
-        float *sc = split_scores(f, h) + p0;
-        f->k->dot_f16_n(kc, (size_t)f->kv_dim, n, split_query(f, h), hd, sc);
+        float *sc = split_scores(f, kvh * group + g) + p0;
         for (int p = 0; p < n; p++)
             sc[p] *= scale;
     }
 }
 
-/* Pass 2, item head: softmax, probabilities rounded to f16, zero padding. */
+/* Pass 2, item head: softmax, probabilities rounded to f16 (and back, in
+ * place of the scores), zero padding. */
 static void att_split_softmax(void *ctx, int64_t h, int ith)
 {
     (void)ith;
@@ -719,6 +720,7 @@ static void att_split_softmax(void *ctx, int64_t h, int ith)
     f->k->softmax(sc, j->n_pos);
     f->k->f32_to_f16(sc, ph, j->n_pos);
     memset(ph + j->n_pos, 0, (size_t)(j->n_pad - j->n_pos) * sizeof(cai_half));
+    f->k->type[CAI_TYPE_F16].to_f32(ph, sc, j->n_pad);
 }
 
 /* Pass 3, item (KV head, block of value rows): those output dimensions of
@@ -734,11 +736,9 @@ static void att_split_values(void *ctx, int64_t it, int ith)
     const int nd = CAI_MIN(ATT_SPLIT_DIM, hd - d0);
     const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np +
                          ((size_t)kvh * hd + (size_t)d0) * np;
-    for (int g = 0; g < group; g++) {
-        const int h = kvh * group + g;
-        float *out = f->xb + (size_t)j->t * f->q_dim + (size_t)h * hd + d0;
-        f->k->dot_f16_n(vt, (size_t)np, nd, split_probs(f, h), j->n_pad, out);
-    }
+    float *out = f->xb + (size_t)j->t * f->q_dim + (size_t)kvh * group * hd + d0;
+    f->k->dot_f16_mn(vt, (size_t)np, nd, split_scores(f, kvh * group), (size_t)np, group, j->n_pad,
+                     out, (size_t)hd);
 }
 
 /* Whether token t of an n-token batch at pos0 takes the split path. */
@@ -755,8 +755,11 @@ static void att_split_eval(struct cai__fwd *f, int layer, int pos0)
     j.n_pad = (j.n_pos + 63) & ~63; /* as the per-head path */
     j.n_chunks = (j.n_pos + ATT_SPLIT_POS - 1) / ATT_SPLIT_POS;
     j.n_dchunks = (hd + ATT_SPLIT_DIM - 1) / ATT_SPLIT_DIM;
-    for (int h = 0; h < hp->n_head; h++)
-        f->k->f32_to_f16(f->q + (size_t)h * hd, split_query(f, h), hd);
+    cai_half qh[CAI__MAX_HEAD_DIM];
+    for (int h = 0; h < hp->n_head; h++) {
+        f->k->f32_to_f16(f->q + (size_t)h * hd, qh, hd);
+        f->k->type[CAI_TYPE_F16].to_f32(qh, split_query(f, h), hd);
+    }
     cai__pool_for(f->pool, (int64_t)hp->n_head_kv * j.n_chunks, att_split_scores, &j);
     cai__pool_for(f->pool, hp->n_head, att_split_softmax, &j);
     cai__pool_for(f->pool, (int64_t)hp->n_head_kv * j.n_dchunks, att_split_values, &j);

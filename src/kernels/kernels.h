@@ -143,6 +143,17 @@ struct cai_kernels {
      * probabilities) against one K (V) read. */
     void (*dot_f16_chain_mn)(const cai_half *a, size_t a_stride, int64_t n_vec, const float *b,
                              size_t b_stride, int n_b, int64_t n, float *out, size_t out_stride);
+    /* dot_f16's order with f32 right-hand vectors, many of them:
+     * out[j * out_stride + v] = lane accumulators acc[c][l] = fma(a_v[i + 16 c
+     * + l], b_j[i + 16 c + l], acc[c][l]) over the chunks of 64, reduced as
+     * (acc0 + acc2) + (acc1 + acc3) and across the lanes as dot_f16 does, plus
+     * the n % 64 tail's float products added in double; a_v = a + v *
+     * a_stride (f16), b_j = b + j * b_stride (f32). With b_j holding f16
+     * values it equals dot_f16(a_v, f16(b_j)) bit for bit. Decode attention:
+     * the query heads sharing a KV head (and their probabilities) against
+     * one conversion of each K (V) row. */
+    void (*dot_f16_mn)(const cai_half *a, size_t a_stride, int64_t n_vec, const float *b,
+                       size_t b_stride, int n_b, int64_t n, float *out, size_t out_stride);
     /* y[i] += a * x[i] with x in f16 */
     void (*axpy_f16)(float *y, float a, const cai_half *x, int64_t n);
     void (*f32_to_f16)(const float *x, cai_half *y, int64_t n);

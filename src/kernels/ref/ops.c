@@ -264,6 +264,32 @@ void cai__ref_dot_f16_chain_mn(const cai_half *a, size_t a_stride, int64_t n_vec
     }
 }
 
+void cai__ref_dot_f16_mn(const cai_half *a, size_t a_stride, int64_t n_vec, const float *b,
+                         size_t b_stride, int n_b, int64_t n, float *out, size_t out_stride)
+{
+    const int64_t np = n & ~(int64_t)63;
+    for (int j = 0; j < n_b; j++) {
+        const float *bj = b + (size_t)j * b_stride;
+        for (int64_t v = 0; v < n_vec; v++) {
+            const cai_half *av = a + (size_t)v * a_stride;
+            float acc[4][16] = {{0}};
+            for (int64_t i = 0; i < np; i += 64)
+                for (int c = 0; c < 4; c++)
+                    for (int l = 0; l < 16; l++) {
+                        const int64_t k = i + 16 * c + l;
+                        acc[c][l] = fmaf(cai__fp16_to_f32(av[k]), bj[k], acc[c][l]);
+                    }
+            float r[16];
+            for (int l = 0; l < 16; l++)
+                r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+            double sum = (double)cai__ref_hsum16(r);
+            for (int64_t i = np; i < n; i++)
+                sum += (double)(cai__fp16_to_f32(av[i]) * bj[i]);
+            out[(size_t)j * out_stride + (size_t)v] = (float)sum;
+        }
+    }
+}
+
 /* y: [n] f32, x: [n] f16; y += a * x */
 void cai__ref_axpy_f16(float *y, float a, const cai_half *x, int64_t n)
 {

@@ -100,6 +100,8 @@ void  cai__ref_dot_f16_chain_n(const cai_half *a, size_t a_stride, int64_t n_vec
 void  cai__ref_dot_f16_chain_mn(const cai_half *a, size_t a_stride, int64_t n_vec,
                                 const float *b, size_t b_stride, int n_b, int64_t n, float *out,
                                 size_t out_stride);
+void  cai__ref_dot_f16_mn(const cai_half *a, size_t a_stride, int64_t n_vec, const float *b,
+                          size_t b_stride, int n_b, int64_t n, float *out, size_t out_stride);
 void  cai__ref_f32_to_f16(const float *x, cai_half *y, int64_t n);
 
 /* The packed layouts (packed.c): pack and mm_packed of Q4_0, Q5_0, Q8_0, and
@@ -173,7 +175,7 @@ void   cai__packed_q6_k_scales(const uint8_t *const blk[16], uint8_t *sc, uint8_
         .dot_f16_f32 = cai__ref_dot_f16_f32, .axpy_f16 = cai__ref_axpy_f16,                        \
         .dot_f16 = cai__ref_dot_f16, .dot_f16_chain = cai__ref_dot_f16_chain,                      \
         .dot_f16_n = cai__ref_dot_f16_n, .dot_f16_chain_n = cai__ref_dot_f16_chain_n,              \
-        .dot_f16_chain_mn = cai__ref_dot_f16_chain_mn,                                             \
+        .dot_f16_chain_mn = cai__ref_dot_f16_chain_mn, .dot_f16_mn = cai__ref_dot_f16_mn,          \
         .f32_to_f16 = cai__ref_f32_to_f16,                                                         \
     }
 

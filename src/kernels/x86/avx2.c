@@ -1030,6 +1030,7 @@ const struct cai_kernels cai__kernels_avx2 = {
     .dot_f16_n = dot_f16_n,
     .dot_f16_chain_n = dot_f16_chain_n,
     .dot_f16_chain_mn = cai__ref_dot_f16_chain_mn,
+    .dot_f16_mn = cai__ref_dot_f16_mn,
     .f32_to_f16 = f32_to_f16,
 };
 
