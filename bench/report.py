@@ -10,10 +10,10 @@ Rooflines (per thread count T, from machine_limits, best of its start and end
 runs):
   decode   bytes/token = weight bytes read per token (every tensor; with a
            tied embedding the whole table is read as the output head) + the
-           mean KV cache read (n_gen/2 positions x layers x 2 x kv_heads x
+           mean KV cache read (n_depth + n_gen/2 positions x layers x 2 x kv_heads x
            head_dim x 2 bytes, f16); roofline t/s = read GB/s(T) / bytes/token
   prefill  ops/token = 2 x matmul weights (all but token_embd: the head runs
-           for the last token only) + attention 4 x (n_prompt/2) x heads x
+           for the last token only) + attention 4 x (n_depth + n_prompt/2) x heads x
            head_dim x layers; roofline t/s = int8 VNNI GOP/s(T) / ops/token
 usage: report.py RUNDIR
 """
@@ -130,6 +130,7 @@ def main():
         if os.path.exists(p):
             limits[which] = load_json(p)
     n_prompt, n_gen = int(meta["n_prompt"]), int(meta["n_gen"])
+    n_depth = int(meta.get("n_depth", 0))  # context filled before each run (-d)
 
     def best_limit(key):
         vals = [lim[key] for lim in limits.values() if lim and key in lim]
@@ -265,6 +266,8 @@ def main():
             facts[m] = None
 
     pp, tg = f"pp{n_prompt}", f"tg{n_gen}"
+    if n_depth:
+        pp, tg = f"{pp} @ d{n_depth}", f"{tg} @ d{n_depth}"
     ttp = meta.get("ttft_prompt", "128")
     w(f"| model | MiB | t | {pp} coreai | {pp} llama.cpp | ratio | {tg} coreai | {tg} llama.cpp | "
       f"ratio | TTFT{ttp} ms coreai | TTFT llama.cpp | peak RSS MiB coreai | RSS llama.cpp |")
@@ -300,11 +303,12 @@ def main():
             if not fx:
                 w(f"| {name} | {t} | n/a | | | | | | | |")
                 continue
-            kv = (n_gen / 2) * fx["n_layer"] * 2 * fx["n_head_kv"] * fx["head_dim"] * 2
+            kv = (n_depth + n_gen / 2) * fx["n_layer"] * 2 * fx["n_head_kv"] * fx["head_dim"] * 2
             dec_bytes = fx["decode_weight_bytes"] + kv
             bw = best_limit(f"read_gbs_{t}t")
             dec_roof = bw * 1e9 / dec_bytes if bw else None
-            ops = 2 * fx["matmul_params"] + 4 * (n_prompt / 2) * fx["n_head"] * fx["head_dim"] * fx["n_layer"]
+            ops = (2 * fx["matmul_params"] +
+                   4 * (n_depth + n_prompt / 2) * fx["n_head"] * fx["head_dim"] * fx["n_layer"])
             peak = best_limit(f"int8_vnni_gops_{t}t")
             pre_roof = peak * 1e9 / ops if peak else None
             c_pp = med(samples.get((m, t, "coreai", "-", "pp"), []))

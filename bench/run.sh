@@ -27,7 +27,9 @@ or by default every file bench/make_models.sh --list names that exists.
   -r, --reps R         repetitions per engine invocation (default 5)
       --rounds K       alternating rounds (default 3)
   -p N / -n N          prompt and generation lengths (default 512 / 128)
-      --ttft-prompt N  TTFT prompt tokens (default 128)
+  -d, --depth N        context filled before each pp/tg run, both engines
+                       (coreai bench -d, llama-bench -d; default 0)
+      --ttft-prompt N  TTFT prompt tokens (default 128; 0: no TTFT runs)
       --models NAMES   comma list: smollm2, qwen2.5-0.5b, llama-3.2-1b
       --types LIST     with --models: comma list of Q8_0, Q4_0, Q4_K_M (default all)
       --label TEXT     a line saying what this run is (e.g. "validation baseline")
@@ -48,6 +50,7 @@ reps=5
 rounds=3
 n_prompt=512
 n_gen=128
+depth=0
 ttft_prompt=128
 models_sel=""
 types_sel="Q8_0,Q4_0,Q4_K_M"
@@ -63,6 +66,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds="$2"; shift 2 ;;
     -p) n_prompt="$2"; shift 2 ;;
     -n) n_gen="$2"; shift 2 ;;
+    -d | --depth) depth="$2"; shift 2 ;;
     --ttft-prompt) ttft_prompt="$2"; shift 2 ;;
     --models) models_sel="$2"; shift 2 ;;
     --types) types_sel="$2"; shift 2 ;;
@@ -156,6 +160,7 @@ printf 'engine\tmode\tkind\tmodel\tthreads\tround\tjson\ttime\tcmd\n' >"$manifes
     echo "rounds=$rounds"
     echo "n_prompt=$n_prompt"
     echo "n_gen=$n_gen"
+    echo "n_depth=$depth"
     echo "ttft_prompt=$ttft_prompt"
     echo "threads=$threads"
     echo "label=$label"
@@ -199,16 +204,16 @@ for f in "${files[@]}"; do
                 case "$e" in
                 coreai)
                     run coreai - bench "$f" "$t" "$round" -- \
-                        "$coreai" bench "$f" -p "$n_prompt" -n "$n_gen" -t "$t" -r "$reps" \
-                        --ttft-prompt 0 -o json ;;
+                        "$coreai" bench "$f" -p "$n_prompt" -n "$n_gen" -d "$depth" -t "$t" \
+                        -r "$reps" --ttft-prompt 0 -o json ;;
                 llama-*)
                     run llama.cpp "${e#llama-}" bench "$f" "$t" "$round" -- \
-                        "$bindir/llama-bench" -m "$f" -p "$n_prompt" -n "$n_gen" -t "$t" \
-                        -r "$reps" -lm "${e#llama-}" -o json ;;
+                        "$bindir/llama-bench" -m "$f" -p "$n_prompt" -n "$n_gen" -d "$depth" \
+                        -t "$t" -r "$reps" -lm "${e#llama-}" -o json ;;
                 esac
             done
         done
-        for ((round = 1; round <= rounds; round++)); do
+        for ((round = 1; round <= rounds && ttft_prompt > 0; round++)); do
             cat "$f" >/dev/null
             run coreai - ttft "$f" "$t" "$round" -- \
                 "$coreai" bench "$f" -p 0 -n 0 --ttft-prompt "$ttft_prompt" -t "$t" -o json
