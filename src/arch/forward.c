@@ -433,10 +433,9 @@ static void matmul_f32in(struct cai__fwd *f, const struct cai__weight *w, float 
     cai__pool_for(f->pool, j.n_items, f32in_worker, &j);
 }
 
-/* y_i = W_i · x for up to three weights with the same input width. Weights
- * whose vec_dot types differ are run as separate groups. */
-/* y[i] = w[i]·x for the n_w weights, in one dispatch per activation type.
- * tns (or NULL) gets the threads' time in each weight's rows, in ns. */
+/* y[i] = w[i]·x for up to three weights with the same input width, in one
+ * dispatch per activation (vec_dot) type. tns (or NULL) gets the threads'
+ * time in each weight's rows, in ns. */
 static void matmul(struct cai__fwd *f, const struct cai__weight *const *w, float *const *y, int n_w,
                    const float *x, int n_tok, size_t ld, int64_t *tns)
 {
@@ -663,7 +662,7 @@ static void att_worker(void *ctx, int64_t it, int ith)
  * rows: the same bits. */
 struct att_split_job {
     struct cai__fwd *f;
-    int              layer, t, n_pos, n_pad, n_chunks, n_dchunks;
+    int              layer, n_pos, n_pad, n_chunks, n_dchunks;
 };
 
 static float *split_scores(const struct cai__fwd *f, int h)
@@ -736,12 +735,13 @@ static void att_split_values(void *ctx, int64_t it, int ith)
     const int nd = CAI_MIN(ATT_SPLIT_DIM, hd - d0);
     const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np +
                          ((size_t)kvh * hd + (size_t)d0) * np;
-    float *out = f->xb + (size_t)j->t * f->q_dim + (size_t)kvh * group * hd + d0;
+    float *out = f->xb + (size_t)kvh * group * hd + d0; /* the batch's one token */
     f->k->dot_f16_mn(vt, (size_t)np, nd, split_scores(f, kvh * group), (size_t)np, group, j->n_pad,
                      out, (size_t)hd);
 }
 
-/* Whether token t of an n-token batch at pos0 takes the split path. */
+/* Whether a batch of n_tok tokens at pos0 takes the split path: a single
+ * token seeing at least att_split_min positions. */
 static bool att_split_on(const struct cai__fwd *f, int n_tok, int pos0)
 {
     return n_tok == 1 && f->att_split && pos0 + 1 >= f->att_split_min;
@@ -751,7 +751,7 @@ static void att_split_eval(struct cai__fwd *f, int layer, int pos0)
 {
     const struct cai__hparams *hp = &f->m->hp;
     const int hd = hp->head_dim;
-    struct att_split_job j = {.f = f, .layer = layer, .t = 0, .n_pos = pos0 + 1};
+    struct att_split_job j = {.f = f, .layer = layer, .n_pos = pos0 + 1};
     j.n_pad = (j.n_pos + 63) & ~63; /* as the per-head path */
     j.n_chunks = (j.n_pos + ATT_SPLIT_POS - 1) / ATT_SPLIT_POS;
     j.n_dchunks = (hd + ATT_SPLIT_DIM - 1) / ATT_SPLIT_DIM;
