@@ -1043,20 +1043,22 @@ static void test_rmsnorm_n(void)
     }
 }
 
-/* dot_f16_chain_mn equals ref's bit for bit for any f32 right-hand
- * vectors, and dot_f16_chain when they hold f16 values; outputs outside
- * [0, n_vec) of each row stay untouched. */
-static void test_dot_f16_chain_mn(void)
+/* dot_f16_chain_mn (chain) / dot_f16_mn equal ref's bit for bit for any
+ * f32 right-hand vectors, and dot_f16_chain / dot_f16 when they hold f16
+ * values; outputs outside [0, n_vec) of each row stay untouched. Lengths:
+ * multiples of 16 for the chain; dot_f16_mn also has tails of 8. */
+static void check_f16_mn(bool chain)
 {
     static const int64_t nvecs[] = {1, 3, 4, 7, 16, 33};
     static const int nbs[] = {1, 2, 3, 4, 5, 7, 8};
-    static const int64_t ns[] = {16, 64, 80, 512};
+    static const int64_t ns[] = {16, 64, 80, 512, 200};
+    const size_t n_ns = CAI_ARRAY_LEN(ns) - (chain ? 1 : 0);
     const struct cai_kernels *ref = &cai__kernels_ref;
     FOR_EACH_TABLE(k) {
         int bad = 0;
         for (size_t a = 0; a < CAI_ARRAY_LEN(nvecs); a++) {
             for (size_t c = 0; c < CAI_ARRAY_LEN(nbs); c++) {
-                for (size_t d = 0; d < CAI_ARRAY_LEN(ns); d++) {
+                for (size_t d = 0; d < n_ns; d++) {
                     const int64_t nv = nvecs[a], n = ns[d];
                     const int nb = nbs[c];
                     const int f16_exact = (int)((a + c + d) % 2);
@@ -1077,14 +1079,17 @@ static void test_dot_f16_chain_mn(void)
                     }
                     for (size_t i = 0; i < os * (size_t)nb; i++)
                         out[i] = want[i] = -7.0f;
-                    k->dot_f16_chain_mn(m, as, nv, bv, bs, nb, n, out, os);
-                    ref->dot_f16_chain_mn(m, as, nv, bv, bs, nb, n, want, os);
+                    (chain ? k->dot_f16_chain_mn : k->dot_f16_mn)(m, as, nv, bv, bs, nb, n, out,
+                                                                  os);
+                    (chain ? ref->dot_f16_chain_mn : ref->dot_f16_mn)(m, as, nv, bv, bs, nb, n,
+                                                                      want, os);
                     bad += memcmp(out, want, os * (size_t)nb * sizeof(float)) != 0;
                     for (int j = 0; f16_exact && j < nb; j++) {
                         for (int64_t i = 0; i < n; i++)
                             bh[i] = cai__f32_to_fp16(bv[(size_t)j * bs + (size_t)i]);
                         for (int64_t v = 0; v < nv; v++) {
-                            float one = ref->dot_f16_chain(m + (size_t)v * as, bh, n);
+                            float one = (chain ? ref->dot_f16_chain : ref->dot_f16)(
+                                m + (size_t)v * as, bh, n);
                             bad += memcmp(&out[(size_t)j * os + (size_t)v], &one, sizeof(float)) != 0;
                         }
                     }
@@ -1096,65 +1101,19 @@ static void test_dot_f16_chain_mn(void)
                 }
             }
         }
-        CHECK_MSG(bad == 0, "%s dot_f16_chain_mn: %d cases differ", k->isa, bad);
+        CHECK_MSG(bad == 0, "%s %s: %d cases differ", k->isa,
+                  chain ? "dot_f16_chain_mn" : "dot_f16_mn", bad);
     }
 }
 
-/* dot_f16_mn equals ref's bit for bit for any f32 right-hand
- * vectors, and dot_f16 when they hold f16 values; outputs outside
- * [0, n_vec) of each row stay untouched. */
+static void test_dot_f16_chain_mn(void)
+{
+    check_f16_mn(true);
+}
+
 static void test_dot_f16_mn(void)
 {
-    static const int64_t nvecs[] = {1, 3, 4, 7, 16, 33};
-    static const int nbs[] = {1, 2, 3, 4, 5, 7, 8};
-    static const int64_t ns[] = {16, 64, 80, 200, 512};
-    const struct cai_kernels *ref = &cai__kernels_ref;
-    FOR_EACH_TABLE(k) {
-        int bad = 0;
-        for (size_t a = 0; a < CAI_ARRAY_LEN(nvecs); a++) {
-            for (size_t c = 0; c < CAI_ARRAY_LEN(nbs); c++) {
-                for (size_t d = 0; d < CAI_ARRAY_LEN(ns); d++) {
-                    const int64_t nv = nvecs[a], n = ns[d];
-                    const int nb = nbs[c];
-                    const int f16_exact = (int)((a + c + d) % 2);
-                    size_t as = (size_t)n + (a % 2 ? 24 : 0), bs = (size_t)n + (c % 2 ? 16 : 0);
-                    size_t os = (size_t)nv + 3;
-                    cai_half *m = malloc(as * (size_t)nv * sizeof(cai_half));
-                    float *bv = malloc(bs * (size_t)nb * sizeof(float));
-                    cai_half *bh = malloc((size_t)n * sizeof(cai_half));
-                    float *out = malloc(os * (size_t)nb * sizeof(float));
-                    float *want = malloc(os * (size_t)nb * sizeof(float));
-                    if (!m || !bv || !bh || !out || !want)
-                        abort();
-                    for (size_t i = 0; i < as * (size_t)nv; i++)
-                        m[i] = cai__f32_to_fp16(rnd_normal());
-                    for (size_t i = 0; i < bs * (size_t)nb; i++) {
-                        float x = d % 2 ? rnd_unit() : rnd_normal();
-                        bv[i] = f16_exact ? cai__fp16_to_f32(cai__f32_to_fp16(x)) : x;
-                    }
-                    for (size_t i = 0; i < os * (size_t)nb; i++)
-                        out[i] = want[i] = -7.0f;
-                    k->dot_f16_mn(m, as, nv, bv, bs, nb, n, out, os);
-                    ref->dot_f16_mn(m, as, nv, bv, bs, nb, n, want, os);
-                    bad += memcmp(out, want, os * (size_t)nb * sizeof(float)) != 0;
-                    for (int j = 0; f16_exact && j < nb; j++) {
-                        for (int64_t i = 0; i < n; i++)
-                            bh[i] = cai__f32_to_fp16(bv[(size_t)j * bs + (size_t)i]);
-                        for (int64_t v = 0; v < nv; v++) {
-                            float one = ref->dot_f16(m + (size_t)v * as, bh, n);
-                            bad += memcmp(&out[(size_t)j * os + (size_t)v], &one, sizeof(float)) != 0;
-                        }
-                    }
-                    free(m);
-                    free(bv);
-                    free(bh);
-                    free(out);
-                    free(want);
-                }
-            }
-        }
-        CHECK_MSG(bad == 0, "%s dot_f16_mn: %d cases differ", k->isa, bad);
-    }
+    check_f16_mn(false);
 }
 
 /* Every quantized format computes in one order in every table: SIMD

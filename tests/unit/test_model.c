@@ -178,6 +178,29 @@ static void test_kv_cache_consistency(void)
     cai_model_close(m);
 }
 
+/* The tiny model with weights of `type` and a session on it (n_ctx,
+ * n_threads); false (with the failure recorded) when either fails. */
+static bool tiny_session(uint32_t type, int n_ctx, int n_threads, struct cai_model **m,
+                         struct cai_session **s)
+{
+    struct tiny_opts o = {.weight_type = type};
+    struct cai_error err;
+    *s = NULL;
+    if (open_tiny(&o, &err, m) != 0) {
+        CHECK_MSG(0, "%s", err.msg);
+        return false;
+    }
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_ctx = n_ctx;
+    sp.n_threads = n_threads;
+    if (cai_session_new(s, *m, &sp, &err) != 0) {
+        CHECK_MSG(0, "%s", err.msg);
+        cai_model_close(*m);
+        return false;
+    }
+    return true;
+}
+
 static const struct cai_profile_entry *prof_find(const struct cai_profile_entry *e, int n,
                                                  int layer, const char *op)
 {
@@ -195,19 +218,12 @@ static void test_profile(void)
 {
     const uint32_t types[2] = {CAI_TYPE_F32, CAI_TYPE_Q8_0};
     for (int ti = 0; ti < 2; ti++) {
-        struct tiny_opts o = {.weight_type = types[ti]};
         struct cai_error err;
         struct cai_model *m;
-        if (open_tiny(&o, &err, &m) != 0) {
-            CHECK_MSG(0, "%s", err.msg);
-            return;
-        }
-        cai_model_wait_packed(m);
-        struct cai_session_params sp = cai_session_params_default();
-        sp.n_ctx = 32;
-        sp.n_threads = 2;
         struct cai_session *s;
-        CHECK_EQ_INT(cai_session_new(&s, m, &sp, &err), 0);
+        if (!tiny_session(types[ti], 32, 2, &m, &s))
+            return;
+        cai_model_wait_packed(m);
         struct cai_sampler *smp;
         CHECK_EQ_INT(cai_sampler_new(&smp, m, NULL, &err), 0);
         /* No logits yet: sampling fails with a message. */
@@ -286,20 +302,16 @@ static void test_att_split_exact(void)
     const uint32_t types[2] = {CAI_TYPE_F32, CAI_TYPE_Q8_0};
     for (int ti = 0; ti < 2; ti++)
         for (int nt = 1; nt <= 3; nt += 2) {
-            struct tiny_opts o = {.weight_type = types[ti]};
             struct cai_error err;
             struct cai_model *m;
-            if (open_tiny(&o, &err, &m) != 0) {
-                CHECK_MSG(0, "%s", err.msg);
+            struct cai_session *a, *b;
+            setenv("COREAI_ATT_SPLIT", "0", 1); /* never */
+            if (!tiny_session(types[ti], 160, nt, &m, &a))
                 return;
-            }
+            setenv("COREAI_ATT_SPLIT", "1", 1); /* from the first position */
             struct cai_session_params sp = cai_session_params_default();
             sp.n_ctx = 160;
             sp.n_threads = nt;
-            struct cai_session *a, *b;
-            setenv("COREAI_ATT_SPLIT", "0", 1); /* never */
-            CHECK_EQ_INT(cai_session_new(&a, m, &sp, &err), 0);
-            setenv("COREAI_ATT_SPLIT", "1", 1); /* from the first position */
             CHECK_EQ_INT(cai_session_new(&b, m, &sp, &err), 0);
             unsetenv("COREAI_ATT_SPLIT");
             uint32_t r = 99;
@@ -324,17 +336,11 @@ static void test_att_split_exact(void)
 /* cai_session_sample refuses a sampler made for another vocabulary. */
 static void test_sample_vocab_mismatch(void)
 {
-    struct tiny_opts o = {0};
     struct cai_error err;
     struct cai_model *m;
-    if (open_tiny(&o, &err, &m) != 0) {
-        CHECK_MSG(0, "%s", err.msg);
-        return;
-    }
-    struct cai_session_params sp = cai_session_params_default();
-    sp.n_ctx = 16;
     struct cai_session *s;
-    CHECK_EQ_INT(cai_session_new(&s, m, &sp, &err), 0);
+    if (!tiny_session(CAI_TYPE_F32, 16, 1, &m, &s))
+        return;
     const int32_t tok = 72;
     CHECK_EQ_INT(cai_session_decode(s, &tok, 1, false), 0);
     CHECK(cai_session_sample(s, NULL) < 0);
