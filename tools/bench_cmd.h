@@ -140,7 +140,6 @@ struct bench_ctx {
     int32_t              *toks; /* scratch, n_batch (or more) tokens */
     int                   n_batch;
     int                   depth; /* tokens of context every run starts from */
-    int                   filled; /* of which the session holds (-1: unknown) */
 };
 
 static void bench_fill(struct bench_ctx *b, int n, bool first)
@@ -165,21 +164,18 @@ static int bench_append(struct bench_ctx *b, int n_prompt, int at)
     return 0;
 }
 
-/* Brings the session to exactly b->depth tokens of context (untimed): the
- * filled context is kept between runs and only what a run appended is
- * dropped. */
+/* Brings the session to exactly b->depth tokens of context (untimed): what
+ * it holds beyond the depth (a run's tokens) is dropped, what it lacks is
+ * appended; every token is random, so the context kept from earlier runs
+ * serves as well as a fresh one. */
 static int bench_prep(struct bench_ctx *b)
 {
-    if (b->filled != b->depth) {
-        cai_session_truncate(b->s, 0);
-        b->filled = -1;
-        int rc = bench_append(b, b->depth, 0);
-        if (rc < 0)
-            return rc;
-        b->filled = b->depth;
+    const int have = cai_session_n_tokens(b->s);
+    if (have >= b->depth) {
+        cai_session_truncate(b->s, b->depth);
+        return 0;
     }
-    cai_session_truncate(b->s, b->depth);
-    return 0;
+    return bench_append(b, b->depth - have, have);
 }
 
 /* One pp run: n_prompt tokens after the depth. Returns 0 or an error. */
@@ -448,7 +444,6 @@ static int cmd_bench(int argc, char **argv)
         /* Time to first token: load + one pass over the prompt + argmax. */
         double ttft_ms = 0;
         b.depth = 0;
-        b.filled = -1;
         if (ttft_prompt > 0) {
             double tp = bench_now_ms();
             cai_session_truncate(b.s, 0);
