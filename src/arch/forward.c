@@ -568,6 +568,7 @@ static void att_head_f32(const struct cai__fwd *f, int layer, int t, int h, int 
 struct att_job {
     struct cai__fwd *f;
     int              layer, n_tok, pos0;
+    int              t_first; /* items cover tokens t_first..n_tok-1 */
 };
 
 /* Batches: token t's query heads sharing KV head kvh, together. As llama.cpp
@@ -625,7 +626,7 @@ static void att_worker(void *ctx, int64_t it, int ith)
     const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np;
     const bool batch = att_batched(f, j->n_tok);
     const int per_tok = batch ? hp->n_head_kv : hp->n_head;
-    int t = (int)(it / per_tok), h = (int)(it % per_tok);
+    int t = j->t_first + (int)(it / per_tok), h = (int)(it % per_tok);
     if (batch) {
         att_group(f, j, t, h, scr);
         return;
@@ -914,47 +915,58 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         }
         prof_end(f, il, CAI__OP_ROPE_KV, t0, (uint64_t)n * (f->q_dim + 2u * f->kv_dim) * 4u,
                  (uint64_t)n * (f->q_dim + f->kv_dim) * 3u);
+        /* From here on the last layer computes only the rows whose logits
+         * are wanted (r0..n-1; their keys and values above went into the
+         * cache for every token), as llama.cpp does: the other rows' outputs
+         * feed nothing. Rows are computed alone, so the kept rows get the
+         * same bits. Not when a layer hook wants every row. */
+        const int r0 = il == top - 1 && n_out < n && !f->layer_hook ? n - CAI_MAX(n_out, 0) : 0;
+        const int nr = n - r0;
+        if (nr == 0)
+            break; /* no logits wanted: the last layer's keys and values were all */
+        float *xr = f->x + (size_t)r0 * d;
         /* Attention over positions 0..pos0+t; output into xb[t][q_dim]. */
         t0 = prof_start(f);
-        struct att_job aj = {.f = f, .layer = il, .n_tok = n, .pos0 = pos0};
+        struct att_job aj = {.f = f, .layer = il, .n_tok = n, .pos0 = pos0, .t_first = r0};
         if (att_split_on(f, n, pos0))
             att_split_eval(f, il, pos0);
         else
             cai__pool_for(f->pool,
-                          (int64_t)n * (att_batched(f, n) ? hp->n_head_kv : hp->n_head),
+                          (int64_t)nr * (att_batched(f, n) ? hp->n_head_kv : hp->n_head),
                           att_worker, &aj);
-        uint64_t ctx_pos = (uint64_t)n * (uint64_t)pos0 + (uint64_t)n * (uint64_t)(n + 1) / 2u;
+        uint64_t ctx_pos = (uint64_t)nr * (uint64_t)pos0 +
+                           ((uint64_t)n * (uint64_t)(n + 1) - (uint64_t)r0 * (uint64_t)(r0 + 1)) / 2u;
         prof_end(f, il, CAI__OP_ATTN, t0, ctx_pos * 2u * (uint64_t)f->kv_dim * 2u,
                  ctx_pos * 4u * (uint64_t)f->q_dim);
         t0 = prof_start(f);
-        matmul1(f, &L->wo, f->tmp, f->xb, n, (size_t)f->q_dim);
-        prof_end(f, il, CAI__OP_ATTN_OUT, t0, mm_bytes(&L->wo, n), mm_flops(&L->wo, n));
+        matmul1(f, &L->wo, f->tmp, f->xb + (size_t)r0 * f->q_dim, nr, (size_t)f->q_dim);
+        prof_end(f, il, CAI__OP_ATTN_OUT, t0, mm_bytes(&L->wo, nr), mm_flops(&L->wo, nr));
         /* Residual and the feed-forward block's norm in one step:
          * x += attn_out; xb = norm(x). Then x += Wdown·(silu(Wgate·xb) * Wup·xb). */
         t0 = prof_start(f);
         {
-            struct norm_ctx c = {.x = f->x, .add = f->tmp, .w = L->ffn_norm.data, .out = f->xb};
-            for_tokens(f, norm_tokens, &c, n);
+            struct norm_ctx c = {.x = xr, .add = f->tmp, .w = L->ffn_norm.data, .out = f->xb};
+            for_tokens(f, norm_tokens, &c, nr);
         }
-        prof_end(f, il, CAI__OP_FFN_NORM, t0, (uint64_t)n * d * 20u, (uint64_t)n * d * 5u);
+        prof_end(f, il, CAI__OP_FFN_NORM, t0, (uint64_t)nr * d * 20u, (uint64_t)nr * d * 5u);
         t0 = prof_start(f);
         {
             const struct cai__weight *ws[2] = {&L->w_gate, &L->w_up};
             float *ys[2] = {f->hg, f->hu};
             int64_t tns[2] = {0};
-            matmul(f, ws, ys, 2, f->xb, n, (size_t)d, f->prof ? tns : NULL);
-            prof_mm(f, il, CAI__OP_GATE_UP, CAI__OP_MM_GATE, ws, 2, tns, t0, n);
+            matmul(f, ws, ys, 2, f->xb, nr, (size_t)d, f->prof ? tns : NULL);
+            prof_mm(f, il, CAI__OP_GATE_UP, CAI__OP_MM_GATE, ws, 2, tns, t0, nr);
         }
         t0 = prof_start(f);
-        for_tokens(f, silu_tokens, NULL, n);
-        prof_end(f, il, CAI__OP_SILU, t0, (uint64_t)n * hp->n_ff * 12u,
-                 (uint64_t)n * hp->n_ff * 5u);
+        for_tokens(f, silu_tokens, NULL, nr);
+        prof_end(f, il, CAI__OP_SILU, t0, (uint64_t)nr * hp->n_ff * 12u,
+                 (uint64_t)nr * hp->n_ff * 5u);
         t0 = prof_start(f);
-        matmul1(f, &L->w_down, f->tmp, f->hg, n, (size_t)hp->n_ff);
-        prof_end(f, il, CAI__OP_DOWN, t0, mm_bytes(&L->w_down, n), mm_flops(&L->w_down, n));
+        matmul1(f, &L->w_down, f->tmp, f->hg, nr, (size_t)hp->n_ff);
+        prof_end(f, il, CAI__OP_DOWN, t0, mm_bytes(&L->w_down, nr), mm_flops(&L->w_down, nr));
         t0 = prof_start(f);
-        residual(f, f->x, f->tmp, n);
-        prof_end(f, il, CAI__OP_RESIDUAL, t0, (uint64_t)n * d * 12u, (uint64_t)n * d);
+        residual(f, xr, f->tmp, nr);
+        prof_end(f, il, CAI__OP_RESIDUAL, t0, (uint64_t)nr * d * 12u, (uint64_t)nr * d);
         if (f->layer_hook)
             f->layer_hook(f->layer_hook_user, il, pos0, n, d, f->x);
     }

@@ -267,7 +267,9 @@ static void test_profile(void)
                     if (!r)
                         continue;
                     CHECK(r->part_of && !strcmp(r->part_of, par->op));
-                    CHECK_EQ_INT(r->flops, (uint64_t)(2 * TINY_EMBD * out_rows[k] * n_tok));
+                    /* the last layer's feed-forward: only the rows with logits */
+                    const int rows = g && l == TINY_LAYER - 1 ? 2 : n_tok;
+                    CHECK_EQ_INT(r->flops, (uint64_t)(2 * TINY_EMBD * out_rows[k] * rows));
                     ms += r->ms;
                     bytes += r->bytes;
                     flops += r->flops;
@@ -283,6 +285,9 @@ static void test_profile(void)
         CHECK(smpl && smpl->calls == 1 && smpl->bytes == (uint64_t)TINY_VOCAB * 4u);
         const struct cai_profile_entry *att = prof_find(e, n, 0, "attention");
         CHECK(att && att->flops == (uint64_t)(6 * 7 / 2 + 7) * 4u * (uint64_t)q_dim);
+        /* the last layer attends for the last token of each call: 6 + 7 positions */
+        att = prof_find(e, n, TINY_LAYER - 1, "attention");
+        CHECK(att && att->flops == (uint64_t)(6 + 7) * 4u * (uint64_t)q_dim);
         CHECK(prof_find(e, n, -1, "matmul_output") != NULL);
         /* Off again: nothing. */
         CHECK_EQ_INT(cai_session_profile_enable(s, false), 0);
@@ -333,6 +338,74 @@ static void test_att_split_exact(void)
         }
 }
 
+static void count_rows(void *user, int layer, int pos0, int n_tok, int n_embd, const float *x)
+{
+    (void)layer, (void)pos0, (void)n_embd, (void)x;
+    *(int *)user += n_tok;
+}
+
+/* The last layer computes only the rows whose logits are wanted (and
+ * nothing past the KV write for a chunk that wants none): the last row's
+ * logits, and the next token's after it, have the same bits as a pass that
+ * keeps every row's logits, and as one with a layer hook (which keeps every
+ * row), over prompts of one to three chunks. */
+static void test_last_rows_exact(void)
+{
+    const uint32_t types[3] = {CAI_TYPE_F32, CAI_TYPE_Q8_0, CAI_TYPE_Q4_0};
+    const int lens[3] = {2, 17, 40};
+    for (int ti = 0; ti < 3; ti++)
+        for (int nt = 1; nt <= 2; nt++) {
+            struct tiny_opts o = {.weight_type = types[ti]};
+            struct cai_error err;
+            struct cai_model *m;
+            if (open_tiny(&o, &err, &m) != 0) {
+                CHECK_MSG(0, "%s", err.msg);
+                return;
+            }
+            struct cai_session_params sp = cai_session_params_default();
+            sp.n_ctx = 64;
+            sp.n_batch = 16;
+            sp.n_threads = nt;
+            for (int li = 0; li < 3; li++) {
+                const int n = lens[li];
+                int32_t tok[41];
+                uint32_t r = 7u + (uint32_t)n;
+                for (int i = 0; i <= n; i++) {
+                    r = r * 1664525u + 1013904223u;
+                    tok[i] = (int32_t)((r >> 8) % 256);
+                }
+                struct cai_session *s[3];
+                int rows = 0;
+                for (int k = 0; k < 3; k++)
+                    CHECK_EQ_INT(cai_session_new(&s[k], m, &sp, &err), 0);
+                cai_session_set_layer_hook(s[2], count_rows, &rows);
+                CHECK_EQ_INT(cai_session_decode(s[0], tok, n, true), 0);
+                CHECK_EQ_INT(cai_session_decode(s[1], tok, n, false), 0);
+                CHECK_EQ_INT(cai_session_decode(s[2], tok, n, false), 0);
+                CHECK_EQ_INT(rows, n * (TINY_LAYER + 1));
+                const float *l0 = cai_session_logits(s[0], n - 1);
+                for (int k = 1; k < 3; k++) {
+                    const float *lk = cai_session_logits(s[k], -1);
+                    CHECK_MSG(l0 && lk && memcmp(l0, lk, TINY_VOCAB * sizeof(float)) == 0,
+                              "type %u, %d threads, %d tokens: last row differs (session %d)",
+                              types[ti], nt, n, k);
+                }
+                for (int k = 0; k < 3; k++)
+                    CHECK_EQ_INT(cai_session_decode(s[k], &tok[n], 1, false), 0);
+                l0 = cai_session_logits(s[0], -1);
+                for (int k = 1; k < 3; k++) {
+                    const float *lk = cai_session_logits(s[k], -1);
+                    CHECK_MSG(l0 && lk && memcmp(l0, lk, TINY_VOCAB * sizeof(float)) == 0,
+                              "type %u, %d threads, %d tokens: next token differs (session %d)",
+                              types[ti], nt, n, k);
+                }
+                for (int k = 0; k < 3; k++)
+                    cai_session_free(s[k]);
+            }
+            cai_model_close(m);
+        }
+}
+
 /* cai_session_sample refuses a sampler made for another vocabulary. */
 static void test_sample_vocab_mismatch(void)
 {
@@ -372,6 +445,7 @@ int main(void)
     RUN(test_kv_cache_consistency);
     RUN(test_profile);
     RUN(test_att_split_exact);
+    RUN(test_last_rows_exact);
     RUN(test_sample_vocab_mismatch);
     return test_done();
 }
