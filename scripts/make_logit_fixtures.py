@@ -12,12 +12,14 @@ the coarsened distributions, a lower bound of the full KL that is within the
 rest mass's contribution of it; the file records that mass and the test
 reports its maximum.)
 
-Output: tests/golden/logits_smollm2.bin, little-endian:
+Output (default tests/golden/logits_smollm2.bin), little-endian:
   char magic[8] = "CAILOGT1"; u32 n_vocab, K, n_cases;
   per case: u32 n_prompt, n_total; i32 tokens[n_total];
             per position p in 0..n_total-1 (the distribution after tokens[0..p]):
               i32 ids[K]; f32 logprobs[K]; f32 rest_mass
-Usage: scripts/make_logit_fixtures.py [MODEL.gguf]
+Usage: scripts/make_logit_fixtures.py [MODEL.gguf [PROMPTS.txt OUT.bin]]
+  Gemma 3: scripts/make_logit_fixtures.py models/gemma-3-270m-q4_k_m.gguf \
+           tests/golden/logit_prompts_gemma3.txt tests/golden/logits_gemma3.bin
 """
 import struct
 import sys
@@ -32,8 +34,10 @@ N_GEN = 64
 
 def main():
     model = sys.argv[1] if len(sys.argv) > 1 else "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    prompt_file = sys.argv[2] if len(sys.argv) > 2 else "tests/golden/logit_prompts.txt"
+    out_file = sys.argv[3] if len(sys.argv) > 3 else "tests/golden/logits_smollm2.bin"
     prompts = []
-    with open("tests/golden/logit_prompts.txt", encoding="utf-8") as f:
+    with open(prompt_file, encoding="utf-8") as f:
         for line in f:
             line = line.rstrip("\n")
             if line and not line.startswith("#"):
@@ -80,7 +84,7 @@ def main():
             out.append(struct.pack("<f", rest))
         gen = llm.detokenize(seq[n_prompt:]).decode("utf-8", "replace")
         print(f"{n_prompt:3d} prompt + {n_total - n_prompt:2d} gen: {gen[:70]!r}", file=sys.stderr)
-    with open("tests/golden/logits_smollm2.bin", "wb") as f:
+    with open(out_file, "wb") as f:
         f.write(b"".join(out))
 
 

@@ -201,6 +201,9 @@ int cai__fwd_init(struct cai__fwd *f, const struct cai_model *m, const struct ca
     }
     f->inv_freq = zalloc_f((size_t)hp->n_rot / 2, sizeof(float), &ok);
     f->rope_cs = zalloc_f(nb * (size_t)hp->n_rot, sizeof(float), &ok);
+    if (hp->n_swa > 0)
+        f->rope_cs_swa = zalloc_f(nb * (size_t)hp->n_rot, sizeof(float), &ok);
+    f->kq_scale = hp->q_scale > 0.0f ? 1.0f : 1.0f / sqrtf((float)hp->head_dim);
     if (!ok) {
         cai__fwd_deinit(f);
         return cai__fail(err, CAI_ENOMEM, "out of memory for a %d-token context", n_ctx);
@@ -236,6 +239,7 @@ void cai__fwd_deinit(struct cai__fwd *f)
     cai__free_aligned(f->mm_scratch);
     cai__free_aligned(f->inv_freq);
     cai__free_aligned(f->rope_cs);
+    cai__free_aligned(f->rope_cs_swa);
     cai__free(f->prof);
     memset(f, 0, sizeof(*f));
 }
@@ -519,17 +523,18 @@ static void prof_mm(struct cai__fwd *f, int layer, int op, int op0,
  * base^(-2/n_rot), divided by the frequency factor, times the linear scale)
  * so positions round identically: this model family amplifies last-bit
  * differences through 8-bit activation quantization. */
-static void rope_prepare(struct cai__fwd *f, int n, int pos0)
+static void rope_table(const struct cai__fwd *f, float *table, float base, float scale, int n,
+                       int pos0)
 {
     const struct cai__hparams *hp = &f->m->hp;
     const float *ff = f->m->rope_freqs.data;
-    const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    const float theta_scale = powf(base, -2.0f / (float)hp->n_rot);
     int half = hp->n_rot / 2;
     for (int t = 0; t < n; t++) {
-        float *cs = f->rope_cs + (size_t)t * hp->n_rot;
+        float *cs = table + (size_t)t * hp->n_rot;
         float theta = (float)(pos0 + t);
         for (int i = 0; i < half; i++) {
-            float th = hp->rope_scale * (ff ? theta / ff[i] : theta);
+            float th = scale * (ff ? theta / ff[i] : theta);
             cs[2 * i] = cosf(th);
             cs[2 * i + 1] = sinf(th);
             theta *= theta_scale;
@@ -537,13 +542,41 @@ static void rope_prepare(struct cai__fwd *f, int n, int pos0)
     }
 }
 
-static void rope_apply(const struct cai__fwd *f, float *v, int n_heads, int t)
+/* The tables of the batch's positions: the model's base and linear scale;
+ * for sliding-window layers (Gemma 3), their own base at scale 1. */
+static void rope_prepare(struct cai__fwd *f, int n, int pos0)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    rope_table(f, f->rope_cs, hp->rope_base, hp->rope_scale, n, pos0);
+    if (f->rope_cs_swa)
+        rope_table(f, f->rope_cs_swa, hp->rope_base_swa, 1.0f, n, pos0);
+}
+
+static void rope_apply(const struct cai__fwd *f, float *v, int n_heads, int t, bool swa)
 {
     /* The fused forms llama.cpp's compiled rotation uses (checked bit for
      * bit against it): see kernels.h */
     const struct cai__hparams *hp = &f->m->hp;
-    f->k->rope(v, n_heads, hp->head_dim, hp->n_rot, f->rope_cs + (size_t)t * hp->n_rot,
+    const float *cs = swa ? f->rope_cs_swa : f->rope_cs;
+    f->k->rope(v, n_heads, hp->head_dim, hp->n_rot, cs + (size_t)t * hp->n_rot,
                hp->rope_type == CAI__ROPE_NEOX);
+}
+
+/* Sliding-window layers (Gemma 3): the first position the query at qpos
+ * sees; 0 for global layers. */
+static int att_first(const struct cai__fwd *f, int layer, int qpos)
+{
+    const struct cai__hparams *hp = &f->m->hp;
+    return hp->n_swa > 0 && hp->swa[layer] ? CAI_MAX(0, qpos - hp->n_swa + 1) : 0;
+}
+
+/* Scores of the positions before the window: -inf, so that the softmax
+ * gives them zero weight with the row's chunks where llama.cpp has them
+ * (its mask), and the weighted sums add exact zeros. */
+static void att_mask(float *sc, int lo)
+{
+    for (int p = 0; p < lo; p++)
+        sc[p] = -INFINITY;
 }
 
 /* ---- attention --------------------------------------------------------- */
@@ -556,9 +589,11 @@ static void att_head_f32(const struct cai__fwd *f, int layer, int t, int h, int 
     const float *kc = (const float *)f->k_cache + (size_t)layer * f->n_ctx * f->kv_dim;
     const float *vt = (const float *)f->v_cache + (size_t)layer * f->kv_dim * np;
     const float *q = f->q + (size_t)t * f->q_dim + (size_t)h * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int p = 0; p < n_pos; p++)
+    const float scale = f->kq_scale;
+    const int lo = att_first(f, layer, n_pos - 1);
+    for (int p = lo; p < n_pos; p++)
         sc[p] = f->k->dot_f32(kc + (size_t)p * f->kv_dim + (size_t)kvh * hd, q, hd) * scale;
+    att_mask(sc, lo);
     f->k->softmax(sc, n_pos);
     float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
     for (int dd = 0; dd < hd; dd++)
@@ -582,7 +617,7 @@ static void att_group(struct cai__fwd *f, const struct att_job *j, int t, int kv
     const struct cai__hparams *hp = &f->m->hp;
     const struct cai_kernels *k = f->k;
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, np = f->n_ctx_pad;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = f->kq_scale;
     float *pr = (float *)scr;                          /* [group][np] */
     float *qr = pr + (size_t)group * np;               /* [group][hd] */
     cai_half *tmp = (cai_half *)(qr + (size_t)group * hd); /* [np] */
@@ -597,11 +632,20 @@ static void att_group(struct cai__fwd *f, const struct att_job *j, int t, int kv
         k->f32_to_f16(q + (size_t)g * hd, tmp, hd);
         h2f(tmp, qr + (size_t)g * hd, hd);
     }
-    k->dot_f16_chain_mn(kc, (size_t)f->kv_dim, n_pos, qr, (size_t)hd, group, hd, pr, (size_t)np);
-    for (int g = 0; g < group; g++)
+    /* a sliding window's scores from its first position on (each score is
+     * its own dot product); the weighted sums skip the window's leading
+     * whole chunks of zero probabilities (each lane's chain stays +0
+     * through them): the same bits as the full rows */
+    const int lo = att_first(f, j->layer, n_pos - 1), l16 = lo & ~15;
+    k->dot_f16_chain_mn(kc + (size_t)lo * f->kv_dim, (size_t)f->kv_dim, n_pos - lo, qr,
+                        (size_t)hd, group, hd, pr + lo, (size_t)np);
+    for (int g = 0; g < group; g++) {
+        att_mask(pr + (size_t)g * np, lo);
         k->softmax_att(pr + (size_t)g * np, n_pos, scale, n_pad);
+    }
     float *out = f->xb + (size_t)t * f->q_dim + (size_t)kvh * group * hd;
-    k->dot_f16_chain_mn(vt, (size_t)np, hd, pr, (size_t)np, group, n_pad, out, (size_t)hd);
+    k->dot_f16_chain_mn(vt + l16, (size_t)np, hd, pr + l16, (size_t)np, group, n_pad - l16, out,
+                        (size_t)hd);
 }
 
 /* Items: (token, KV head) pairs for batches, (token, head) pairs for
@@ -618,7 +662,7 @@ static void att_worker(void *ctx, int64_t it, int ith)
     struct cai__fwd *f = j->f;
     const struct cai__hparams *hp = &f->m->hp;
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, np = f->n_ctx_pad;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = f->kq_scale;
     uint8_t *scr = (uint8_t *)f->scores + (size_t)ith * att_scratch_bytes(f);
     float *sc = (float *)scr;
     cai_half *ph = (cai_half *)(sc + (size_t)group * np + (size_t)group * hd);
@@ -644,14 +688,19 @@ static void att_worker(void *ctx, int64_t it, int ith)
     f->k->f32_to_f16(f->q + (size_t)t * f->q_dim + (size_t)h * hd, qh, hd);
     /* K.Q for every position, then P.V for every dimension: independent
      * dot products, computed many at a time, each in its own order */
-    f->k->dot_f16_n(kc + (size_t)kvh * hd, (size_t)f->kv_dim, n_pos, qh, hd, sc);
-    for (int p = 0; p < n_pos; p++)
+    /* a sliding window: as att_group, in dot_f16's chunks of 64 */
+    const int lo = att_first(f, j->layer, n_pos - 1), l64 = lo & ~63;
+    f->k->dot_f16_n(kc + (size_t)lo * f->kv_dim + (size_t)kvh * hd, (size_t)f->kv_dim,
+                    n_pos - lo, qh, hd, sc + lo);
+    for (int p = lo; p < n_pos; p++)
         sc[p] *= scale;
+    att_mask(sc, lo);
     f->k->softmax(sc, n_pos);
     f->k->f32_to_f16(sc, ph, n_pos);
     memset(ph + n_pos, 0, (size_t)(n_pad - n_pos) * sizeof(cai_half));
     float *out = f->xb + (size_t)t * f->q_dim + (size_t)h * hd;
-    f->k->dot_f16_n(vt + (size_t)kvh * hd * np, (size_t)np, hd, ph, n_pad, out);
+    f->k->dot_f16_n(vt + (size_t)kvh * hd * np + l64, (size_t)np, hd, ph + l64, n_pad - l64,
+                    out);
 }
 
 /* One token's attention over a long context in three passes over the pool,
@@ -695,14 +744,18 @@ static void att_split_scores(void *ctx, int64_t it, int ith)
     const struct cai__hparams *hp = &f->m->hp;
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     const int kvh = (int)(it / j->n_chunks), p0 = (int)(it % j->n_chunks) * ATT_SPLIT_POS;
-    const int n = CAI_MIN(ATT_SPLIT_POS, j->n_pos - p0);
-    const float scale = 1.0f / sqrtf((float)hd);
+    /* a sliding window: from its first position (pass 2 masks the rest) */
+    const int lo = CAI_MAX(p0, att_first(f, j->layer, j->n_pos - 1));
+    const int n = CAI_MIN(j->n_pos, p0 + ATT_SPLIT_POS) - lo;
+    if (n <= 0)
+        return;
+    const float scale = f->kq_scale;
     const cai_half *kc = (const cai_half *)f->k_cache + (size_t)j->layer * f->n_ctx * f->kv_dim +
-                         (size_t)p0 * f->kv_dim + (size_t)kvh * hd;
+                         (size_t)lo * f->kv_dim + (size_t)kvh * hd;
     f->k->dot_f16_mn(kc, (size_t)f->kv_dim, n, split_query(f, kvh * group), (size_t)hd, group, hd,
-                     split_scores(f, kvh * group) + p0, (size_t)f->n_ctx_pad);
+                     split_scores(f, kvh * group) + lo, (size_t)f->n_ctx_pad);
     for (int g = 0; g < group; g++) {
-        float *sc = split_scores(f, kvh * group + g) + p0;
+        float *sc = split_scores(f, kvh * group + g) + lo;
         for (int p = 0; p < n; p++)
             sc[p] *= scale;
     }
@@ -717,6 +770,7 @@ static void att_split_softmax(void *ctx, int64_t h, int ith)
     const struct cai__fwd *f = j->f;
     float *sc = split_scores(f, (int)h);
     cai_half *ph = split_probs(f, (int)h);
+    att_mask(sc, att_first(f, j->layer, j->n_pos - 1));
     f->k->softmax(sc, j->n_pos);
     f->k->f32_to_f16(sc, ph, j->n_pos);
     memset(ph + j->n_pos, 0, (size_t)(j->n_pad - j->n_pos) * sizeof(cai_half));
@@ -737,8 +791,9 @@ static void att_split_values(void *ctx, int64_t it, int ith)
     const cai_half *vt = (const cai_half *)f->v_cache + (size_t)j->layer * f->kv_dim * np +
                          ((size_t)kvh * hd + (size_t)d0) * np;
     float *out = f->xb + (size_t)kvh * group * hd + d0; /* the batch's one token */
-    f->k->dot_f16_mn(vt, (size_t)np, nd, split_scores(f, kvh * group), (size_t)np, group, j->n_pad,
-                     out, (size_t)hd);
+    const int l64 = att_first(f, j->layer, j->n_pos - 1) & ~63; /* as att_worker */
+    f->k->dot_f16_mn(vt + l64, (size_t)np, nd, split_scores(f, kvh * group) + l64, (size_t)np,
+                     group, j->n_pad - l64, out, (size_t)hd);
 }
 
 /* Whether a batch of n_tok tokens at pos0 takes the split path: a single
@@ -823,9 +878,21 @@ static void rope_kv_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
     add_bias(f->kt, &c->L->bk, t0, t1, f->kv_dim);
     add_bias(f->vt, &c->L->bv, t0, t1, f->kv_dim);
     size_t layer_off = (size_t)c->il * f->n_ctx * f->kv_dim;
+    const bool swa = hp->n_swa > 0 && hp->swa[c->il];
+    const int hd = hp->head_dim;
     for (int t = t0; t < t1; t++) {
-        rope_apply(f, f->q + (size_t)t * f->q_dim, hp->n_head, t);
-        rope_apply(f, f->kt + (size_t)t * f->kv_dim, hp->n_head_kv, t);
+        float *q = f->q + (size_t)t * f->q_dim, *kt = f->kt + (size_t)t * f->kv_dim;
+        if (c->L->q_norm.data) { /* Gemma 3: each head RMS-normed before RoPE */
+            k->rmsnorm_n(q, (size_t)hd, q, (size_t)hd, c->L->q_norm.data, hd, hp->n_head,
+                         hp->rms_eps);
+            k->rmsnorm_n(kt, (size_t)hd, kt, (size_t)hd, c->L->k_norm.data, hd, hp->n_head_kv,
+                         hp->rms_eps);
+        }
+        rope_apply(f, q, hp->n_head, t, swa);
+        rope_apply(f, kt, hp->n_head_kv, t, swa);
+        if (hp->q_scale > 0.0f)
+            for (int i = 0; i < f->q_dim; i++)
+                q[i] *= hp->q_scale;
         size_t off = layer_off + (size_t)(c->pos0 + t) * f->kv_dim;
         size_t voff = (size_t)c->il * f->kv_dim * f->n_ctx_pad + (size_t)(c->pos0 + t);
         const float *vsrc = f->vt + (size_t)t * f->kv_dim;
@@ -855,8 +922,22 @@ static void silu_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
 {
     (void)vctx;
     size_t nf = (size_t)f->m->hp.n_ff;
-    f->k->silu_mul(f->hg + (size_t)t0 * nf, f->hg + (size_t)t0 * nf, f->hu + (size_t)t0 * nf,
-                   (int64_t)(t1 - t0) * (int64_t)nf);
+    if (f->m->hp.ffn_gelu)
+        cai__gelu_mul(f->hg + (size_t)t0 * nf, f->hg + (size_t)t0 * nf, f->hu + (size_t)t0 * nf,
+                      (int64_t)(t1 - t0) * (int64_t)nf);
+    else
+        f->k->silu_mul(f->hg + (size_t)t0 * nf, f->hg + (size_t)t0 * nf, f->hu + (size_t)t0 * nf,
+                       (int64_t)(t1 - t0) * (int64_t)nf);
+}
+
+/* tmp[t] = rmsnorm(tmp[t]) * w for the nr rows, when w exists (Gemma 3's
+ * post-attention and post-FFN norms). */
+static void post_norm(struct cai__fwd *f, const struct cai__weight *w, int nr)
+{
+    if (!w->data)
+        return;
+    struct norm_ctx c = {.x = f->tmp, .w = w->data, .out = f->tmp};
+    for_tokens(f, norm_tokens, &c, nr);
 }
 
 void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, int n_out,
@@ -885,6 +966,9 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
             row = f->xq;
         }
         et->to_f32(row, f->x + (size_t)t * d, d);
+        if (hp->emb_scale > 0.0f) /* Gemma 3: x * sqrt(n_embd), as ggml_scale */
+            for (int i = 0; i < d; i++)
+                f->x[(size_t)t * d + i] *= hp->emb_scale;
     }
     rope_prepare(f, n, pos0);
     prof_end(f, top, CAI__OP_EMBED, t0, (uint64_t)n * m->tok_embd.row_bytes, 0);
@@ -942,8 +1026,10 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         matmul1(f, &L->wo, f->tmp, f->xb + (size_t)r0 * f->q_dim, nr, (size_t)f->q_dim);
         prof_end(f, il, CAI__OP_ATTN_OUT, t0, mm_bytes(&L->wo, nr), mm_flops(&L->wo, nr));
         /* Residual and the feed-forward block's norm in one step:
-         * x += attn_out; xb = norm(x). Then x += Wdown·(silu(Wgate·xb) * Wup·xb). */
+         * x += attn_out; xb = norm(x). Then x += Wdown·(silu(Wgate·xb) * Wup·xb).
+         * Gemma 3 norms attn_out first (counted with ffn_norm). */
         t0 = prof_start(f);
+        post_norm(f, &L->post_attn_norm, nr);
         {
             struct norm_ctx c = {.x = xr, .add = f->tmp, .w = L->ffn_norm.data, .out = f->xb};
             for_tokens(f, norm_tokens, &c, nr);
@@ -964,7 +1050,8 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
         t0 = prof_start(f);
         matmul1(f, &L->w_down, f->tmp, f->hg, nr, (size_t)hp->n_ff);
         prof_end(f, il, CAI__OP_DOWN, t0, mm_bytes(&L->w_down, nr), mm_flops(&L->w_down, nr));
-        t0 = prof_start(f);
+        t0 = prof_start(f); /* Gemma 3: the FFN output normed (counted with the residual) */
+        post_norm(f, &L->post_ffn_norm, nr);
         residual(f, xr, f->tmp, nr);
         prof_end(f, il, CAI__OP_RESIDUAL, t0, (uint64_t)nr * d * 12u, (uint64_t)nr * d);
         if (f->layer_hook)
@@ -982,5 +1069,10 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
     prof_end(f, top, CAI__OP_OUT_NORM, t0, (uint64_t)n_out * d * 8u, (uint64_t)n_out * d * 4u);
     t0 = prof_start(f);
     matmul1(f, &m->output, logits, f->xb, n_out, (size_t)d);
+    if (hp->logit_softcap > 0.0f) { /* cap * tanh(logits / cap), as llama.cpp's three ops */
+        const float cap = hp->logit_softcap, inv = 1.0f / cap;
+        for (size_t i = 0; i < (size_t)n_out * (size_t)hp->n_vocab; i++)
+            logits[i] = tanhf(logits[i] * inv) * cap;
+    }
     prof_end(f, top, CAI__OP_OUTPUT, t0, mm_bytes(&m->output, n_out), mm_flops(&m->output, n_out));
 }

@@ -78,6 +78,8 @@ struct cai__fwd {
     uint8_t  *mm_scratch;  /* [n_threads][CAI__MM_SCRATCH_BYTES] matmul workspaces, or NULL */
     float    *inv_freq;    /* [n_rot/2] rotary frequencies (scale and factors applied) */
     float    *rope_cs;     /* [n_batch][n_rot] cos,sin pairs for the current batch */
+    float    *rope_cs_swa; /* the same with the sliding-window layers' base, or NULL */
+    float     kq_scale;    /* scores = kq_scale * K.Q (1 when the queries were scaled) */
     struct cai__prof_cell *prof; /* [n_layer + 1][CAI__OP_COUNT] or NULL when off */
     /* Layer debugger (cai_session_set_layer_hook): the residual stream after
      * the embedding (layer -1) and after each layer; NULL when off. */

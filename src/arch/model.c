@@ -1,5 +1,6 @@
 /* model.c: opening a model file: hyperparameters, weight binding with shape
- * checks, and the tokenizer, for the Llama family (llama, qwen2, mistral).
+ * checks, and the tokenizer, for the Llama family (llama, qwen2, mistral)
+ * and Gemma 3 (gemma3).
  *
  * Everything read from the file is validated here once, so the forward pass
  * can index weights without checks: each tensor the architecture needs must
@@ -15,12 +16,14 @@
 struct arch_desc {
     const char *name;
     int         rope_type;
+    bool        gemma3;
 };
 
 static const struct arch_desc archs[] = {
-    {"llama", CAI__ROPE_NORM},
-    {"mistral", CAI__ROPE_NORM},
-    {"qwen2", CAI__ROPE_NEOX},
+    {"llama", CAI__ROPE_NORM, false},
+    {"mistral", CAI__ROPE_NORM, false},
+    {"qwen2", CAI__ROPE_NEOX, false},
+    {"gemma3", CAI__ROPE_NEOX, true},
 };
 
 /* Limits far above any real model; they keep hostile files from requesting
@@ -156,6 +159,61 @@ static int load_hparams(struct cai_model *m, struct cai_error *err)
     return 0;
 }
 
+/* Gemma 3's additions (as llama.cpp reads them): the embedding scaled by
+ * sqrt(n_embd); queries scaled by 1/sqrt(head_dim) after RoPE (the 27B's
+ * 62 layers: 1/sqrt(n_embd / n_head)); a GELU gate; sliding-window layers
+ * (attention.sliding_window positions; attention.sliding_window_pattern, a
+ * period (default 6: every sixth layer global) or one bool per layer) with
+ * their own RoPE base (rope.freq_base_swa, default 10000, scale 1); an
+ * optional final logit soft cap. */
+static int load_gemma3(struct cai_model *m, struct cai_error *err)
+{
+    struct cai__hparams *hp = &m->hp;
+    char key[128];
+    int rc;
+    hp->emb_scale = sqrtf((float)hp->n_embd);
+    hp->q_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
+                                    : 1.0f / sqrtf((float)hp->head_dim);
+    hp->ffn_gelu = true;
+    uint32_t v = 0;
+    if ((rc = get_hp(m, "attention.sliding_window", false, &v, 0, 1u << 24, err)) < 0)
+        return rc;
+    hp->n_swa = (int)v;
+    if (hp->n_swa > 0) {
+        snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", m->arch);
+        const struct cai_gguf_kv *kv = cai__gguf_find_kv(m->gguf, key);
+        if (kv && kv->type == CAI_GGUF_ARRAY) {
+            if (kv->arr_n != (uint64_t)hp->n_layer ||
+                (kv->arr_type != CAI_GGUF_BOOL && kv->arr_type != CAI_GGUF_U8 &&
+                 kv->arr_type != CAI_GGUF_I32 && kv->arr_type != CAI_GGUF_U32))
+                return cai__fail(err, CAI_EFORMAT, "%s: %s must hold one bool per layer (%d)",
+                                 m->path, key, hp->n_layer);
+            for (int il = 0; il < hp->n_layer; il++)
+                hp->swa[il] = cai__gguf_arr_i64(kv, (uint64_t)il) != 0;
+        } else {
+            uint32_t period = 6;
+            if ((rc = get_hp(m, "attention.sliding_window_pattern", false, &period, 0, 1u << 16,
+                             err)) < 0)
+                return rc;
+            for (int il = 0; il < hp->n_layer; il++)
+                hp->swa[il] = period == 0 || (uint32_t)il % period < period - 1;
+        }
+        hp->rope_base_swa = 10000.0f;
+        if ((rc = get_hp_f32(m, "rope.freq_base_swa", &hp->rope_base_swa, err)) < 0)
+            return rc;
+        if (hp->rope_base_swa <= 1.0f)
+            return cai__fail(err, CAI_EFORMAT, "%s: %s.rope.freq_base_swa %g must be > 1",
+                             m->path, m->arch, (double)hp->rope_base_swa);
+    }
+    hp->logit_softcap = 0.0f;
+    if ((rc = get_hp_f32(m, "final_logit_softcapping", &hp->logit_softcap, err)) < 0)
+        return rc;
+    if (hp->logit_softcap < 0.0f)
+        return cai__fail(err, CAI_EFORMAT, "%s: %s.final_logit_softcapping %g is negative",
+                         m->path, m->arch, (double)hp->logit_softcap);
+    return 0;
+}
+
 /* Binds tensor `name` expecting shape [ne0] (ne1 == 0) or [ne0, ne1]. */
 static int bind(struct cai_model *m, const char *name, int64_t ne0, int64_t ne1, bool required,
                 bool need_f32, struct cai__weight *w, struct cai_error *err)
@@ -221,6 +279,11 @@ static int bind_layer(struct cai_model *m, int il, struct cai_error *err)
     B(w_gate, "ffn_gate.weight", hp->n_embd, hp->n_ff, true, false);
     B(w_up, "ffn_up.weight", hp->n_embd, hp->n_ff, true, false);
     B(w_down, "ffn_down.weight", hp->n_ff, hp->n_embd, true, false);
+    const bool g3 = hp->ffn_gelu; /* Gemma 3's norms */
+    B(q_norm, "attn_q_norm.weight", hp->head_dim, 0, g3, true);
+    B(k_norm, "attn_k_norm.weight", hp->head_dim, 0, g3, true);
+    B(post_attn_norm, "post_attention_norm.weight", hp->n_embd, 0, g3, true);
+    B(post_ffn_norm, "post_ffw_norm.weight", hp->n_embd, 0, g3, true);
 #undef B
     return 0;
 }
@@ -464,7 +527,7 @@ int cai_model_open(struct cai_model **out, const char *path, const struct cai_mo
             ad = &archs[i];
     if (!ad) {
         rc = cai__fail(err, CAI_EUNSUPPORTED, "%s: architecture \"%.64s\" is not supported "
-                       "(llama, mistral, qwen2 are)", path, m->arch);
+                       "(llama, mistral, qwen2, gemma3 are)", path, m->arch);
         goto fail;
     }
     m->hp.rope_type = ad->rope_type;
@@ -476,7 +539,7 @@ int cai_model_open(struct cai_model **out, const char *path, const struct cai_mo
         rc = cai__fail(err, CAI_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    if ((rc = load_hparams(m, err)) < 0)
+    if ((rc = load_hparams(m, err)) < 0 || (ad->gemma3 && (rc = load_gemma3(m, err)) < 0))
         goto fail;
 
     /* The embedding's row count defines the vocabulary size. */

@@ -44,6 +44,15 @@ struct cai__hparams {
     float rope_scale; /* position multiplier (1/linear factor) */
     float rms_eps;
     int   rope_type;  /* enum cai__rope_type */
+    /* Gemma 3 (zero / false for the Llama family): */
+    float emb_scale;     /* the embedding rows times this (0: not scaled) */
+    float q_scale;       /* queries times this after RoPE, scores then unscaled
+                          * (0: scores times 1/sqrt(head_dim)) */
+    bool  ffn_gelu;      /* gate activation GELU (tanh form) instead of SiLU */
+    int   n_swa;         /* sliding window in positions (0: every layer global) */
+    float rope_base_swa; /* RoPE theta of the sliding-window layers (scale 1) */
+    bool  swa[CAI__MAX_LAYERS]; /* layer il attends over the last n_swa positions */
+    float logit_softcap; /* logits = cap * tanh(logits / cap) (0: none) */
 };
 
 struct cai__layer {
@@ -53,6 +62,10 @@ struct cai__layer {
     struct cai__weight ffn_norm;           /* [n_embd] */
     struct cai__weight w_gate, w_up;       /* [n_embd -> n_ff] */
     struct cai__weight w_down;             /* [n_ff -> n_embd] */
+    /* Gemma 3 (NULL data otherwise): */
+    struct cai__weight q_norm, k_norm;     /* [head_dim] RMSNorm of each head before RoPE */
+    struct cai__weight post_attn_norm;     /* [n_embd] on the attention output */
+    struct cai__weight post_ffn_norm;      /* [n_embd] on the feed-forward output */
 };
 
 struct cai_model {

@@ -159,6 +159,10 @@ struct cai_kernels {
     void (*f32_to_f16)(const float *x, cai_half *y, int64_t n);
 };
 
+/* y[i] = gelu(g[i]) * u[i], GELU in ggml's f16-table form (ref/ops.c); one
+ * implementation for every table (a lookup per element). y may alias g. */
+void cai__gelu_mul(float *y, const float *g, const float *u, int64_t n);
+
 /* The tables. A table exists in every build; calling a SIMD one on a CPU
  * without the instructions is the caller's error: use cai__kernels_supported. */
 extern const struct cai_kernels cai__kernels_ref;

@@ -126,6 +126,11 @@ int cai__qfwd_init(struct cai__qfwd *f, const struct cai__hparams *hp, const flo
                    struct cai_error *err)
 {
     memset(f, 0, sizeof(*f));
+    if (hp->ffn_gelu || hp->emb_scale > 0.0f || hp->q_scale > 0.0f || hp->n_swa > 0)
+        return cai__fail(err, CAI_EUNSUPPORTED,
+                         "calibration: this pass computes Llama-family layers; Gemma 3's (norms "
+                         "around attention and FFN, GELU, sliding windows) are not supported yet: "
+                         "use a method without calibration");
     if (n_tok <= 0 || seq_len <= 0 || n_tok % seq_len != 0)
         return cai__fail(err, CAI_EINVAL, "calibration: %lld tokens are not whole sequences of %d",
                          (long long)n_tok, seq_len);

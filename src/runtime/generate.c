@@ -434,8 +434,19 @@ int cai_chat_render(const struct cai_model *m, const struct cai_chat_msg *msgs, 
     }
     const char *tmpl = m->chat_template;
     size_t out_len;
-    return cai__chat_render(tmpl, tmpl ? strlen(tmpl) : 0, msgs, n_msgs, add_generation_prompt,
-                            bos, eos, out, &out_len, err);
+    if (!tmpl) {
+        /* No template in the file (some Gemma 3 GGUFs): the format the
+         * vocabulary's turn markers name, else ChatML. */
+        enum cai__chat_family fam = CAI__CHAT_CHATML;
+        if (cai__tok_find(m->tok, "<start_of_turn>", 15) >= 0)
+            fam = CAI__CHAT_GEMMA;
+        else if (cai__tok_find(m->tok, "<|start_header_id|>", 19) >= 0)
+            fam = CAI__CHAT_LLAMA3;
+        return cai__chat_render_family(fam, msgs, n_msgs, add_generation_prompt, bos, eos, out,
+                                       &out_len, err);
+    }
+    return cai__chat_render(tmpl, strlen(tmpl), msgs, n_msgs, add_generation_prompt, bos, eos,
+                            out, &out_len, err);
 }
 
 int cai_chat(struct cai_session *s, const struct cai_chat_msg *msgs, size_t n_msgs,

@@ -1,11 +1,11 @@
-/* test_llama_ref.c: SmolLM2-135M-Instruct against llama.cpp.
+/* test_llama_ref.c: SmolLM2-135M-Instruct and Gemma 3 270M against llama.cpp.
  *
- * The fixture (scripts/make_logit_fixtures.py) holds, for each prompt,
+ * Each fixture (scripts/make_logit_fixtures.py) holds, for each prompt,
  * llama.cpp's greedy continuation and its top-K log-probabilities at every
  * position. We teacher-force the same tokens and measure top-1 agreement and
  * KL(llama.cpp || coreai) over all positions, then run our own greedy decode
- * and count continuations identical token for token. Skips when the model
- * (scripts/get_model.sh) is absent. */
+ * and count continuations identical token for token. Each case skips when
+ * its model (scripts/get_model.sh, scripts/get_gemma3.sh) is absent. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,8 +14,12 @@
 #include "coreai.h"
 #include "test.h"
 
-#define MODEL   "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-#define FIXTURE "tests/golden/logits_smollm2.bin"
+struct ref_case {
+    const char *name, *model, *fixture, *fetch;
+    int         n_ctx;
+    double      min_top1, max_kl; /* top-1 agreement, mean KL */
+    bool        all_identical;    /* every greedy continuation token for token */
+};
 
 struct fx {
     uint8_t *buf;
@@ -58,14 +62,14 @@ static int argmax(const float *x, int n)
     return best;
 }
 
-static void test_smollm2_vs_llamacpp(void)
+static void run_case(const struct ref_case *rc)
 {
-    FILE *probe = fopen(MODEL, "rb");
+    FILE *probe = fopen(rc->model, "rb");
     if (!probe)
-        SKIP("%s absent (run scripts/get_model.sh)", MODEL);
+        SKIP("%s absent (run %s)", rc->model, rc->fetch);
     fclose(probe);
     struct fx f = {0};
-    f.buf = slurp(FIXTURE, &f.n);
+    f.buf = slurp(rc->fixture, &f.n);
     CHECK(f.buf != NULL);
     if (!f.buf)
         return;
@@ -77,14 +81,14 @@ static void test_smollm2_vs_llamacpp(void)
 
     struct cai_model *m;
     struct cai_error err = {0};
-    CHECK_EQ_INT(cai_model_open(&m, MODEL, NULL, &err), 0);
+    CHECK_EQ_INT(cai_model_open(&m, rc->model, NULL, &err), 0);
     if (err.code)
         fprintf(stderr, "%s\n", err.msg);
     struct cai_model_info info;
     cai_model_get_info(m, &info);
     CHECK_EQ_INT(info.n_vocab, (int)n_vocab);
     struct cai_session_params sp = cai_session_params_default();
-    sp.n_ctx = 512;
+    sp.n_ctx = rc->n_ctx;
     struct cai_session *s;
     CHECK_EQ_INT(cai_session_new(&s, m, &sp, &err), 0);
 
@@ -100,12 +104,28 @@ static void test_smollm2_vs_llamacpp(void)
         uint32_t n_prompt = np_nt[0], n_total = np_nt[1];
         int32_t *toks = malloc(n_total * sizeof(int32_t));
         CHECK(rd(&f, toks, n_total * sizeof(int32_t)) == 0);
+        /* As the fixture was made: the prompt in batches (all rows kept;
+         * 256 tokens at a time bounds the logits to 256 rows), then the
+         * continuation a token at a time. */
         cai_session_truncate(s, 0);
-        CHECK_EQ_INT(cai_session_decode(s, toks, (int)n_total, true), 0);
         for (uint32_t p = 0; p < n_total; p++) {
+            const float *lg;
+            if (p < n_prompt) {
+                const uint32_t r = p % 256;
+                if (r == 0) {
+                    const uint32_t n = n_prompt - p < 256 ? n_prompt - p : 256;
+                    CHECK_EQ_INT(cai_session_decode(s, toks + p, (int)n, true), 0);
+                }
+                lg = cai_session_logits(s, (int)r);
+            } else {
+                CHECK_EQ_INT(cai_session_decode(s, toks + p, 1, false), 0);
+                lg = cai_session_logits(s, -1);
+            }
+            CHECK(lg != NULL);
+            if (!lg)
+                break;
             float rest;
             CHECK(rd(&f, ids, K * 4) == 0 && rd(&f, lp, K * 4) == 0 && rd(&f, &rest, 4) == 0);
-            const float *lg = cai_session_logits(s, (int)p);
             /* coreai log-softmax */
             double mx = (double)lg[0];
             for (uint32_t i = 1; i < n_vocab; i++)
@@ -147,12 +167,13 @@ static void test_smollm2_vs_llamacpp(void)
         free(toks);
     }
     double top1 = (double)n_top1 / (double)n_pos, kl_mean = kl_sum / (double)n_pos;
-    printf("smollm2 vs llama.cpp: %ld positions, top-1 agreement %.4f, mean KL %.3g, max KL %.3g "
+    printf("%s vs llama.cpp: %ld positions, top-1 agreement %.4f, mean KL %.3g, max KL %.3g "
            "(max rest mass %.2g), greedy identical %d/%u\n",
-           n_pos, top1, kl_mean, kl_max, rest_max, n_identical, n_cases);
-    CHECK(top1 >= 0.98);
-    CHECK(kl_mean <= 2e-3);
-    CHECK(n_identical * 10 >= 8 * (int)n_cases);
+           rc->name, n_pos, top1, kl_mean, kl_max, rest_max, n_identical, n_cases);
+    CHECK(top1 >= rc->min_top1);
+    CHECK(kl_mean <= rc->max_kl);
+    if (rc->all_identical)
+        CHECK_EQ_INT(n_identical, (int)n_cases);
     free(ids);
     free(lp);
     free(qlog);
@@ -161,8 +182,37 @@ static void test_smollm2_vs_llamacpp(void)
     cai_model_close(m);
 }
 
+/* Q4_1 is computed in llama.cpp's order (docs/NUMERICS.md): the same bits,
+ * so every top-1 and every greedy continuation agrees, and the KL is that
+ * of identical rows (nonzero only through the fixture's f32 rounding). */
+static void test_smollm2_vs_llamacpp(void)
+{
+    const struct ref_case c = {"smollm2", "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+                               "tests/golden/logits_smollm2.bin", "scripts/get_model.sh", 512,
+                               0.999, 1e-5, true};
+    run_case(&c);
+}
+
+/* Gemma 3 270M (Q4_K_M): the embedding scale, Q/K norms, post-attention
+ * and post-FFN norms, the GELU gate, and sliding-window layers (one prompt
+ * runs past the 512-position window). Its Q5_0, Q8_0, Q4_K and Q6_K
+ * matmuls use our own summation orders, not llama.cpp's, so rows differ in
+ * the last bits and greedy continuations part where two tokens nearly tie:
+ * top-1 and KL are the measure (measured 0.9908 and 1.6e-3, as SmolLM2's
+ * own Q4_K_M file gives 0.955 and 5.0e-3; without the sliding window,
+ * 0.929 and 0.21; with the global RoPE base on the window layers, 0.872
+ * and 0.29). */
+static void test_gemma3_vs_llamacpp(void)
+{
+    const struct ref_case c = {"gemma3", "models/gemma-3-270m-q4_k_m.gguf",
+                               "tests/golden/logits_gemma3.bin", "scripts/get_gemma3.sh", 1024,
+                               0.98, 2e-3, false};
+    run_case(&c);
+}
+
 int main(void)
 {
     RUN(test_smollm2_vs_llamacpp);
+    RUN(test_gemma3_vs_llamacpp);
     return test_done();
 }

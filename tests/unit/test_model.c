@@ -406,6 +406,68 @@ static void test_last_rows_exact(void)
         }
 }
 
+/* Gemma 3's sliding window: with every layer sliding (window 8, 2 layers:
+ * the last token sees 14 positions back at most), two 40-token sequences
+ * that differ only in their first two tokens end in the same logits, bit for
+ * bit, on the batch path, the single-token path and the split decode path;
+ * with the second layer global (period 2), or no window, they differ. */
+static void gemma3_last_logits(uint32_t swa, uint32_t period, const int32_t *tok, int n,
+                               int n_batch_tok, float *out)
+{
+    struct tiny_opts o = {.arch = "gemma3", .swa = swa, .swa_period = period};
+    struct cai_error err;
+    struct cai_model *m;
+    tiny_rng = 777; /* the same weights for every call */
+    if (open_tiny(&o, &err, &m) != 0) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    struct cai_session_params sp = cai_session_params_default();
+    sp.n_ctx = 64;
+    sp.n_threads = 2;
+    struct cai_session *s;
+    CHECK_EQ_INT(cai_session_new(&s, m, &sp, &err), 0);
+    CHECK_EQ_INT(cai_session_decode(s, tok, n_batch_tok, false), 0);
+    for (int i = n_batch_tok; i < n; i++)
+        CHECK_EQ_INT(cai_session_decode(s, &tok[i], 1, false), 0);
+    const float *l = cai_session_logits(s, -1);
+    CHECK(l != NULL);
+    if (l)
+        memcpy(out, l, TINY_VOCAB * sizeof(float));
+    cai_session_free(s);
+    cai_model_close(m);
+}
+
+static void test_gemma3_window(void)
+{
+    int32_t a[40], b[40];
+    uint32_t r = 5;
+    for (int i = 0; i < 40; i++) {
+        r = r * 1664525u + 1013904223u;
+        a[i] = b[i] = (int32_t)((r >> 8) % 256);
+    }
+    b[0] = (a[0] + 1) % 256;
+    b[1] = (a[1] + 7) % 256;
+    static float la[TINY_VOCAB], lb[TINY_VOCAB];
+    const int splits[3] = {40, 20, 1}; /* one batch; batch + 20 single; all single */
+    for (int k = 0; k < 3; k++)
+        for (int split = 0; split < 2; split++) {
+            if (split)
+                setenv("COREAI_ATT_SPLIT", "1", 1); /* decode in three passes */
+            gemma3_last_logits(8, 0, a, 40, splits[k], la);
+            gemma3_last_logits(8, 0, b, 40, splits[k], lb);
+            CHECK_MSG(memcmp(la, lb, sizeof(la)) == 0, "all sliding, %d batched, split %d: logits "
+                      "depend on tokens outside the window", splits[k], split);
+            gemma3_last_logits(8, 2, a, 40, splits[k], la);
+            gemma3_last_logits(8, 2, b, 40, splits[k], lb);
+            CHECK_MSG(memcmp(la, lb, sizeof(la)) != 0, "a global layer: logits should differ");
+            unsetenv("COREAI_ATT_SPLIT");
+        }
+    gemma3_last_logits(0, 0, a, 40, 40, la);
+    gemma3_last_logits(0, 0, b, 40, 40, lb);
+    CHECK(memcmp(la, lb, sizeof(la)) != 0);
+}
+
 /* cai_session_sample refuses a sampler made for another vocabulary. */
 static void test_sample_vocab_mismatch(void)
 {
@@ -446,6 +508,7 @@ int main(void)
     RUN(test_profile);
     RUN(test_att_split_exact);
     RUN(test_last_rows_exact);
+    RUN(test_gemma3_window);
     RUN(test_sample_vocab_mismatch);
     return test_done();
 }

@@ -25,6 +25,9 @@ struct tiny_opts {
     int         n_types;       /* default n_vocab */
     const char *tok_model;     /* default "gpt2" */
     uint32_t    weight_type;   /* default CAI_TYPE_F32 for matrices */
+    /* arch "gemma3": its norms and keys; sliding window (0: none) and the
+     * pattern's period (0: every layer slides) */
+    uint32_t    swa, swa_period;
 };
 
 #define TINY_EMBD  64
@@ -91,6 +94,15 @@ static int tiny_model_build(const struct tiny_opts *o, uint8_t **buf, size_t *n)
     cai__gguf_writer_add_f32(w, key, 1e-5f, &err);
     snprintf(key, sizeof(key), "%s.rope.freq_base", arch);
     cai__gguf_writer_add_f32(w, key, 10000.0f, &err);
+    const bool g3 = !strcmp(arch, "gemma3");
+    if (g3 && o->swa) {
+        snprintf(key, sizeof(key), "%s.attention.sliding_window", arch);
+        cai__gguf_writer_add_u32(w, key, o->swa, &err);
+        snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", arch);
+        cai__gguf_writer_add_u32(w, key, o->swa_period, &err);
+        snprintf(key, sizeof(key), "%s.rope.freq_base_swa", arch);
+        cai__gguf_writer_add_f32(w, key, 100.0f, &err);
+    }
 
     /* Vocabulary: 256 byte tokens + specials. */
     static char texts[TINY_VOCAB][16];
@@ -154,6 +166,12 @@ static int tiny_model_build(const struct tiny_opts *o, uint8_t **buf, size_t *n)
         TL("ffn_gate.weight", TINY_EMBD, TINY_FF, true);
         TL("ffn_up.weight", TINY_EMBD, TINY_FF, true);
         TL("ffn_down.weight", TINY_FF, TINY_EMBD, true);
+        if (g3) {
+            TL("attn_q_norm.weight", hd, 0, false);
+            TL("attn_k_norm.weight", hd, 0, false);
+            TL("post_attention_norm.weight", TINY_EMBD, 0, false);
+            TL("post_ffw_norm.weight", TINY_EMBD, 0, false);
+        }
 #undef TL
     }
 #undef T

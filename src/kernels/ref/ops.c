@@ -5,6 +5,7 @@
  * here, so the reference is at least as accurate as any SIMD variant (which
  * accumulates in float across many lanes); the tests bound the difference. */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "ref.h"
@@ -191,6 +192,40 @@ void cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         y[i] = g[i] / (1.0f + cai__ref_expf_ggml(-g[i])) * u[i];
+}
+
+/* GELU, tanh form, as ggml computes it on the CPU (its GGML_GELU_FP16
+ * path): the input rounded to f16 indexes a table of f16 results of
+ * 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))); at or below -10 the
+ * result is 0, at or above 10 it is x. The table (128 KiB) is built once. */
+static uint16_t        gelu_table[1 << 16];
+static pthread_once_t  gelu_once = PTHREAD_ONCE_INIT;
+
+static float gelu_f32(float x)
+{
+    const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
+    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x)));
+}
+
+static void gelu_init(void)
+{
+    for (uint32_t i = 0; i < (1u << 16); i++)
+        gelu_table[i] = cai__f32_to_fp16(gelu_f32(cai__fp16_to_f32((cai_half)i)));
+}
+
+/* y, g, u: [n]; y = gelu(g) * u (llama.cpp's geglu). y may be g. */
+void cai__gelu_mul(float *y, const float *g, const float *u, int64_t n)
+{
+    pthread_once(&gelu_once, gelu_init);
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        if (x <= -10.0f)
+            y[i] = 0.0f;
+        else if (x >= 10.0f)
+            y[i] = x * u[i];
+        else
+            y[i] = cai__fp16_to_f32(gelu_table[cai__f32_to_fp16(x)]) * u[i];
+    }
 }
 
 /* a: [n] f16, b: [n] f32 */
