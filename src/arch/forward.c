@@ -66,8 +66,10 @@ static size_t att_scratch_bytes(const struct cai__fwd *f)
 {
     const struct cai__hparams *hp = &f->m->hp;
     const size_t group = (size_t)(hp->n_head / hp->n_head_kv), np = (size_t)f->n_ctx_pad;
+    /* scores, the queries as floats, then f16 room for a row of
+     * probabilities or one query (head_dim may exceed a short context) */
     size_t b = group * np * sizeof(float) + group * (size_t)hp->head_dim * sizeof(float) +
-               np * sizeof(cai_half);
+               CAI_MAX(np, (size_t)hp->head_dim) * sizeof(cai_half);
     return (b + 63) & ~(size_t)63;
 }
 
