@@ -925,8 +925,8 @@ static void silu_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
     (void)vctx;
     size_t nf = (size_t)f->m->hp.n_ff;
     if (f->m->hp.ffn_gelu)
-        cai__gelu_mul(f->hg + (size_t)t0 * nf, f->hg + (size_t)t0 * nf, f->hu + (size_t)t0 * nf,
-                      (int64_t)(t1 - t0) * (int64_t)nf);
+        f->k->gelu_mul(f->hg + (size_t)t0 * nf, f->hg + (size_t)t0 * nf, f->hu + (size_t)t0 * nf,
+                       (int64_t)(t1 - t0) * (int64_t)nf);
     else
         f->k->silu_mul(f->hg + (size_t)t0 * nf, f->hg + (size_t)t0 * nf, f->hu + (size_t)t0 * nf,
                        (int64_t)(t1 - t0) * (int64_t)nf);

@@ -113,6 +113,9 @@ struct cai_kernels {
     void (*rope)(float *x, int n_heads, int head_dim, int n_rot, const float *cs, int neox);
     /* y[i] = silu(g[i]) * u[i]; silu(v) = v / (1 + exp(-v)). y may alias g. */
     void (*silu_mul)(float *y, const float *g, const float *u, int64_t n);
+    /* y[i] = gelu(g[i]) * u[i], GELU in ggml's CPU form: g rounded to f16
+     * indexes cai__gelu_table; 0 for g <= -10, g for g >= 10. y may alias g. */
+    void (*gelu_mul)(float *y, const float *g, const float *u, int64_t n);
 
     /* ---- f16 helpers for the KV cache ---- */
     float (*dot_f16_f32)(const cai_half *a, const float *b, int64_t n);
@@ -159,9 +162,10 @@ struct cai_kernels {
     void (*f32_to_f16)(const float *x, cai_half *y, int64_t n);
 };
 
-/* y[i] = gelu(g[i]) * u[i], GELU in ggml's f16-table form (ref/ops.c); one
- * implementation for every table (a lookup per element). y may alias g. */
-void cai__gelu_mul(float *y, const float *g, const float *u, int64_t n);
+/* The f16 results of the tanh-form GELU for every f16 input (65536 entries
+ * and one of padding, so a 4-byte gather at the last entry stays inside),
+ * built once on first use (ref/ops.c). Thread-safe. */
+const uint16_t *cai__gelu_table(void);
 
 /* The tables. A table exists in every build; calling a SIMD one on a CPU
  * without the instructions is the caller's error: use cai__kernels_supported. */

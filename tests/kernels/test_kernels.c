@@ -724,7 +724,7 @@ static void test_tables_complete(void)
         }
         CHECK(k->dot_f32 && k->axpy_f32 && k->rmsnorm && k->rmsnorm_n && k->rope && k->softmax &&
               k->softmax_att &&
-              k->silu_mul && k->dot_f16_f32 && k->axpy_f16 && k->f32_to_f16 && k->dot_f16 &&
+              k->silu_mul && k->gelu_mul && k->dot_f16_f32 && k->axpy_f16 && k->f32_to_f16 && k->dot_f16 &&
               k->dot_f16_chain && k->dot_f16_n && k->dot_f16_chain_n && k->dot_f16_chain_mn &&
               k->dot_f16_mn);
     }
@@ -1323,6 +1323,74 @@ static void test_f32_ops(void)
 }
 
 /* The ref f32 ops against double arithmetic. */
+/* gelu_mul: every f16 input value, values around the +-10 cut-offs, random
+ * values, NaN, infinities and signed zeros, against u of both signs (and
+ * -0, inf), in place too, with tails: each table bit for bit as ref; ref
+ * against the formula at a few points. */
+static void test_gelu_mul(void)
+{
+    const int64_t n = 65536 + 2 * 1024 + 37;
+    float *g = malloc((size_t)n * sizeof(float)), *u = malloc((size_t)n * sizeof(float));
+    float *yr = malloc((size_t)n * sizeof(float)), *yk = malloc((size_t)n * sizeof(float));
+    float *yi = malloc((size_t)n * sizeof(float));
+    uint32_t r = 11;
+    for (int64_t i = 0; i < n; i++) {
+        r = r * 1664525u + 1013904223u;
+        const float rnd = (float)(r >> 8) / 16777216.0f; /* [0, 1) */
+        if (i < 65536)
+            g[i] = cai__fp16_to_f32((cai_half)i);
+        else if (i < 65536 + 1024)
+            g[i] = (rnd - 0.5f) * 25.0f;
+        else
+            g[i] = (i & 1 ? 10.0f : -10.0f) + (rnd - 0.5f) * 1e-3f; /* the cut-offs */
+        u[i] = (rnd - 0.5f) * 4.0f;
+    }
+    const float sp[] = {10.0f, -10.0f, nextafterf(10.0f, 0.0f), nextafterf(-10.0f, 0.0f),
+                        NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-30f, -1e-30f};
+    for (size_t i = 0; i < CAI_ARRAY_LEN(sp); i++) {
+        g[n - 1 - (int64_t)i] = sp[i];
+        u[n - 1 - (int64_t)i] = i % 3 == 0 ? -0.0f : i % 3 == 1 ? INFINITY : -2.0f;
+    }
+    cai__ref_gelu_mul(yr, g, u, n);
+    /* the formula: gelu(1) = 0.8412, gelu(-1) = -0.1588, the cut-offs exact */
+    const float one = 1.0f, mone = -1.0f, big = 12.0f, neg = -11.0f, w = -3.0f;
+    float o;
+    cai__ref_gelu_mul(&o, &one, &one, 1);
+    CHECK(fabsf(o - 0.8412f) < 1e-3f);
+    cai__ref_gelu_mul(&o, &mone, &one, 1);
+    CHECK(fabsf(o + 0.1588f) < 1e-3f);
+    cai__ref_gelu_mul(&o, &big, &w, 1);
+    CHECK(o == -36.0f);
+    cai__ref_gelu_mul(&o, &neg, &w, 1);
+    CHECK(o == 0.0f && !signbit(o));
+    static const int64_t lens[] = {1, 15, 16, 17, 100};
+    for (size_t t = 1; t < CAI_ARRAY_LEN(isas); t++) {
+        const struct cai_kernels *k = cai__kernels_by_name(isas[t]);
+        if (!k)
+            continue;
+        k->gelu_mul(yk, g, u, n);
+        memcpy(yi, g, (size_t)n * sizeof(float));
+        k->gelu_mul(yi, yi, u, n);
+        int bad = 0, first = -1;
+        for (int64_t i = 0; i < n; i++)
+            if (memcmp(&yk[i], &yr[i], 4) || memcmp(&yi[i], &yr[i], 4)) {
+                bad++;
+                first = first < 0 ? (int)i : first;
+            }
+        for (size_t l = 0; l < CAI_ARRAY_LEN(lens); l++) { /* tails write nothing past n */
+            yk[lens[l]] = 777.0f;
+            k->gelu_mul(yk, g + 65536, u + 65536, lens[l]);
+            bad += yk[lens[l]] != 777.0f || memcmp(yk, yr + 65536, (size_t)lens[l] * 4) != 0;
+        }
+        CHECK_MSG(bad == 0, "%s gelu_mul: %d differ, first at %d", k->isa, bad, first);
+    }
+    free(g);
+    free(u);
+    free(yr);
+    free(yk);
+    free(yi);
+}
+
 static void test_ref_f32_ops(void)
 {
     const struct cai_kernels *r = &cai__kernels_ref;
@@ -1422,6 +1490,7 @@ int main(void)
     RUN(test_rope);
     RUN(test_quantizer_quality);
     RUN(test_f32_ops);
+    RUN(test_gelu_mul);
     RUN(test_ref_f32_ops);
     RUN(test_dispatch);
     return test_done();

@@ -198,7 +198,7 @@ void cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n)
  * path): the input rounded to f16 indexes a table of f16 results of
  * 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))); at or below -10 the
  * result is 0, at or above 10 it is x. The table (128 KiB) is built once. */
-static uint16_t        gelu_table[1 << 16];
+static uint16_t        gelu_table[(1 << 16) + 1];
 static pthread_once_t  gelu_once = PTHREAD_ONCE_INIT;
 
 static float gelu_f32(float x)
@@ -213,10 +213,16 @@ static void gelu_init(void)
         gelu_table[i] = cai__f32_to_fp16(gelu_f32(cai__fp16_to_f32((cai_half)i)));
 }
 
-/* y, g, u: [n]; y = gelu(g) * u (llama.cpp's geglu). y may be g. */
-void cai__gelu_mul(float *y, const float *g, const float *u, int64_t n)
+const uint16_t *cai__gelu_table(void)
 {
     pthread_once(&gelu_once, gelu_init);
+    return gelu_table;
+}
+
+/* y, g, u: [n]; y = gelu(g) * u (llama.cpp's geglu). y may be g. */
+void cai__ref_gelu_mul(float *y, const float *g, const float *u, int64_t n)
+{
+    const uint16_t *tab = cai__gelu_table();
     for (int64_t i = 0; i < n; i++) {
         const float x = g[i];
         if (x <= -10.0f)
@@ -224,7 +230,7 @@ void cai__gelu_mul(float *y, const float *g, const float *u, int64_t n)
         else if (x >= 10.0f)
             y[i] = x * u[i];
         else
-            y[i] = cai__fp16_to_f32(gelu_table[cai__f32_to_fp16(x)]) * u[i];
+            y[i] = cai__fp16_to_f32(tab[cai__f32_to_fp16(x)]) * u[i];
     }
 }
 

@@ -89,6 +89,7 @@ void  cai__ref_rmsnorm_n(float *y, size_t y_stride, const float *x, size_t x_str
 void  cai__ref_softmax(float *x, int64_t n);
 void  cai__ref_softmax_att(float *x, int64_t n, float scale, int64_t n_pad);
 void  cai__ref_silu_mul(float *y, const float *g, const float *u, int64_t n);
+void  cai__ref_gelu_mul(float *y, const float *g, const float *u, int64_t n);
 float cai__ref_dot_f16_f32(const cai_half *a, const float *b, int64_t n);
 void  cai__ref_axpy_f16(float *y, float a, const cai_half *x, int64_t n);
 float cai__ref_dot_f16(const cai_half *a, const cai_half *b, int64_t n);
@@ -171,7 +172,7 @@ void   cai__packed_q6_k_scales(const uint8_t *const blk[16], uint8_t *sc, uint8_
         .dot_f32 = cai__ref_dot_f32, .axpy_f32 = cai__ref_axpy_f32, .rmsnorm = cai__ref_rmsnorm,   \
         .rmsnorm_n = cai__ref_rmsnorm_n, .rope = cai__ref_rope,                                    \
         .softmax = cai__ref_softmax, .softmax_att = cai__ref_softmax_att,                          \
-        .silu_mul = cai__ref_silu_mul,                                                             \
+        .silu_mul = cai__ref_silu_mul, .gelu_mul = cai__ref_gelu_mul,                              \
         .dot_f16_f32 = cai__ref_dot_f16_f32, .axpy_f16 = cai__ref_axpy_f16,                        \
         .dot_f16 = cai__ref_dot_f16, .dot_f16_chain = cai__ref_dot_f16_chain,                      \
         .dot_f16_n = cai__ref_dot_f16_n, .dot_f16_chain_n = cai__ref_dot_f16_chain_n,              \

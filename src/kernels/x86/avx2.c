@@ -1023,6 +1023,7 @@ const struct cai_kernels cai__kernels_avx2 = {
     .softmax = softmax,
     .softmax_att = softmax_att,
     .silu_mul = silu_mul,
+    .gelu_mul = cai__ref_gelu_mul,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
     .dot_f16 = dot_f16,

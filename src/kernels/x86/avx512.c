@@ -1384,6 +1384,28 @@ static void silu_mul(float *y, const float *g, const float *u, int64_t n)
     }
 }
 
+/* The table lookup 16 at a time: vcvtps2ph rounds as cai__f32_to_fp16 (to
+ * nearest even, NaN kept quiet), a 4-byte gather at 2-byte steps reads each
+ * entry (the table has one of padding), vcvtph2ps widens it exactly; the
+ * +-10 cut-offs as the reference (NaN fails both, so it takes the table). */
+static void gelu_mul(float *y, const float *g, const float *u, int64_t n)
+{
+    const uint16_t *tab = cai__gelu_table();
+    const __m512 lo = _mm512_set1_ps(-10.0f), hi = _mm512_set1_ps(10.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        const __m512 x = _mm512_maskz_loadu_ps(m, g + i), vu = _mm512_maskz_loadu_ps(m, u + i);
+        const __m512i idx =
+            _mm512_cvtepu16_epi32(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, tab, 2);
+        __m512 v = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w));
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, hi, _CMP_GE_OQ), v, x);
+        /* at or below -10: +0 itself (not 0 times u, which may be -0) */
+        const __m512 r = _mm512_maskz_mul_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LE_OQ), v, vu);
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 /* mm: tiled for the 32-element formats and the K-quants (avx512_mm.c), else
@@ -1443,6 +1465,7 @@ const struct cai_kernels cai__kernels_avx512 = {
     .softmax = softmax,
     .softmax_att = softmax_att,
     .silu_mul = silu_mul,
+    .gelu_mul = gelu_mul,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
     .dot_f16 = dot_f16,
