@@ -174,6 +174,9 @@ static int load_gemma3(struct cai_model *m, struct cai_error *err)
     hp->emb_scale = sqrtf((float)hp->n_embd);
     hp->q_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
                                     : 1.0f / sqrtf((float)hp->head_dim);
+    if (!isfinite(hp->q_scale))
+        return cai__fail(err, CAI_EFORMAT, "%s: %s: query scale 1/sqrt(%d / %d) is not finite",
+                         m->path, m->arch, hp->n_embd, hp->n_head);
     hp->ffn_gelu = true;
     uint32_t v = 0;
     if ((rc = get_hp(m, "attention.sliding_window", false, &v, 0, 1u << 24, err)) < 0)

@@ -411,10 +411,9 @@ static void test_last_rows_exact(void)
  * that differ only in their first two tokens end in the same logits, bit for
  * bit, on the batch path, the single-token path and the split decode path;
  * with the second layer global (period 2), or no window, they differ. */
-static void gemma3_last_logits(uint32_t swa, uint32_t period, const int32_t *tok, int n,
-                               int n_batch_tok, float *out)
+static void gemma3_last_logits_o(struct tiny_opts o, const int32_t *tok, int n, int n_batch_tok,
+                                 float *out)
 {
-    struct tiny_opts o = {.arch = "gemma3", .swa = swa, .swa_period = period};
     struct cai_error err;
     struct cai_model *m;
     tiny_rng = 777; /* the same weights for every call */
@@ -436,6 +435,13 @@ static void gemma3_last_logits(uint32_t swa, uint32_t period, const int32_t *tok
         memcpy(out, l, TINY_VOCAB * sizeof(float));
     cai_session_free(s);
     cai_model_close(m);
+}
+
+static void gemma3_last_logits(uint32_t swa, uint32_t period, const int32_t *tok, int n,
+                               int n_batch_tok, float *out)
+{
+    struct tiny_opts o = {.arch = "gemma3", .swa = swa, .swa_period = period};
+    gemma3_last_logits_o(o, tok, n, n_batch_tok, out);
 }
 
 static void test_gemma3_window(void)
@@ -466,6 +472,29 @@ static void test_gemma3_window(void)
     gemma3_last_logits(0, 0, a, 40, 40, la);
     gemma3_last_logits(0, 0, b, 40, 40, lb);
     CHECK(memcmp(la, lb, sizeof(la)) != 0);
+    /* the pattern as one bool per layer: {1, 0} is period 2, {1, 1} period 0 */
+    static const uint8_t p10[2] = {1, 0}, p11[2] = {1, 1};
+    struct tiny_opts o = {.arch = "gemma3", .swa = 8, .swa_layers = p10};
+    gemma3_last_logits(8, 2, a, 40, 40, la);
+    gemma3_last_logits_o(o, a, 40, 40, lb);
+    CHECK(memcmp(la, lb, sizeof(la)) == 0);
+    o.swa_layers = p11;
+    gemma3_last_logits(8, 0, a, 40, 40, la);
+    gemma3_last_logits_o(o, a, 40, 40, lb);
+    CHECK(memcmp(la, lb, sizeof(la)) == 0);
+    gemma3_last_logits(8, 2, a, 40, 40, lb); /* and the two patterns differ */
+    CHECK(memcmp(la, lb, sizeof(la)) != 0);
+}
+
+/* A sliding-window pattern array whose length is not the layer count is
+ * refused with the key's name. */
+static void test_gemma3_bad_pattern(void)
+{
+    static const uint8_t p3[3] = {1, 0, 1};
+    struct tiny_opts o = {.arch = "gemma3", .swa = 8, .swa_layers = p3, .swa_layers_n = 3};
+    struct cai_error err;
+    CHECK(open_tiny(&o, &err, NULL) == CAI_EFORMAT);
+    CHECK(strstr(err.msg, "sliding_window_pattern") != NULL);
 }
 
 /* cai_session_sample refuses a sampler made for another vocabulary. */
@@ -509,6 +538,7 @@ int main(void)
     RUN(test_att_split_exact);
     RUN(test_last_rows_exact);
     RUN(test_gemma3_window);
+    RUN(test_gemma3_bad_pattern);
     RUN(test_sample_vocab_mismatch);
     return test_done();
 }

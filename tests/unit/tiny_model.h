@@ -28,6 +28,8 @@ struct tiny_opts {
     /* arch "gemma3": its norms and keys; sliding window (0: none) and the
      * pattern's period (0: every layer slides) */
     uint32_t    swa, swa_period;
+    const uint8_t *swa_layers; /* instead of the period: one bool per layer */
+    int         swa_layers_n;  /* its length (default TINY_LAYER) */
 };
 
 #define TINY_EMBD  64
@@ -99,7 +101,12 @@ static int tiny_model_build(const struct tiny_opts *o, uint8_t **buf, size_t *n)
         snprintf(key, sizeof(key), "%s.attention.sliding_window", arch);
         cai__gguf_writer_add_u32(w, key, o->swa, &err);
         snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", arch);
-        cai__gguf_writer_add_u32(w, key, o->swa_period, &err);
+        if (o->swa_layers)
+            cai__gguf_writer_add_arr(w, key, 7 /* BOOL */, o->swa_layers,
+                                     (uint64_t)(o->swa_layers_n ? o->swa_layers_n : TINY_LAYER),
+                                     &err);
+        else
+            cai__gguf_writer_add_u32(w, key, o->swa_period, &err);
         snprintf(key, sizeof(key), "%s.rope.freq_base_swa", arch);
         cai__gguf_writer_add_f32(w, key, 100.0f, &err);
     }
