@@ -141,12 +141,11 @@ AI void k4_bsum_pairs(const uint8_t *xb, int32_t pr[4])
     _mm_storeu_si128((__m128i *)pr, _mm256_cvtepi32_epi16(s));
 }
 
-/* The float steps of one superblock for one token, in vec_dot's order. */
-AI __m512 k4_finish(__m512 acc, __m512 dw, __m512 dm, const __m512i *mp, const uint8_t *xb,
-                    __m512i isum)
+/* The float steps of one superblock for one token, in vec_dot's order,
+ * with the activation block's bsum pairs (k4_bsum_pairs) given. */
+AI __m512 k4_finish_pr(__m512 acc, __m512 dw, __m512 dm, const __m512i *mp, const uint8_t *xb,
+                       const int32_t *pr, __m512i isum)
 {
-    int32_t pr[4];
-    k4_bsum_pairs(xb, pr);
     __m512i bt = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++)
@@ -156,6 +155,14 @@ AI __m512 k4_finish(__m512 acc, __m512 dw, __m512 dm, const __m512i *mp, const u
     const __m512 vdx = _mm512_set1_ps(dx);
     acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, vdx), _mm512_cvtepi32_ps(isum), acc);
     return _mm512_fnmadd_ps(_mm512_mul_ps(dm, vdx), _mm512_cvtepi32_ps(bt), acc);
+}
+
+AI __m512 k4_finish(__m512 acc, __m512 dw, __m512 dm, const __m512i *mp, const uint8_t *xb,
+                    __m512i isum)
+{
+    int32_t pr[4];
+    k4_bsum_pairs(xb, pr);
+    return k4_finish_pr(acc, dw, dm, mp, xb, pr, isum);
 }
 
 /* Decode: one packed group (gp) x TT tokens over all nb superblocks, the
@@ -305,7 +312,7 @@ AI void k4_tile(int TT, const uint8_t *ub, int64_t kn, const uint8_t *const *xr,
  * group 1's follow), loaded and stored once per superblock: the registers
  * hold both groups' quants of a sub-block and the tokens' integer sums. */
 AI void k4_tile2(int TT, const uint8_t *u0, const uint8_t *u1, int64_t kn,
-                 const uint8_t *const *xr, float *const *yt, int first)
+                 const uint8_t *const *xr, const int32_t *const *pt, float *const *yt, int first)
 {
     for (int64_t i = 0; i < kn; i++, u0 += U4, u1 += U4) {
         __m512i s0[4], s1[4];
@@ -345,10 +352,11 @@ AI void k4_tile2(int TT, const uint8_t *u0, const uint8_t *u1, int64_t kn,
             const int init = first && i == 0;
             __m512 a0 = init ? _mm512_setzero_ps() : _mm512_loadu_ps(yt[t]);
             __m512 a1 = init ? _mm512_setzero_ps() : _mm512_loadu_ps(yt[t] + 16);
-            a0 = k4_finish(a0, _mm512_load_ps(u0 + U4_D), _mm512_load_ps(u0 + U4_D + 64),
-                           (const __m512i *)(u0 + U4_MP), xb, s0[t]);
-            a1 = k4_finish(a1, _mm512_load_ps(u1 + U4_D), _mm512_load_ps(u1 + U4_D + 64),
-                           (const __m512i *)(u1 + U4_MP), xb, s1[t]);
+            const int32_t *pr = pt[t] + 4 * i; /* the block's bsum pairs, made once */
+            a0 = k4_finish_pr(a0, _mm512_load_ps(u0 + U4_D), _mm512_load_ps(u0 + U4_D + 64),
+                              (const __m512i *)(u0 + U4_MP), xb, pr, s0[t]);
+            a1 = k4_finish_pr(a1, _mm512_load_ps(u1 + U4_D), _mm512_load_ps(u1 + U4_D + 64),
+                              (const __m512i *)(u1 + U4_MP), xb, pr, s1[t]);
             _mm512_storeu_ps(yt[t], a0);
             _mm512_storeu_ps(yt[t] + 16, a1);
         }
@@ -595,13 +603,13 @@ static void tile(int q6, int tt, const uint8_t *ub, int64_t kn, const uint8_t *c
 }
 
 static void tile2(int tt, const uint8_t *u0, const uint8_t *u1, int64_t kn,
-                  const uint8_t *const *xr, float *const *yt, int first)
+                  const uint8_t *const *xr, const int32_t *const *pt, float *const *yt, int first)
 {
     switch (tt) {
-    case 4: k4_tile2(4, u0, u1, kn, xr, yt, first); break;
-    case 3: k4_tile2(3, u0, u1, kn, xr, yt, first); break;
-    case 2: k4_tile2(2, u0, u1, kn, xr, yt, first); break;
-    default: k4_tile2(1, u0, u1, kn, xr, yt, first);
+    case 4: k4_tile2(4, u0, u1, kn, xr, pt, yt, first); break;
+    case 3: k4_tile2(3, u0, u1, kn, xr, pt, yt, first); break;
+    case 2: k4_tile2(2, u0, u1, kn, xr, pt, yt, first); break;
+    default: k4_tile2(1, u0, u1, kn, xr, pt, yt, first);
     }
 }
 
@@ -639,6 +647,7 @@ AI void k_prefill(int q6, int64_t n, const void *wp, int64_t r0, int64_t r1, con
     int64_t tbm = K_L2 / (kc * Q8K);
     tbm = tbm < K_TB_MIN ? K_TB_MIN : tbm > K_TB ? K_TB : tbm;
     tbm -= tbm % K_TT;
+    int32_t prs[K_TB][K_KC][4]; /* Q4_K: each (token, superblock)'s bsum pairs */
     for (int tb = 0; tb < n_tok; tb += (int)tbm) {
         const int tbn = n_tok - tb < tbm ? n_tok - tb : (int)tbm;
         for (int64_t k0 = 0; k0 < nb; k0 += kc) {
@@ -649,6 +658,14 @@ AI void k_prefill(int q6, int64_t n, const void *wp, int64_t r0, int64_t r1, con
              * k0 + kn even or nb) */
             const size_t c0 = (size_t)k0 * (gsz / (size_t)nb), cn = (size_t)kn * (gsz / (size_t)nb);
             int64_t g = r0 / 16;
+            /* the token block's bsum pairs of this K chunk, once for all
+             * the groups (k4_finish would redo them per group) */
+            if (!q6)
+                for (int t = 0; t < tbn; t++)
+                    for (int64_t i = 0; i < kn; i++)
+                        k4_bsum_pairs((const uint8_t *)x + (size_t)(tb + t) * x_stride +
+                                          (size_t)(k0 + i) * Q8K,
+                                      prs[t][i]);
             /* pairs of whole Q4_K groups, 4 tokens at a time */
             for (; !q6 && g + 1 < g1 && g * 16 >= r0 && g * 16 + 32 <= r1; g += 2) {
                 const uint8_t *gp = (const uint8_t *)wp + (size_t)g * gsz;
@@ -662,13 +679,15 @@ AI void k_prefill(int q6, int64_t n, const void *wp, int64_t r0, int64_t r1, con
                         prefetch_slice((const uint8_t *)wp + (size_t)h * gsz + c0, cn, t0 / 4,
                                             n_t4);
                     const uint8_t *xr[4];
+                    const int32_t *pt[4];
                     float *yt[4];
                     for (int t = 0; t < 4; t++) {
                         const int tc = tb + t0 + (t < tt ? t : tt - 1);
                         xr[t] = (const uint8_t *)x + (size_t)tc * x_stride + (size_t)k0 * Q8K;
+                        pt[t] = &prs[tc - tb][0][0];
                         yt[t] = y + (size_t)tc * y_stride + (size_t)g * 16;
                     }
-                    tile2(tt, ub, ub1, kn, xr, yt, k0 == 0);
+                    tile2(tt, ub, ub1, kn, xr, pt, yt, k0 == 0);
                 }
             }
             for (; g < g1; g++) {
