@@ -117,6 +117,18 @@ def pct(x):
     return "n/a" if x is None else f"{100 * x:.0f}%"
 
 
+def table(w, headers, rows):
+    """A markdown table; columns (past the first two) whose every cell is
+    n/a are left out: a run without a prompt test, or without TTFT runs,
+    has no such columns."""
+    keep = [i for i in range(len(headers))
+            if i < 2 or any(not str(r[i]).startswith("n/a") for r in rows)]
+    w("| " + " | ".join(headers[i] for i in keep) + " |")
+    w("| " + " | ".join("---" if i == 0 else "---:" for i in keep) + " |")
+    for r in rows:
+        w("| " + " | ".join(str(r[i]) for i in keep) + " |")
+
+
 def main():
     if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
@@ -269,9 +281,10 @@ def main():
     if n_depth:
         pp, tg = f"{pp} @ d{n_depth}", f"{tg} @ d{n_depth}"
     ttp = meta.get("ttft_prompt", "128")
-    w(f"| model | MiB | t | {pp} coreai | {pp} llama.cpp | ratio | {tg} coreai | {tg} llama.cpp | "
-      f"ratio | TTFT{ttp} ms coreai | TTFT llama.cpp | peak RSS MiB coreai | RSS llama.cpp |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    heads = ["model", "MiB", "t", f"{pp} coreai", f"{pp} llama.cpp", "ratio", f"{tg} coreai",
+             f"{tg} llama.cpp", "ratio", f"TTFT{ttp} ms coreai", "TTFT llama.cpp",
+             "peak RSS MiB coreai", "RSS llama.cpp"]
+    trows = []
     for m in models:
         name = os.path.basename(m).removesuffix(".gguf")
         mib = os.path.getsize(m) / 2**20
@@ -284,24 +297,27 @@ def main():
             l_tt, l_tt_m = llama_best(ttft, m, t, higher=False)
             c_rss = med(rss.get((m, t, "coreai", "-"), []))
             l_rss, l_rss_m = llama_best(rss, m, t, higher=False)
-            w(f"| {name} | {mib:.0f} | {t} | {fmt(c_pp, 1)} | {fmt(l_pp, 1)} ({l_pp_m}) | "
-              f"{ratio(c_pp, l_pp)} | {fmt(c_tg, 1)} | {fmt(l_tg, 1)} ({l_tg_m}) | {ratio(c_tg, l_tg)} | "
-              f"{fmt(c_tt, 0)} | {fmt(l_tt, 0)} ({l_tt_m}) | {fmt(c_rss, 0)} | {fmt(l_rss, 0)} ({l_rss_m}) |")
+            trows.append([name, f"{mib:.0f}", t, fmt(c_pp, 1), f"{fmt(l_pp, 1)} ({l_pp_m})",
+                          ratio(c_pp, l_pp), fmt(c_tg, 1), f"{fmt(l_tg, 1)} ({l_tg_m})",
+                          ratio(c_tg, l_tg), fmt(c_tt, 0), f"{fmt(l_tt, 0)} ({l_tt_m})",
+                          fmt(c_rss, 0), f"{fmt(l_rss, 0)} ({l_rss_m})"])
+    table(w, heads, trows)
     w("")
 
     # ---- rooflines
     w("Fractions of the roofline (decode against read bandwidth, prefill against the int8 "
       "VNNI peak, at the same thread count; see bench/README.md for the byte and op counts):")
     w("")
-    w(f"| model | t | decode MB/token | decode roofline t/s | {tg} coreai | {tg} llama.cpp | "
-      f"prefill GOP/token | prefill roofline t/s | {pp} coreai | {pp} llama.cpp |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    heads = ["model", "t", "decode MB/token", "decode roofline t/s", f"{tg} coreai",
+             f"{tg} llama.cpp", "prefill GOP/token", "prefill roofline t/s", f"{pp} coreai",
+             f"{pp} llama.cpp"]
+    trows = []
     for m in models:
         fx = facts.get(m)
         name = os.path.basename(m).removesuffix(".gguf")
         for t in thread_counts:
             if not fx:
-                w(f"| {name} | {t} | n/a | | | | | | | |")
+                trows.append([name, t] + ["n/a"] * 8)
                 continue
             kv = (n_depth + n_gen / 2) * fx["n_layer"] * 2 * fx["n_head_kv"] * fx["head_dim"] * 2
             dec_bytes = fx["decode_weight_bytes"] + kv
@@ -319,17 +335,20 @@ def main():
             def frac(x, roof):
                 return pct(x / roof) if x is not None and roof else "n/a"
 
-            w(f"| {name} | {t} | {dec_bytes / 1e6:.1f} | {fmt(dec_roof, 0)} | {frac(c_tg, dec_roof)} | "
-              f"{frac(l_tg, dec_roof)} | {ops / 1e9:.3f} | {fmt(pre_roof, 0)} | {frac(c_pp, pre_roof)} | "
-              f"{frac(l_pp, pre_roof)} |")
+            no_pp = c_pp is None and l_pp is None  # no prompt test in this run
+            trows.append([name, t, f"{dec_bytes / 1e6:.1f}", fmt(dec_roof, 0), frac(c_tg, dec_roof),
+                          frac(l_tg, dec_roof), "n/a" if no_pp else f"{ops / 1e9:.3f}",
+                          "n/a" if no_pp else fmt(pre_roof, 0), frac(c_pp, pre_roof),
+                          frac(l_pp, pre_roof)])
+    table(w, heads, trows)
     w("")
 
     # ---- llama.cpp per mode
     w("llama.cpp by load mode (medians):")
     w("")
-    w(f"| model | t | {pp} none | {pp} mmap | {tg} none | {tg} mmap | TTFT none | TTFT mmap | "
-      f"RSS none | RSS mmap |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    heads = ["model", "t", f"{pp} none", f"{pp} mmap", f"{tg} none", f"{tg} mmap", "TTFT none",
+             "TTFT mmap", "RSS none", "RSS mmap"]
+    trows = []
     for m in models:
         name = os.path.basename(m).removesuffix(".gguf")
         for t in thread_counts:
@@ -340,7 +359,8 @@ def main():
             for store in (ttft, rss):
                 for mode in modes:
                     cells.append(fmt(med(store.get((m, t, "llama.cpp", mode), [])), 0))
-            w(f"| {name} | {t} | " + " | ".join(cells) + " |")
+            trows.append([name, t] + cells)
+    table(w, heads, trows)
     w("")
 
     # ---- file composition
