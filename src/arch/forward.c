@@ -920,7 +920,7 @@ static void rope_kv_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
     }
 }
 
-static void silu_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
+static void gate_act_tokens(struct cai__fwd *f, void *vctx, int t0, int t1)
 {
     (void)vctx;
     size_t nf = (size_t)f->m->hp.n_ff;
@@ -1046,7 +1046,7 @@ void cai__fwd_eval(struct cai__fwd *f, const int32_t *tokens, int n, int pos0, i
             prof_mm(f, il, CAI__OP_GATE_UP, CAI__OP_MM_GATE, ws, 2, tns, t0, nr);
         }
         t0 = prof_start(f);
-        for_tokens(f, silu_tokens, NULL, nr);
+        for_tokens(f, gate_act_tokens, NULL, nr);
         prof_end(f, il, CAI__OP_SILU, t0, (uint64_t)nr * hp->n_ff * 12u,
                  (uint64_t)nr * hp->n_ff * 5u);
         t0 = prof_start(f);

@@ -659,8 +659,9 @@ AI void k_prefill(int q6, int64_t n, const void *wp, int64_t r0, int64_t r1, con
             const size_t c0 = (size_t)k0 * (gsz / (size_t)nb), cn = (size_t)kn * (gsz / (size_t)nb);
             int64_t g = r0 / 16;
             /* the token block's bsum pairs of this K chunk, once for all
-             * the groups (k4_finish would redo them per group) */
-            if (!q6)
+             * the group pairs below (k4_finish would redo them per pair);
+             * only when there is a pair (the loop's own condition) */
+            if (!q6 && g + 1 < g1 && g * 16 >= r0 && g * 16 + 32 <= r1)
                 for (int t = 0; t < tbn; t++)
                     for (int64_t i = 0; i < kn; i++)
                         k4_bsum_pairs((const uint8_t *)x + (size_t)(tb + t) * x_stride +
